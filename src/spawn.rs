@@ -1,0 +1,404 @@
+//! The fork/exec boundary. All `unsafe` process creation lives here.
+//!
+//! Everything the child needs is prepared before `fork` in a [`SpawnPlan`]: the resolved
+//! executable path, argv and envp as C strings with their pointer arrays. Between `fork` and
+//! `execve` the child makes only async-signal-safe system calls: no allocation, no locks, no
+//! logging, no Rust runtime. An `execve` failure is reported to the parent through a
+//! close-on-exec pipe (EOF means the exec succeeded), and the child leaves with `_exit`.
+//!
+//! The child must start clean (SPEC section 2): ginit's blocked mask is cleared and every
+//! signal disposition reset to default (SIGPIPE above all, which Rust ignores and which would
+//! otherwise survive exec); it sees only fds 0, 1, 2, because every other fd ginit holds is
+//! close-on-exec (see [`mark_inherited_fds_cloexec`]).
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::signals;
+
+/// Why a program could not be started. Carries the name the user gave.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// No such file, or not found on PATH: exit status 127 by convention.
+    NotFound { program: String },
+    /// Found but not executable (permissions, a directory, a bad binary): 126.
+    NotExecutable { program: String, reason: String },
+    /// The system refused to create the process.
+    Fork { program: String, error: io::Error },
+}
+
+impl SpawnError {
+    /// The exit status a shell would report for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::NotExecutable { .. } | SpawnError::Fork { .. } => 126,
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::NotFound { program } => {
+                write!(f, "cannot run `{program}`: no such file or directory")
+            }
+            SpawnError::NotExecutable { program, reason } => {
+                write!(f, "cannot run `{program}`: {reason}")
+            }
+            SpawnError::Fork { program, error } => {
+                write!(f, "cannot start `{program}`: {error}")
+            }
+        }
+    }
+}
+
+/// The default search path when ginit's environment has no PATH (a `FROM scratch` image).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Finds the file `execvp` would run for `program`, checking it can be executed.
+pub fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, SpawnError> {
+    let shown = program.to_string_lossy().into_owned();
+    if program.is_empty() {
+        return Err(SpawnError::NotFound { program: shown });
+    }
+    if program.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(program);
+        return check_executable(&path)
+            .map(|()| path)
+            .map_err(|reason| match reason {
+                None => SpawnError::NotFound { program: shown },
+                Some(reason) => SpawnError::NotExecutable {
+                    program: shown,
+                    reason,
+                },
+            });
+    }
+    let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
+    let mut denied = None;
+    for dir in search.as_bytes().split(|&b| b == b':') {
+        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
+        match check_executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(Some(reason)) if denied.is_none() => denied = Some(reason),
+            Err(_) => {}
+        }
+    }
+    Err(match denied {
+        Some(reason) => SpawnError::NotExecutable {
+            program: shown,
+            reason,
+        },
+        None => SpawnError::NotFound { program: shown },
+    })
+}
+
+/// `Err(None)`: does not exist; `Err(Some(reason))`: exists but cannot be executed.
+fn check_executable(path: &Path) -> Result<(), Option<String>> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => None,
+        _ => Some(e.to_string()),
+    })?;
+    if meta.is_dir() {
+        return Err(Some("it is a directory".into()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(Some("permission denied (not executable)".into()));
+    }
+    Ok(())
+}
+
+/// Everything a child needs, built before fork so the child only makes system calls.
+pub struct SpawnPlan {
+    /// The name the user gave, for messages.
+    name: String,
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// Put the child in a process group of its own.
+    pub new_pgroup: bool,
+    /// Make that group the foreground group of the terminal on fd 0.
+    pub foreground: bool,
+}
+
+fn cstring(bytes: Vec<u8>) -> CString {
+    // Arguments and environment entries from the OS cannot hold NUL bytes; a config-provided
+    // string that does is rejected by validation. Truncating at a NUL keeps this infallible.
+    CString::new(bytes).unwrap_or_else(|e| {
+        let at = e.nul_position();
+        let mut v = e.into_vec();
+        v.truncate(at);
+        CString::new(v).unwrap_or_default()
+    })
+}
+
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+impl SpawnPlan {
+    /// A plan to run `argv` (argv[0] resolved on PATH) with the environment `env`.
+    pub fn new(argv: &[OsString], env: Vec<(OsString, OsString)>) -> Result<Self, SpawnError> {
+        let first = argv.first().map(OsString::as_os_str).unwrap_or_default();
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_os_str());
+        let path = resolve(first, path_var)?;
+        let args: Vec<CString> = argv
+            .iter()
+            .map(|a| cstring(a.as_bytes().to_vec()))
+            .collect();
+        let envs: Vec<CString> = env
+            .into_iter()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstring(kv)
+            })
+            .collect();
+        Ok(SpawnPlan {
+            name: first.to_string_lossy().into_owned(),
+            path: cstring(path.into_os_string().into_vec()),
+            argv_ptrs: pointers(&args),
+            _argv: args,
+            envp_ptrs: pointers(&envs),
+            _envp: envs,
+            new_pgroup: false,
+            foreground: false,
+        })
+    }
+
+    /// Forks and execs the plan. Returns the child's pid once the exec has happened, or the
+    /// reason it could not (the failed child has then already exited and waits to be reaped).
+    pub fn spawn(&self) -> Result<i32, SpawnError> {
+        let mut pipe = [0; 2];
+        // SAFETY: pipe is a valid two-int array.
+        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(self.fork_error(io::Error::last_os_error()));
+        }
+        let [read_end, write_end] = pipe;
+        // The kernel's struct sigaction with SIG_DFL, no flags and an empty mask is all
+        // zeroes on every architecture; 32 bytes cover the largest layout.
+        let default_action = [0u64; 4];
+        let nsig = signals::nsig();
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set.
+        let empty = unsafe {
+            libc::sigemptyset(empty.as_mut_ptr());
+            empty.assume_init()
+        };
+
+        // SAFETY: ginit is single-threaded, so the child is a faithful copy; it runs only
+        // async-signal-safe calls on data prepared above, then execs or _exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let err = io::Error::last_os_error();
+            // SAFETY: both fds are ours and open.
+            unsafe {
+                libc::close(read_end);
+                libc::close(write_end);
+            }
+            return Err(self.fork_error(err));
+        }
+        if pid == 0 {
+            // SAFETY: in the child; only system calls on pre-built data (see module docs).
+            unsafe {
+                self.child(write_end, &default_action, nsig, &empty);
+            }
+        }
+
+        // SAFETY: write_end belongs to the parent copy and is closed exactly once.
+        unsafe { libc::close(write_end) };
+        if self.new_pgroup {
+            // Done on both sides of the fork so the group exists before either relies on it.
+            // After the exec this fails with EACCES, which is harmless.
+            // SAFETY: no memory effects.
+            unsafe { libc::setpgid(pid, pid) };
+        }
+        let mut errno_bytes = [0u8; 4];
+        let mut got = 0;
+        while got < errno_bytes.len() {
+            // SAFETY: reading into the unfilled tail of a 4-byte buffer.
+            let n = unsafe {
+                libc::read(
+                    read_end,
+                    errno_bytes[got..].as_mut_ptr().cast(),
+                    errno_bytes.len() - got,
+                )
+            };
+            if n > 0 {
+                got += n as usize;
+            } else if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        // SAFETY: read_end is ours and closed exactly once.
+        unsafe { libc::close(read_end) };
+        if got < errno_bytes.len() {
+            return Ok(pid); // EOF: the exec succeeded and closed the pipe.
+        }
+        let err = io::Error::from_raw_os_error(i32::from_ne_bytes(errno_bytes));
+        Err(match err.raw_os_error() {
+            Some(libc::ENOENT) => SpawnError::NotFound {
+                program: self.name.clone(),
+            },
+            _ => SpawnError::NotExecutable {
+                program: self.name.clone(),
+                reason: err.to_string(),
+            },
+        })
+    }
+
+    fn fork_error(&self, error: io::Error) -> SpawnError {
+        SpawnError::Fork {
+            program: self.name.clone(),
+            error,
+        }
+    }
+
+    /// The child side of the fork. Never returns.
+    ///
+    /// # Safety
+    /// Call only in a freshly forked child of a single-threaded process.
+    unsafe fn child(
+        &self,
+        report: libc::c_int,
+        default_action: &[u64; 4],
+        nsig: i32,
+        empty: &libc::sigset_t,
+    ) -> ! {
+        // SAFETY: every call below is async-signal-safe and uses memory prepared before fork.
+        unsafe {
+            if self.new_pgroup {
+                libc::setpgid(0, 0);
+            }
+            if self.foreground {
+                // SIGTTOU is still blocked here (inherited mask), so a background group may
+                // take the terminal. Failure (not our controlling tty) is harmless.
+                libc::tcsetpgrp(0, libc::getpgrp());
+            }
+            // The raw system call, not libc's sigaction: the C library refuses the signals it
+            // reserves for itself (32, 33), yet those too may have been left ignored.
+            for sig in 1..nsig {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        default_action.as_ptr(),
+                        std::ptr::null_mut::<libc::c_void>(),
+                        8usize, // the kernel's sigset size: 64 signals on every architecture
+                    );
+                }
+            }
+            libc::sigprocmask(libc::SIG_SETMASK, empty, std::ptr::null_mut());
+            libc::execve(
+                self.path.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
+            let errno = *libc::__errno_location();
+            let bytes = errno.to_ne_bytes();
+            libc::write(report, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
+        }
+    }
+}
+
+/// Makes ginit's own process group the foreground group of the terminal on fd 0 again, after
+/// the child that held it is gone (so a shell that started ginit gets its terminal back).
+pub fn reclaim_terminal() {
+    // SAFETY: no memory effects; SIGTTOU is blocked, so a background caller is not stopped.
+    unsafe { libc::tcsetpgrp(0, libc::getpgrp()) };
+}
+
+/// Marks every fd above 2 that ginit inherited as close-on-exec, so children see only 0-2 and
+/// the fds ginit hands them on purpose. Uses `close_range(2)` and falls back to /proc/self/fd.
+pub fn mark_inherited_fds_cloexec() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on an fd that may already be closed (the read_dir's own) just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn os(s: &str) -> OsString {
+        OsString::from(s)
+    }
+
+    #[test]
+    fn resolves_on_path() {
+        let p = resolve(
+            OsStr::new("sh"),
+            Some(OsStr::new("/nonexistent:/bin:/usr/bin")),
+        )
+        .unwrap();
+        assert!(p.ends_with("sh"));
+    }
+
+    #[test]
+    fn missing_and_denied() {
+        let err = resolve(OsStr::new("no-such-program-xyz"), Some(OsStr::new("/bin"))).unwrap_err();
+        assert_eq!(err.exit_code(), 127);
+        assert!(err.to_string().contains("no-such-program-xyz"));
+        let err = resolve(OsStr::new("/"), None).unwrap_err();
+        assert_eq!(err.exit_code(), 126);
+        assert!(err.to_string().contains("directory"));
+        let err = resolve(OsStr::new(""), None).unwrap_err();
+        assert_eq!(err.exit_code(), 127);
+    }
+
+    #[test]
+    fn plan_builds_null_terminated_arrays() {
+        let plan = SpawnPlan::new(
+            &[os("/bin/sh"), os("-c"), os("true")],
+            vec![(os("A"), os("1")), (os("PATH"), os("/bin"))],
+        )
+        .unwrap();
+        assert_eq!(plan.argv_ptrs.len(), 4);
+        assert!(plan.argv_ptrs[3].is_null());
+        assert_eq!(plan.envp_ptrs.len(), 3);
+        assert_eq!(plan._envp[0].to_str().unwrap(), "A=1");
+    }
+
+    #[test]
+    fn cstring_truncates_at_nul() {
+        assert_eq!(cstring(b"ab\0cd".to_vec()).to_str().unwrap(), "ab");
+    }
+}

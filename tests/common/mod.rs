@@ -1,0 +1,462 @@
+//! Shared harness for the integration tests: runs the real ginit binary as PID 1 of a fresh
+//! PID namespace (`unshare -p -f --mount-proc`, or with `-U -r` when not root) or as a plain
+//! subreaper, collects its output, and waits on conditions with deadlines, never fixed sleeps.
+//! Every run is killed (by pid) when its handle is dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const GINIT: &str = env!("CARGO_BIN_EXE_ginit");
+pub const HELPER: &str = env!("CARGO_BIN_EXE_ginit-test-helper");
+
+/// How long any single expected event may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// PID 1 of a new PID namespace.
+    Pid1,
+    /// An ordinary process (ginit makes itself child subreaper).
+    Subreaper,
+}
+
+pub const MODES: [Mode; 2] = [Mode::Pid1, Mode::Subreaper];
+
+pub fn is_root() -> bool {
+    // SAFETY: no memory effects.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The unshare prefix for a fresh PID namespace, with a user namespace when not root.
+pub fn unshare_prefix() -> Vec<String> {
+    let mut v = vec!["unshare".to_string()];
+    if !is_root() {
+        v.extend(["-U".into(), "-r".into()]);
+    }
+    v.extend(["-p".into(), "-f".into()]);
+    v
+}
+
+/// Polls `check` until it is true or `limit` passes; returns whether it became true.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name: state, ppid, ...
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    Some(
+        stat[close + 1..]
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+pub fn process_exists(pid: i32) -> bool {
+    stat_fields(pid).is_some()
+}
+
+pub fn comm(pid: i32) -> Option<String> {
+    Some(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()?
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Pids whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            stat_fields(pid)
+                .and_then(|f| f.get(1)?.parse::<i32>().ok())
+                .is_some_and(|pp| pp == parent)
+        })
+        .collect()
+}
+
+pub fn status_field(pid: i32, key: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_string())
+    })
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory effects; the pid is one this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// A running ginit with its output.
+pub struct Run {
+    child: Child,
+    /// ginit's pid as seen by the tests (outside any namespace).
+    pub pid: i32,
+    lines: Receiver<String>,
+    /// Every stdout line received so far.
+    seen: Vec<String>,
+    /// Lines received but not yet matched by [`Run::line`].
+    pending: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    code: Option<i32>,
+}
+
+impl Run {
+    /// Runs `ginit ARGS` in `mode`.
+    pub fn start(mode: Mode, args: &[&str]) -> Run {
+        Run::start_with(mode, args, |_| {})
+    }
+
+    /// Runs `ginit ARGS` in `mode`, letting `configure` adjust the command first.
+    pub fn start_with(mode: Mode, args: &[&str], configure: impl FnOnce(&mut Command)) -> Run {
+        let mut argv: Vec<String> = Vec::new();
+        if mode == Mode::Pid1 {
+            argv.extend(unshare_prefix());
+            argv.push("--mount-proc".into());
+        }
+        argv.push(GINIT.into());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        Run::command(&argv, "ginit", configure)
+    }
+
+    /// Runs an arbitrary command line whose ginit process has command name `ginit_comm`
+    /// (either the command itself or a child of it, as with unshare -f).
+    pub fn command(argv: &[String], ginit_comm: &str, configure: impl FnOnce(&mut Command)) -> Run {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout piped");
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let mut err = child.stderr.take().expect("stderr piped");
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let outer = child.id() as i32;
+        let mut pid = outer;
+        if argv[0] != GINIT {
+            // Started through a wrapper (unshare -f): ginit is its child once it has exec'd.
+            // A wrapper that is already a zombie means ginit came and went.
+            let found = wait_until(PATIENCE, || {
+                if stat_fields(outer).is_none_or(|f| f[0] == "Z") {
+                    return true;
+                }
+                let ginit = children_of(outer)
+                    .into_iter()
+                    .find(|&p| comm(p).as_deref() == Some(ginit_comm));
+                pid = ginit.unwrap_or(outer);
+                ginit.is_some()
+            });
+            assert!(found, "ginit did not start under {argv:?}");
+        }
+        Run {
+            child,
+            pid,
+            lines,
+            seen: Vec::new(),
+            pending: Vec::new(),
+            stderr,
+            code: None,
+        }
+    }
+
+    /// Waits for a stdout line containing `want` and returns it. Lines are matched in any
+    /// order: a line that arrived earlier and has not been matched yet counts.
+    pub fn line(&mut self, want: &str) -> String {
+        if let Some(i) = self.pending.iter().position(|l| l.contains(want)) {
+            return self.pending.remove(i);
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(want) {
+                        return line;
+                    }
+                    self.pending.push(line);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no line with {want:?}; stdout so far: {:?}; stderr: {}",
+                        self.seen,
+                        self.stderr()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "output ended without {want:?}; stdout: {:?}; stderr: {}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Every stdout line seen so far plus whatever is left once the run has ended.
+    pub fn all_lines(&mut self) -> Vec<String> {
+        let new: Vec<String> = self.lines.try_iter().collect();
+        self.seen.extend(new.iter().cloned());
+        self.pending.extend(new);
+        self.seen.clone()
+    }
+
+    /// Waits until ginit is blocked in poll(2), i.e. idle in its event loop.
+    pub fn wait_idle(&self) {
+        let idle = wait_until(PATIENCE, || {
+            std::fs::read_to_string(format!("/proc/{}/wchan", self.pid))
+                .is_ok_and(|w| w.contains("poll"))
+        });
+        assert!(idle, "ginit never went idle in poll");
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `want`.
+    pub fn stderr_has(&self, want: &str) {
+        let ok = wait_until(PATIENCE, || self.stderr().contains(want));
+        assert!(ok, "stderr never said {want:?}: {}", self.stderr());
+    }
+
+    pub fn signal(&self, sig: i32) {
+        signal(self.pid, sig);
+    }
+
+    /// Waits for the run to end and returns its exit code (128+N for signal N).
+    pub fn wait(&mut self) -> i32 {
+        if let Some(code) = self.code {
+            return code;
+        }
+        let mut status = None;
+        let ended = wait_until(PATIENCE, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        assert!(
+            ended,
+            "ginit did not exit; stdout {:?}; stderr {}",
+            self.all_lines(),
+            self.stderr()
+        );
+        let status = status.expect("status");
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        // Let the reader threads catch up with the last lines.
+        let _ = wait_until(Duration::from_secs(2), || {
+            self.all_lines();
+            self.lines.recv_timeout(Duration::from_millis(0)) == Err(RecvTimeoutError::Disconnected)
+        });
+        self.code = Some(code);
+        code
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if self.code.is_none() {
+            signal(self.pid, libc::SIGKILL);
+            signal(self.child.id() as i32, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ginit-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A pseudo-terminal whose slave side becomes the controlling terminal of a command, the way
+/// `docker run -it` gives one to ginit.
+pub struct Pty {
+    master: std::fs::File,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// How much of the output earlier `expect`s consumed.
+    cursor: usize,
+    pub child: Child,
+}
+
+impl Pty {
+    pub fn spawn(argv: &[String], envs: &[(&str, &str)]) -> Pty {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::process::CommandExt;
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: out-pointers to two ints; no name, termios or size requested.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh fds from openpty, owned here.
+        let (master, slave) = unsafe {
+            (
+                std::fs::File::from_raw_fd(master),
+                std::fs::File::from_raw_fd(slave),
+            )
+        };
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave.try_clone().unwrap());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        drop(slave);
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&output);
+        let mut reader = master.try_clone().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once every slave fd is closed ends the loop.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty {
+            master,
+            output,
+            cursor: 0,
+            child,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `want` appears in the output after what earlier calls consumed.
+    pub fn expect(&mut self, want: &str) {
+        let mut at = None;
+        let found = wait_until(PATIENCE, || {
+            let out = self.output.lock().unwrap();
+            let hay = String::from_utf8_lossy(&out[self.cursor.min(out.len())..]).into_owned();
+            at = hay.find(want).map(|i| self.cursor + i + want.len());
+            at.is_some()
+        });
+        assert!(
+            found,
+            "terminal never showed {want:?}; it shows:\n{}",
+            self.text()
+        );
+        self.cursor = at.unwrap();
+    }
+
+    pub fn send(&mut self, bytes: &str) {
+        use std::io::Write;
+        self.master.write_all(bytes.as_bytes()).unwrap();
+    }
+
+    pub fn wait(&mut self) -> i32 {
+        let mut status = None;
+        let ended = wait_until(PATIENCE, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(ended, "command did not exit; terminal:\n{}", self.text());
+        status.unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            for pid in children_of(self.child.id() as i32) {
+                signal(pid, libc::SIGKILL);
+            }
+            signal(self.child.id() as i32, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! ginit-test-helper: the program the integration tests and benchmarks run under ginit.
+//!
+//! One binary with small subcommands instead of shell scripts, so tests do not depend on a
+//! shell and can run in an empty root. It reports on stdout, one line per fact, flushed at
+//! once, so tests can wait on lines with a deadline.
+//!
+//! Subcommands:
+//!   exit CODE                 exit with CODE
+//!   kill-self SIG             kill itself with SIG (a number or name like TERM)
+//!   sleep                     wait forever (any default-action signal ends it)
+//!   trap [--exit-on SIG] [--stamp]
+//!                             catch every catchable signal but SIGCHLD and print
+//!                             `got SIGNAME` (or `got SIGNAME <monotonic ns>` with --stamp);
+//!                             exit 0 on SIG
+//!   fds                       print `fds=0,1,2` (the open fds)
+//!   tty                       print `fg=yes|no`, then exit 0 on SIGINT with `got SIGINT`
+//!   group-trap                a child in the same process group and this process both
+//!                             print `leader|member got SIGUSR1`; both exit on SIGTERM
+//!   orphans N                 make N orphans, wait until the init reaped them, print
+//!                             `reaped N` or `zombies-left K`
+//!   daemon [--stubborn] [--exit CODE]
+//!                             leave a daemonised grandchild behind (prints
+//!                             `daemon got SIGTERM` when asked to stop; --stubborn ignores
+//!                             SIGTERM), print `daemon-ready PID`, then exit CODE (default 0)
+//!   orphans-bench N           benchmark: N orphans; print `elapsed_ms= init_cpu_ms= zombies=`
+#![allow(clippy::print_stdout)]
+
+use std::io::{self, Write};
+use std::process::exit;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+static PIPE_W: AtomicI32 = AtomicI32::new(-1);
+
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn sig_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match NAMES.get(sig as usize) {
+        Some(n) => (*n).to_string(),
+        None => format!("SIG{sig}"),
+    }
+}
+
+fn parse_sig(text: &str) -> i32 {
+    if let Ok(n) = text.parse() {
+        return n;
+    }
+    let want = if text.starts_with("SIG") {
+        text.to_string()
+    } else {
+        format!("SIG{text}")
+    };
+    (1..32).find(|&s| sig_name(s) == want).unwrap_or_else(|| {
+        eprintln!("helper: unknown signal {text}");
+        exit(2)
+    })
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = PIPE_W.load(Ordering::Relaxed);
+    let byte = sig as u8;
+    // SAFETY: write is async-signal-safe; a full pipe only loses a report.
+    unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+}
+
+/// Routes `sigs` to a pipe and returns its read end.
+fn catch(sigs: impl Iterator<Item = i32>) -> i32 {
+    let mut fds = [0; 2];
+    // SAFETY: valid array; handlers only write to the pipe.
+    unsafe {
+        libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC);
+        PIPE_W.store(fds[1], Ordering::Relaxed);
+        for sig in sigs {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_signal as *const () as usize;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    fds[0]
+}
+
+fn next_signal(read_fd: i32) -> i32 {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: one-byte read into a local.
+        let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            return i32::from(byte);
+        }
+    }
+}
+
+fn monotonic_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+fn catchable() -> impl Iterator<Item = i32> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&s| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD, 32, 33].contains(&s))
+}
+
+fn trap(args: &[String]) -> ! {
+    let mut exit_on = None;
+    let mut stamp = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--exit-on" => exit_on = it.next().map(|s| parse_sig(s)),
+            "--stamp" => stamp = true,
+            other => {
+                eprintln!("helper trap: unknown argument {other}");
+                exit(2)
+            }
+        }
+    }
+    let rd = catch(catchable());
+    say("ready");
+    loop {
+        let sig = next_signal(rd);
+        if stamp {
+            say(&format!("got {} {}", sig_name(sig), monotonic_ns()));
+        } else {
+            say(&format!("got {}", sig_name(sig)));
+        }
+        if Some(sig) == exit_on {
+            exit(0);
+        }
+    }
+}
+
+fn fork() -> i32 {
+    // SAFETY: the helper is single-threaded.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        eprintln!("helper: fork failed: {}", io::Error::last_os_error());
+        exit(3);
+    }
+    pid
+}
+
+fn wait_child(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    status
+}
+
+/// Zombies whose parent is `parent`, from /proc.
+fn zombies_of(parent: i32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(close) = stat.rfind(')') else {
+                return false;
+            };
+            let mut f = stat[close + 1..].split_whitespace();
+            let state = f.next();
+            let ppid: Option<i32> = f.next().and_then(|p| p.parse().ok());
+            state == Some("Z") && ppid == Some(parent)
+        })
+        .count()
+}
+
+fn make_orphans(n: usize) {
+    for _ in 0..n {
+        let pid = fork();
+        if pid == 0 {
+            if fork() == 0 {
+                // SAFETY: leaving a forked child without running Rust destructors.
+                unsafe { libc::_exit(0) };
+            }
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        wait_child(pid);
+    }
+}
+
+/// Waits (up to `limit`) until the init has no zombies left; returns how many remain.
+fn wait_reaped(init: i32, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = zombies_of(init);
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn orphans(n: usize) {
+    // SAFETY: no memory effects.
+    let init = unsafe { libc::getppid() };
+    make_orphans(n);
+    match wait_reaped(init, Duration::from_secs(20)) {
+        0 => say(&format!("reaped {n}")),
+        k => say(&format!("zombies-left {k}")),
+    }
+}
+
+fn schedstat_ns(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn orphans_bench(n: usize) {
+    // SAFETY: no memory effects.
+    let init = unsafe { libc::getppid() };
+    let cpu0 = schedstat_ns(init);
+    let t0 = Instant::now();
+    make_orphans(n);
+    let left = wait_reaped(init, Duration::from_secs(60));
+    let elapsed = t0.elapsed();
+    let cpu = schedstat_ns(init).saturating_sub(cpu0);
+    say(&format!(
+        "elapsed_ms={:.1} init_cpu_ms={:.1} zombies={left}",
+        elapsed.as_secs_f64() * 1e3,
+        cpu as f64 / 1e6
+    ));
+}
+
+fn daemon(args: &[String]) {
+    let stubborn = args.iter().any(|a| a == "--stubborn");
+    let code = args
+        .iter()
+        .position(|a| a == "--exit")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(0);
+    let mut ready = [0; 2];
+    // SAFETY: valid array.
+    unsafe { libc::pipe(ready.as_mut_ptr()) };
+    let mid = fork();
+    if mid == 0 {
+        // SAFETY: plain system calls in a forked child.
+        unsafe { libc::setsid() };
+        if fork() == 0 {
+            let rd = if stubborn {
+                // SAFETY: ignoring a signal.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+                None
+            } else {
+                Some(catch(std::iter::once(libc::SIGTERM)))
+            };
+            // SAFETY: no memory effects.
+            let me = unsafe { libc::getpid() };
+            let bytes = me.to_ne_bytes();
+            // SAFETY: writing 4 bytes from a local.
+            unsafe { libc::write(ready[1], bytes.as_ptr().cast(), 4) };
+            match rd {
+                Some(rd) => {
+                    next_signal(rd);
+                    say("daemon got SIGTERM");
+                    exit(0);
+                }
+                None => loop {
+                    // SAFETY: waits for a signal.
+                    unsafe { libc::pause() };
+                },
+            }
+        }
+        // SAFETY: leaving the intermediate child.
+        unsafe { libc::_exit(0) };
+    }
+    wait_child(mid);
+    let mut bytes = [0u8; 4];
+    // SAFETY: reading 4 bytes into a local.
+    unsafe { libc::read(ready[0], bytes.as_mut_ptr().cast(), 4) };
+    say(&format!("daemon-ready {}", i32::from_ne_bytes(bytes)));
+    exit(code);
+}
+
+fn group_trap() {
+    let mut ready = [0; 2];
+    // SAFETY: valid array.
+    unsafe { libc::pipe(ready.as_mut_ptr()) };
+    let member = fork();
+    // Each process gets its own signal pipe, after the fork.
+    let rd = catch([libc::SIGUSR1, libc::SIGTERM].into_iter());
+    let mut byte = 0u8;
+    if member == 0 {
+        // SAFETY: one-byte write from a local.
+        unsafe { libc::write(ready[1], (&byte as *const u8).cast(), 1) };
+    } else {
+        // SAFETY: one-byte read into a local.
+        unsafe { libc::read(ready[0], (&mut byte as *mut u8).cast(), 1) };
+        say("ready");
+    }
+    let who = if member == 0 { "member" } else { "leader" };
+    loop {
+        let sig = next_signal(rd);
+        say(&format!("{who} got {}", sig_name(sig)));
+        if sig == libc::SIGTERM {
+            if member != 0 {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(member, libc::SIGTERM) };
+                wait_child(member);
+            }
+            exit(0);
+        }
+    }
+}
+
+fn fds() {
+    let dir = std::fs::read_dir("/proc/self/fd").unwrap_or_else(|e| {
+        eprintln!("helper: /proc/self/fd: {e}");
+        exit(3)
+    });
+    let mut fds: Vec<i32> = dir
+        .flatten()
+        .filter(|e| {
+            // Skip the fd of this very directory listing.
+            std::fs::read_link(e.path())
+                .map(|t| !t.to_string_lossy().ends_with("/fd"))
+                .unwrap_or(false)
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    let list: Vec<String> = fds.iter().map(i32::to_string).collect();
+    say(&format!("fds={}", list.join(",")));
+}
+
+fn tty() {
+    let rd = catch(std::iter::once(libc::SIGINT));
+    // SAFETY: no memory effects.
+    let fg = unsafe { libc::tcgetpgrp(0) == libc::getpgrp() };
+    say(if fg { "fg=yes" } else { "fg=no" });
+    next_signal(rd);
+    say("got SIGINT");
+    exit(0);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("usage: ginit-test-helper COMMAND [ARGS]");
+        exit(2)
+    };
+    let rest = &args[1..];
+    let num = |i: usize| -> usize {
+        rest.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            eprintln!("helper {cmd}: needs a number");
+            exit(2)
+        })
+    };
+    match cmd.as_str() {
+        "exit" => exit(num(0) as i32),
+        "kill-self" => {
+            let sig = parse_sig(rest.first().map(String::as_str).unwrap_or("TERM"));
+            // SAFETY: resetting and raising a signal.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::kill(libc::getpid(), sig);
+            }
+            std::thread::sleep(Duration::from_secs(10));
+            exit(99)
+        }
+        "sleep" => loop {
+            // SAFETY: waits for a signal.
+            unsafe { libc::pause() };
+        },
+        "trap" => trap(rest),
+        "fds" => fds(),
+        "tty" => tty(),
+        "group-trap" => group_trap(),
+        "orphans" => orphans(num(0)),
+        "orphans-bench" => orphans_bench(num(0)),
+        "daemon" => daemon(rest),
+        other => {
+            eprintln!("helper: unknown command {other}");
+            exit(2)
+        }
+    }
+}

@@ -5,12 +5,14 @@
 //! (so `ginit sleep -x` runs `sleep -x`). After `--` everything is the program, always.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::units::parse_duration;
 
 pub const USAGE: &str = "\
 usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]
+       ginit check [-c PATH]      validate a config and print the plan (exit 0, or 2)
 
 Runs PROGRAM as the child of an init that reaps zombies, forwards signals and, when the
 program exits, gives leftover processes SIGTERM and a grace period before SIGKILL.
@@ -29,6 +31,10 @@ options:
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(RunOptions),
+    /// `ginit check [-c PATH]`: validate the config and print the plan.
+    Check {
+        config: Option<PathBuf>,
+    },
     Version,
     Help,
 }
@@ -45,7 +51,7 @@ pub struct RunOptions {
 
 /// The names reserved for talking to a running ginit (SPEC section 6). Until the control
 /// socket exists they are refused with a clear message rather than run as programs.
-const CONTROL_COMMANDS: [&str; 10] = [
+const CONTROL_COMMANDS: [&str; 9] = [
     "status",
     "start",
     "stop",
@@ -55,7 +61,6 @@ const CONTROL_COMMANDS: [&str; 10] = [
     "ready",
     "reload-config",
     "shutdown",
-    "check",
 ];
 
 /// Parses ginit's arguments (without argv[0]). Errors are one-line reasons for exit status 2.
@@ -97,6 +102,7 @@ where
             Short('q') | Long("quiet") => opts.verbosity -= 1,
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('h') | Long("help") => return Ok(Command::Help),
+            Value(first) if first == "check" => return parse_check(parser),
             Value(first) => {
                 if let Some(name) = first.to_str().filter(|n| CONTROL_COMMANDS.contains(n)) {
                     return Err(format!(
@@ -115,6 +121,21 @@ where
         return Err("nothing to run: give a program, as in `ginit -- /app/server`".into());
     }
     Ok(Command::Run(opts))
+}
+
+/// `check [-c PATH]`.
+fn parse_check(mut parser: lexopt::Parser) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut config = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('c') | Long("config") => {
+                config = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?));
+            }
+            other => return Err(format!("check: {}", other.unexpected())),
+        }
+    }
+    Ok(Command::Check { config })
 }
 
 #[cfg(test)]
@@ -174,6 +195,24 @@ mod tests {
                 .contains("--grace")
         );
         assert!(parse(["--grace"]).is_err());
+    }
+
+    #[test]
+    fn check() {
+        assert_eq!(parse(["check"]), Ok(Command::Check { config: None }));
+        assert_eq!(
+            parse(["check", "-c", "/x.yaml"]),
+            Ok(Command::Check {
+                config: Some("/x.yaml".into())
+            })
+        );
+        assert_eq!(
+            parse(["check", "--config=/y"]),
+            Ok(Command::Check {
+                config: Some("/y".into())
+            })
+        );
+        assert!(parse(["check", "extra"]).unwrap_err().starts_with("check:"));
     }
 
     #[test]

@@ -13,8 +13,10 @@ mod reaper;
 mod signals;
 mod single;
 mod spawn;
+mod users;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use log::{debug, error, warn};
 
@@ -31,12 +33,51 @@ fn main() {
             0
         }
         Ok(Command::Run(opts)) => run(opts),
+        Ok(Command::Check { config }) => check(config),
         Err(reason) => {
             eprintln!("ginit: {reason} (see `ginit --help`)");
             2
         }
     };
     std::process::exit(code);
+}
+
+/// Where the config comes from: `-c`, else `$GINIT_CONFIG`, else `/etc/ginit.yaml` if present.
+fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| {
+        std::env::var_os("GINIT_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .or_else(|| {
+        let default = PathBuf::from("/etc/ginit.yaml");
+        default.exists().then_some(default)
+    })
+}
+
+/// `ginit check`: 0 and the plan for a valid config; 2 and every error otherwise.
+fn check(flag: Option<PathBuf>) -> i32 {
+    let Some(path) = config_path(flag) else {
+        eprintln!("ginit: no config to check: give -c PATH or set GINIT_CONFIG");
+        return 2;
+    };
+    match config::load(&path, &config::SystemResolver::new()) {
+        Ok(cfg) => {
+            println!("{}: valid", path.display());
+            print!("{}", cfg.plan());
+            0
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            let n = errors.errors.len();
+            eprintln!(
+                "ginit: {n} error{} in {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            );
+            2
+        }
+    }
 }
 
 /// Single-program mode: start PROGRAM, then reap, forward and clear until it is over.

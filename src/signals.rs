@@ -95,6 +95,39 @@ pub fn name(sig: i32) -> String {
     }
 }
 
+/// Parses `SIGTERM`, `TERM`, `sigterm`, `SIGRTMIN+3`, `RTMAX-1` or a number.
+pub fn parse(text: &str) -> Option<i32> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return (n > 0 && n < nsig()).then_some(n);
+    }
+    let upper = t.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Some((sig, _)) = NAMES.iter().find(|(_, n)| &n[3..] == bare) {
+        return Some(*sig);
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let rt = |rest: &str, base: i32, sign: i32| -> Option<i32> {
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.get(1..)?.parse::<i32>().ok()?
+        };
+        if !rest.is_empty() && !rest.starts_with(if sign > 0 { '+' } else { '-' }) {
+            return None;
+        }
+        let sig = base + sign * off;
+        (min..=max).contains(&sig).then_some(sig)
+    };
+    if let Some(rest) = bare.strip_prefix("RTMIN") {
+        return rt(rest, min, 1);
+    }
+    if let Some(rest) = bare.strip_prefix("RTMAX") {
+        return rt(rest, max, -1);
+    }
+    None
+}
+
 fn sigset_empty() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the set it is given.
@@ -191,6 +224,28 @@ impl SignalSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for sig in 1..nsig() {
+            let n = name(sig);
+            assert_eq!(parse(&n), Some(sig), "{n}");
+        }
+    }
+
+    #[test]
+    fn parse_forms() {
+        assert_eq!(parse("TERM"), Some(libc::SIGTERM));
+        assert_eq!(parse("sigterm"), Some(libc::SIGTERM));
+        assert_eq!(parse("9"), Some(libc::SIGKILL));
+        assert_eq!(parse("RTMIN+2"), Some(libc::SIGRTMIN() + 2));
+        assert_eq!(parse("SIGRTMAX-1"), Some(libc::SIGRTMAX() - 1));
+        assert_eq!(parse("SIGRTMIN-1"), None);
+        assert_eq!(parse("SIGNOPE"), None);
+        assert_eq!(parse("0"), None);
+        assert_eq!(parse("65"), None);
+        assert_eq!(parse(""), None);
+    }
 
     #[test]
     fn table() {

@@ -1,5 +1,274 @@
-//! Configuration: the units every option and YAML key is written in.
+//! Configuration: the YAML file -> a validated [`Config`], or every error at once.
 //!
-//! Must not hold runtime state (pids, fds): config is not state.
+//! `yaml` turns text into nodes with positions; `schema` checks them against the keys ginit
+//! knows and builds these types; Config is not
+//! state: nothing here holds a pid or an fd, and nothing here is changed at run time.
 
+mod schema;
 pub mod units;
+pub mod words;
+pub mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::users::Credentials;
+
+pub use schema::{Resolver, SystemResolver};
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Programs in the order the file lists them.
+    pub programs: Vec<ProgramSpec>,
+    pub shutdown: ShutdownSpec,
+    pub log: LogSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::Never => "never",
+        }
+    }
+}
+
+/// Delays between restarts: `initial`, multiplied by `factor` after each quick failure, at
+/// most `max`; back to `initial` after a run longer than `reset_after`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+    pub reset_after: Duration,
+}
+
+/// Where a program's stdout or stderr goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// ginit's own stdout/stderr, passed to the program as is (no copy).
+    Inherit,
+    /// Each line on ginit's stream as `name[.i] | line`.
+    Prefix,
+    /// Each line on ginit's stream as one JSON object.
+    Json,
+    /// Discarded (/dev/null).
+    Null,
+    /// Appended to a file, rotated by size.
+    File {
+        path: PathBuf,
+        rotate: Option<Rotate>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotate {
+    pub size: u64,
+    pub keep: u32,
+}
+
+/// One program of the config (immutable; instances are runtime state).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramSpec {
+    pub name: String,
+    /// argv; argv[0] is resolved on PATH when started.
+    pub command: Vec<String>,
+    /// Added to (and overriding) ginit's environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<Credentials>,
+    pub instances: u32,
+    pub oneshot: bool,
+    pub depends_on: Vec<String>,
+    pub restart: Restart,
+    pub backoff: Backoff,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub critical: bool,
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub stdout: Output,
+    pub stderr: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownSpec {
+    /// Keep serving (reporting not ready) this long after SIGTERM before stopping.
+    pub delay: Duration,
+    /// Hard bound on the whole shutdown.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSpec {
+    /// env_logger syntax; `None`: not set in the file.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub col: usize,
+    /// Key path such as `programs.web.restart` (empty for the file as a whole).
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file.display())?;
+            if e.line > 0 {
+                write!(f, ":{}:{}", e.line, e.col)?;
+            }
+            if !e.path.is_empty() {
+                write!(f, ": {}", e.path)?;
+            }
+            write!(f, ": {}", e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn whole_file(file: &Path, message: String) -> ConfigErrors {
+        ConfigErrors {
+            file: file.to_path_buf(),
+            errors: vec![ConfigError {
+                line: 0,
+                col: 0,
+                path: String::new(),
+                message,
+            }],
+        }
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the config: {e}")))?;
+    parse(&text, path, resolver)
+}
+
+/// Validates config text; `file` is used in messages only.
+pub fn parse(text: &str, file: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
+    schema::validate(text, resolver).map_err(|errors| ConfigErrors {
+        file: file.to_path_buf(),
+        errors,
+    })
+}
+
+impl Config {
+    pub fn program(&self, name: &str) -> Option<&ProgramSpec> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
+    /// Program names in an order where each comes after what it depends on (file order among
+    /// equals). Validation guarantees there is no cycle.
+    pub fn start_order(&self) -> Vec<&str> {
+        let mut done: Vec<&str> = Vec::new();
+        while done.len() < self.programs.len() {
+            let before = done.len();
+            for p in &self.programs {
+                if !done.contains(&p.name.as_str())
+                    && p.depends_on.iter().all(|d| done.contains(&d.as_str()))
+                {
+                    done.push(&p.name);
+                }
+            }
+            if done.len() == before {
+                break; // a cycle, which validation rejects; never loop forever
+            }
+        }
+        done
+    }
+
+    /// The plan `ginit check` prints.
+    pub fn plan(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let order = self.start_order();
+        let _ = writeln!(out, "start order: {}", order.join(", "));
+        for name in order {
+            let Some(p) = self.program(name) else {
+                continue;
+            };
+            let _ = writeln!(out, "\n{name}:");
+            let _ = writeln!(out, "  command: {:?}", p.command);
+            if p.instances != 1 {
+                let _ = writeln!(out, "  instances: {}", p.instances);
+            }
+            if p.oneshot {
+                let _ = writeln!(out, "  oneshot: true");
+            }
+            if !p.depends_on.is_empty() {
+                let _ = writeln!(out, "  depends_on: {}", p.depends_on.join(", "));
+            }
+            let who = match &p.user {
+                None => "(ginit's own)".to_string(),
+                Some(c) => format!(
+                    "{} (uid {}, gid {})",
+                    c.name.as_deref().unwrap_or("-"),
+                    c.uid,
+                    c.gid
+                ),
+            };
+            let _ = writeln!(out, "  user: {who}");
+            if let Some(cwd) = &p.cwd {
+                let _ = writeln!(out, "  cwd: {}", cwd.display());
+            }
+            let _ = writeln!(
+                out,
+                "  restart: {} (backoff {} to {}, at most {} in {}){}",
+                p.restart.as_str(),
+                units::format_duration(p.backoff.initial),
+                units::format_duration(p.backoff.max),
+                p.max_restarts,
+                units::format_duration(p.restart_window),
+                if p.critical { ", critical" } else { "" }
+            );
+            let _ = writeln!(
+                out,
+                "  stop: {} then SIGKILL after {}",
+                crate::signals::name(p.stop_signal),
+                units::format_duration(p.stop_timeout)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nshutdown: delay {}, timeout {}",
+            units::format_duration(self.shutdown.delay),
+            units::format_duration(self.shutdown.timeout)
+        );
+        out
+    }
+}

@@ -1,0 +1,1147 @@
+//! The keys ginit knows, checked against the YAML tree, with every error collected.
+//!
+//! Each error names the line and column, the key path (`programs.web.restart`) and, for a
+//! misspelt key or value, the nearest valid one. Validation goes on after an error (using the
+//! default for the broken value) so one run reports everything. Keys of features this version
+//! does not have yet are refused as such, never silently ignored.
+//!
+//! What needs the system (users, executables, directories) goes through [`Resolver`], so the
+//! rules are unit-tested without touching the machine.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::yaml::{self, Node, Value};
+use super::{
+    Backoff, Config, ConfigError, LogFormat, LogSpec, Output, ProgramSpec, Restart, Rotate,
+    ShutdownSpec, units,
+};
+use crate::signals;
+use crate::users::{self, Credentials};
+
+/// What validation needs to know about the machine.
+pub trait Resolver {
+    /// `user` or `user:group` -> credentials.
+    fn user(&self, spec: &str) -> Result<Credentials, String>;
+    /// Checks that `program` can be executed (PATH lookup with `path_var` when it has no `/`).
+    fn executable(&self, program: &str, path_var: Option<&str>) -> Result<(), String>;
+    /// Checks that `dir` is an existing directory.
+    fn directory(&self, dir: &Path) -> Result<(), String>;
+    /// ginit's effective uid (only root can start programs as another user).
+    fn euid(&self) -> u32;
+    /// ginit's own PATH.
+    fn path_var(&self) -> Option<String>;
+}
+
+/// The real machine: /etc/passwd, the file system, ginit's environment.
+pub struct SystemResolver {
+    users: users::Db,
+}
+
+impl SystemResolver {
+    pub fn new() -> SystemResolver {
+        SystemResolver {
+            users: users::Db::load(Path::new("/")),
+        }
+    }
+}
+
+impl Resolver for SystemResolver {
+    fn user(&self, spec: &str) -> Result<Credentials, String> {
+        self.users.resolve(spec)
+    }
+
+    fn executable(&self, program: &str, path_var: Option<&str>) -> Result<(), String> {
+        crate::spawn::resolve(OsStr::new(program), path_var.map(OsStr::new))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn directory(&self, dir: &Path) -> Result<(), String> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(format!("`{}` is not a directory", dir.display())),
+            Err(e) => Err(format!("`{}`: {e}", dir.display())),
+        }
+    }
+
+    fn euid(&self) -> u32 {
+        rustix_free_euid()
+    }
+
+    fn path_var(&self) -> Option<String> {
+        std::env::var("PATH").ok()
+    }
+}
+
+#[allow(unsafe_code)]
+fn rustix_free_euid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no memory effects.
+    unsafe { libc::geteuid() }
+}
+
+const TOP_KEYS: &[&str] = &["programs", "shutdown", "log"];
+const TOP_LATER: &[&str] = &["sockets", "control"];
+const PROGRAM_KEYS: &[&str] = &[
+    "command",
+    "env",
+    "cwd",
+    "user",
+    "group",
+    "instances",
+    "oneshot",
+    "depends_on",
+    "restart",
+    "backoff",
+    "max_restarts",
+    "restart_window",
+    "critical",
+    "stop",
+    "stdout",
+    "stderr",
+];
+const PROGRAM_LATER: &[&str] = &[
+    "sockets",
+    "ready",
+    "health",
+    "watchdog",
+    "reload",
+    "limits",
+    "memory_max",
+    "cpu_max",
+    "monitor_window",
+    "cpu_action",
+];
+
+/// Default stop timeout, as Docker's `docker stop`.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn default_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(30),
+        factor: 2.0,
+        reset_after: Duration::from_secs(60),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Edit distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The closest of `choices` to `word`, if close enough to be a likely typo.
+fn nearest<'a>(word: &str, choices: &[&'a str]) -> Option<&'a str> {
+    let (best, d) = choices
+        .iter()
+        .map(|c| (*c, distance(&word.to_ascii_lowercase(), c)))
+        .min_by_key(|(_, d)| *d)?;
+    (d <= (best.len() / 3).max(2)).then_some(best)
+}
+
+fn hint(word: &str, choices: &[&str]) -> String {
+    match nearest(word, choices) {
+        Some(n) => format!(" (did you mean `{n}`?)"),
+        None => String::new(),
+    }
+}
+
+struct Validator<'r> {
+    errors: Vec<ConfigError>,
+    resolver: &'r dyn Resolver,
+}
+
+type Entries<'n> = Vec<(&'n str, &'n Node)>;
+
+impl Validator<'_> {
+    fn error(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            line: node.mark.line,
+            col: node.mark.col,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The entries of a mapping, with unknown, duplicate and not-yet-supported keys reported.
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        known: &[&str],
+        later: &[&str],
+    ) -> Entries<'n> {
+        let Value::Map(pairs) = &node.value else {
+            if !node.is_null() {
+                self.error(
+                    node,
+                    path,
+                    format!("expected a mapping, found {}", node.kind()),
+                );
+            }
+            return Vec::new();
+        };
+        let mut out: Entries<'n> = Vec::new();
+        for (key, value) in pairs {
+            let Some(name) = key.scalar() else {
+                self.error(key, path, "keys must be plain names");
+                continue;
+            };
+            let at = join(path, name);
+            if out.iter().any(|(k, _)| *k == name) {
+                self.error(key, &at, "this key is given twice");
+            } else if known.contains(&name) {
+                out.push((name, value));
+            } else if later.contains(&name) {
+                self.error(
+                    key,
+                    &at,
+                    format!(
+                        "`{name}` is part of ginit's design but not supported by this version yet"
+                    ),
+                );
+            } else {
+                let mut all: Vec<&str> = known.to_vec();
+                all.extend_from_slice(later);
+                self.error(
+                    key,
+                    &at,
+                    format!("unknown key `{name}`{}", hint(name, &all)),
+                );
+            }
+        }
+        out
+    }
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::Scalar { text, .. } if !node.is_null() => Some(text.clone()),
+            _ => {
+                self.error(
+                    node,
+                    path,
+                    format!("expected a string, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn plain<'n>(&mut self, node: &'n Node, path: &str, what: &str) -> Option<&'n str> {
+        match &node.value {
+            Value::Scalar { text, plain: true } if !node.is_null() => Some(text),
+            Value::Scalar { text, plain: false } => {
+                self.error(
+                    node,
+                    path,
+                    format!("expected {what}, found the string \"{text}\" (remove the quotes)"),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    node,
+                    path,
+                    format!("expected {what}, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match self.plain(node, path, "true or false")? {
+            "true" | "True" | "TRUE" => Some(true),
+            "false" | "False" | "FALSE" => Some(false),
+            other => {
+                self.error(
+                    node,
+                    path,
+                    format!("expected true or false, found `{other}`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
+        let text = self.plain(node, path, "a whole number")?;
+        match text.parse::<u32>() {
+            Ok(n) if n >= min => Some(n),
+            Ok(n) => {
+                self.error(node, path, format!("must be at least {min}, found {n}"));
+                None
+            }
+            Err(_) => {
+                self.error(
+                    node,
+                    path,
+                    format!("expected a whole number, found `{text}`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        let text = self.string(node, path)?;
+        units::parse_duration(&text)
+            .map_err(|e| self.error(node, path, e))
+            .ok()
+    }
+
+    fn size(&mut self, node: &Node, path: &str) -> Option<u64> {
+        let text = self.string(node, path)?;
+        units::parse_size(&text)
+            .map_err(|e| self.error(node, path, e))
+            .ok()
+    }
+
+    fn signal(&mut self, node: &Node, path: &str) -> Option<i32> {
+        let text = self.string(node, path)?;
+        match signals::parse(&text) {
+            Some(sig) if !signals::is_untouched(sig) || sig == libc::SIGKILL => Some(sig),
+            Some(_) => {
+                self.error(
+                    node,
+                    path,
+                    format!("`{text}` cannot be used to stop a program"),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    node,
+                    path,
+                    format!("`{text}` is not a signal (write it like SIGTERM, TERM or 15)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<'c>(&mut self, node: &Node, path: &str, choices: &[&'c str]) -> Option<&'c str> {
+        let text = self.string(node, path)?;
+        match choices.iter().find(|c| **c == text) {
+            Some(c) => Some(c),
+            None => {
+                let list = choices
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.error(
+                    node,
+                    path,
+                    format!(
+                        "unknown value `{text}`; expected one of {list}{}",
+                        hint(&text, choices)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, node: &Node, path: &str) -> Vec<(String, Node)> {
+        match &node.value {
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let s = self.string(item, &format!("{path}[{i}]"))?;
+                    Some((s, item.clone()))
+                })
+                .collect(),
+            _ if node.is_null() => Vec::new(),
+            _ => {
+                self.error(
+                    node,
+                    path,
+                    format!("expected a list, found {}", node.kind()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn output(&mut self, node: &Node, path: &str) -> Output {
+        if let Value::Map(_) = node.value {
+            let fields = self.mapping(node, path, &["file", "rotate"], &[]);
+            let mut file = None;
+            let mut rotate = None;
+            for (key, value) in fields {
+                let at = join(path, key);
+                match key {
+                    "file" => file = self.string(value, &at).map(PathBuf::from),
+                    _ => {
+                        let f = self.mapping(value, &at, &["size", "keep"], &[]);
+                        let mut r = Rotate {
+                            size: 10 << 20,
+                            keep: 5,
+                        };
+                        for (k, v) in f {
+                            let p = join(&at, k);
+                            if k == "size" {
+                                r.size = self.size(v, &p).unwrap_or(r.size);
+                            } else {
+                                r.keep = self.number(v, &p, 1).unwrap_or(r.keep);
+                            }
+                        }
+                        rotate = Some(r);
+                    }
+                }
+            }
+            return match file {
+                Some(path) if path.is_absolute() => Output::File { path, rotate },
+                Some(p) => {
+                    self.error(
+                        node,
+                        &join(path, "file"),
+                        format!("`{}` must be an absolute path", p.display()),
+                    );
+                    Output::Inherit
+                }
+                None => {
+                    self.error(node, path, "a file output needs `file: /path/to/log`");
+                    Output::Inherit
+                }
+            };
+        }
+        match self.choice(node, path, &["inherit", "prefix", "json", "null"]) {
+            Some("prefix") => Output::Prefix,
+            Some("json") => Output::Json,
+            Some("null") => Output::Null,
+            _ => Output::Inherit,
+        }
+    }
+
+    fn command(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let argv = match &node.value {
+            Value::Seq(_) => self
+                .string_list(node, path)
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect(),
+            Value::Scalar { text, .. } if !node.is_null() => match super::words::split(text) {
+                Ok(words) => words,
+                Err(e) => {
+                    self.error(node, path, e);
+                    return Vec::new();
+                }
+            },
+            _ => {
+                self.error(
+                    node,
+                    path,
+                    format!("expected a list or a string, found {}", node.kind()),
+                );
+                return Vec::new();
+            }
+        };
+        if argv.is_empty() {
+            self.error(node, path, "the command is empty");
+        }
+        if argv.iter().any(|a| a.contains('\0')) {
+            self.error(node, path, "the command contains a NUL byte");
+        }
+        argv
+    }
+
+    /// `key` is the program's name in the file: errors about the program as a whole point there.
+    fn program(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<ProgramSpec> {
+        let fields = self.mapping(node, path, PROGRAM_KEYS, PROGRAM_LATER);
+        if !matches!(node.value, Value::Map(_)) {
+            if node.is_null() {
+                self.error(key, path, "a program needs at least `command`");
+            }
+            return None;
+        }
+        let mut spec = ProgramSpec {
+            name: name.to_string(),
+            command: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            instances: 1,
+            oneshot: false,
+            depends_on: Vec::new(),
+            restart: Restart::Always,
+            backoff: default_backoff(),
+            max_restarts: 10,
+            restart_window: Duration::from_secs(60),
+            critical: false,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+        };
+        let mut restart = None;
+        let mut command_node = None;
+        let (mut user, mut group) = (None, None);
+        for (key, value) in &fields {
+            let at = join(path, key);
+            match *key {
+                "command" => {
+                    spec.command = self.command(value, &at);
+                    command_node = Some(*value);
+                }
+                "env" => {} // below, once `fields` is no longer borrowed mutably
+                "cwd" => {
+                    if let Some(dir) = self.string(value, &at) {
+                        let dir = PathBuf::from(dir);
+                        if !dir.is_absolute() {
+                            self.error(
+                                value,
+                                &at,
+                                format!("`{}` must be an absolute path", dir.display()),
+                            );
+                        } else if let Err(e) = self.resolver.directory(&dir) {
+                            self.error(value, &at, e);
+                        }
+                        spec.cwd = Some(dir);
+                    }
+                }
+                "user" => user = self.string(value, &at).map(|u| (u, *value)),
+                "group" => group = self.string(value, &at).map(|g| (g, *value)),
+                "instances" => spec.instances = self.number(value, &at, 1).unwrap_or(1),
+                "oneshot" => spec.oneshot = self.boolean(value, &at).unwrap_or(false),
+                "depends_on" => {
+                    spec.depends_on = self
+                        .string_list(value, &at)
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                }
+                "restart" => {
+                    restart = self
+                        .choice(value, &at, &["always", "on-failure", "never"])
+                        .map(|r| match r {
+                            "always" => Restart::Always,
+                            "on-failure" => Restart::OnFailure,
+                            _ => Restart::Never,
+                        })
+                }
+                "backoff" => {
+                    let f = self.mapping(
+                        value,
+                        &at,
+                        &["initial", "max", "factor", "reset_after"],
+                        &[],
+                    );
+                    for (k, v) in f {
+                        let p = join(&at, k);
+                        let b = &mut spec.backoff;
+                        match k {
+                            "initial" => b.initial = self.duration(v, &p).unwrap_or(b.initial),
+                            "max" => b.max = self.duration(v, &p).unwrap_or(b.max),
+                            "reset_after" => {
+                                b.reset_after = self.duration(v, &p).unwrap_or(b.reset_after)
+                            }
+                            _ => {
+                                let text = self.plain(v, &p, "a number").unwrap_or("2");
+                                match text.parse::<f64>() {
+                                    Ok(f) if (1.0..=100.0).contains(&f) => spec.backoff.factor = f,
+                                    _ => self.error(
+                                        v,
+                                        &p,
+                                        format!("expected a number from 1 to 100, found `{text}`"),
+                                    ),
+                                }
+                            }
+                        }
+                    }
+                    if spec.backoff.max < spec.backoff.initial {
+                        self.error(
+                            value,
+                            &join(&at, "max"),
+                            "must not be shorter than `initial`",
+                        );
+                    }
+                }
+                "max_restarts" => spec.max_restarts = self.number(value, &at, 0).unwrap_or(10),
+                "restart_window" => {
+                    spec.restart_window = self.duration(value, &at).unwrap_or(spec.restart_window)
+                }
+                "critical" => spec.critical = self.boolean(value, &at).unwrap_or(false),
+                "stop" => {
+                    let f = self.mapping(value, &at, &["signal", "timeout"], &[]);
+                    for (k, v) in f {
+                        let p = join(&at, k);
+                        if k == "signal" {
+                            spec.stop_signal = self.signal(v, &p).unwrap_or(libc::SIGTERM);
+                        } else {
+                            spec.stop_timeout =
+                                self.duration(v, &p).unwrap_or(DEFAULT_STOP_TIMEOUT);
+                        }
+                    }
+                }
+                "stdout" => spec.stdout = self.output(value, &at),
+                "stderr" => spec.stderr = self.output(value, &at),
+                _ => {}
+            }
+        }
+        if let Some((_, env)) = fields.iter().find(|(k, _)| *k == "env") {
+            spec.env = self.env(env, &join(path, "env"));
+        }
+        spec.restart = restart.unwrap_or(if spec.oneshot {
+            Restart::OnFailure
+        } else {
+            Restart::Always
+        });
+        if spec.oneshot && spec.instances != 1 {
+            self.error(
+                key,
+                &join(path, "instances"),
+                "a oneshot program runs once: `instances` must be 1",
+            );
+        }
+        match command_node {
+            None => self.error(key, path, "a program needs `command`"),
+            Some(cmd_node) if !spec.command.is_empty() => {
+                let path_var = spec
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| self.resolver.path_var());
+                let exe = &spec.command[0];
+                let exe = match &spec.cwd {
+                    Some(cwd) if exe.contains('/') && !exe.starts_with('/') => {
+                        cwd.join(exe).to_string_lossy().into_owned()
+                    }
+                    _ => exe.clone(),
+                };
+                if let Err(e) = self.resolver.executable(&exe, path_var.as_deref()) {
+                    self.error(cmd_node, &join(path, "command"), e);
+                }
+            }
+            Some(_) => {}
+        }
+        let spec_user = match (&user, &group) {
+            (Some((u, _)), Some((g, _))) => Some((format!("{u}:{g}"), user.as_ref().map(|x| x.1))),
+            (Some((u, _)), None) => Some((u.clone(), user.as_ref().map(|x| x.1))),
+            (None, Some((g, n))) => {
+                self.error(
+                    n,
+                    &join(path, "group"),
+                    format!("`group: {g}` needs `user` too"),
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        if let Some((text, Some(at))) = spec_user {
+            let p = join(path, "user");
+            match self.resolver.user(&text) {
+                Ok(creds) => {
+                    let euid = self.resolver.euid();
+                    if euid != 0 && creds.uid != euid {
+                        self.error(at, &p, format!("ginit runs as uid {euid}, and only root can start programs as another user"));
+                    }
+                    spec.user = Some(creds);
+                }
+                Err(e) => self.error(at, &p, e),
+            }
+        }
+        Some(spec)
+    }
+
+    fn env(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {
+        let Value::Map(pairs) = &node.value else {
+            if !node.is_null() {
+                self.error(
+                    node,
+                    path,
+                    format!("expected a mapping of NAME: value, found {}", node.kind()),
+                );
+            }
+            return Vec::new();
+        };
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (k, v) in pairs {
+            let Some(name) = k.scalar() else {
+                self.error(k, path, "variable names must be strings");
+                continue;
+            };
+            let at = join(path, name);
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                self.error(k, &at, "not a valid environment variable name");
+                continue;
+            }
+            if env.iter().any(|(n, _)| n == name) {
+                self.error(k, &at, "this variable is given twice");
+                continue;
+            }
+            if v.is_null() {
+                self.error(v, &at, "needs a value; write \"\" for an empty one");
+                continue;
+            }
+            if let Some(value) = self.string(v, &at) {
+                if value.contains('\0') {
+                    self.error(v, &at, "contains a NUL byte");
+                }
+                env.push((name.to_string(), value));
+            }
+        }
+        env
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Reports dependency cycles, once per cycle, at the first program of the cycle.
+fn find_cycles(programs: &[ProgramSpec]) -> Vec<Vec<String>> {
+    let mut cycles: Vec<Vec<String>> = Vec::new();
+    fn visit(
+        name: &str,
+        programs: &[ProgramSpec],
+        stack: &mut Vec<String>,
+        done: &mut Vec<String>,
+        cycles: &mut Vec<Vec<String>>,
+    ) {
+        if let Some(pos) = stack.iter().position(|s| s == name) {
+            let mut cycle: Vec<String> = stack[pos..].to_vec();
+            cycle.push(name.to_string());
+            cycles.push(cycle);
+            return;
+        }
+        if done.iter().any(|d| d == name) {
+            return;
+        }
+        stack.push(name.to_string());
+        if let Some(p) = programs.iter().find(|p| p.name == name) {
+            for dep in &p.depends_on {
+                visit(dep, programs, stack, done, cycles);
+            }
+        }
+        stack.pop();
+        done.push(name.to_string());
+    }
+    let mut done = Vec::new();
+    for p in programs {
+        visit(&p.name, programs, &mut Vec::new(), &mut done, &mut cycles);
+    }
+    cycles
+}
+
+/// Validates config text: the whole config, or every error found.
+pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<ConfigError>> {
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return Err(vec![ConfigError {
+                line: 1,
+                col: 1,
+                path: String::new(),
+                message: "the config is empty: it needs a `programs:` mapping".into(),
+            }]);
+        }
+        Err(e) => {
+            return Err(vec![ConfigError {
+                line: e.mark.line,
+                col: e.mark.col,
+                path: String::new(),
+                message: format!("invalid YAML: {}", e.message),
+            }]);
+        }
+    };
+    let mut v = Validator {
+        errors: Vec::new(),
+        resolver,
+    };
+    let top = v.mapping(&root, "", TOP_KEYS, TOP_LATER);
+    let mut config = Config {
+        programs: Vec::new(),
+        shutdown: ShutdownSpec {
+            delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+        },
+        log: LogSpec {
+            level: None,
+            format: LogFormat::Text,
+        },
+    };
+    let mut dep_nodes: Vec<(String, Node)> = Vec::new();
+    for (key, value) in &top {
+        match *key {
+            "programs" => {
+                let Value::Map(pairs) = &value.value else {
+                    v.error(
+                        value,
+                        "programs",
+                        format!("expected a mapping of programs, found {}", value.kind()),
+                    );
+                    continue;
+                };
+                for (k, node) in pairs {
+                    let Some(name) = k.scalar() else { continue };
+                    let path = join("programs", name);
+                    if !valid_name(name) {
+                        v.error(k, &path, "program names use letters, digits, `_`, `-` and `.`, starting with a letter or digit");
+                    }
+                    if config.programs.iter().any(|p| p.name == name) {
+                        v.error(k, &path, "this program is defined twice");
+                        continue;
+                    }
+                    if let Some(spec) = v.program(name, k, node, &path) {
+                        if let Value::Map(fields) = &node.value
+                            && let Some((_, deps)) = fields
+                                .iter()
+                                .find(|(k, _)| k.scalar() == Some("depends_on"))
+                            && let Value::Seq(items) = &deps.value
+                        {
+                            for item in items {
+                                dep_nodes.push((name.to_string(), item.clone()));
+                            }
+                        }
+                        config.programs.push(spec);
+                    }
+                }
+            }
+            "shutdown" => {
+                for (k, n) in v.mapping(value, "shutdown", &["delay", "timeout"], &[]) {
+                    let p = join("shutdown", k);
+                    let d = v.duration(n, &p);
+                    match (k, d) {
+                        ("delay", Some(d)) => config.shutdown.delay = d,
+                        (_, Some(d)) => config.shutdown.timeout = d,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {
+                for (k, n) in v.mapping(value, "log", &["level", "format"], &[]) {
+                    let p = join("log", k);
+                    if k == "level" {
+                        config.log.level = v.string(n, &p);
+                    } else if let Some(f) = v.choice(n, &p, &["text", "json"]) {
+                        config.log.format = if f == "json" {
+                            LogFormat::Json
+                        } else {
+                            LogFormat::Text
+                        };
+                    }
+                }
+            }
+        }
+    }
+    if !top.iter().any(|(k, _)| *k == "programs") {
+        v.error(&root, "programs", "the config needs a `programs:` mapping");
+    }
+    let names: Vec<String> = config.programs.iter().map(|p| p.name.clone()).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (program, node) in &dep_nodes {
+        let Some(dep) = node.scalar() else { continue };
+        let path = format!("programs.{program}.depends_on");
+        if dep == program {
+            v.error(node, &path, format!("`{program}` cannot depend on itself"));
+        } else if !names.iter().any(|n| n == dep) {
+            v.error(
+                node,
+                &path,
+                format!("no program named `{dep}`{}", hint(dep, &name_refs)),
+            );
+        }
+    }
+    for cycle in find_cycles(&config.programs) {
+        if cycle.len() <= 2 {
+            continue; // self-dependency, reported above
+        }
+        let first = &cycle[0];
+        let node = dep_nodes
+            .iter()
+            .find(|(p, _)| p == first)
+            .map(|(_, n)| n.clone())
+            .unwrap_or(root.clone());
+        v.error(
+            &node,
+            &format!("programs.{first}.depends_on"),
+            format!("dependency cycle: {}", cycle.join(" -> ")),
+        );
+    }
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        v.errors.sort_by_key(|e| (e.line, e.col));
+        Err(v.errors)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A machine where /bin/* and /app/* exist, users `root` and `app`.
+    pub struct Fake;
+
+    impl Resolver for Fake {
+        fn user(&self, spec: &str) -> Result<Credentials, String> {
+            users::Db::from_text(
+                "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+                "root:x:0:\napp:x:1000:\n",
+            )
+            .resolve(spec)
+        }
+        fn executable(&self, program: &str, _path: Option<&str>) -> Result<(), String> {
+            let known = ["/bin/", "/app/"];
+            if known.iter().any(|k| program.starts_with(k))
+                || !program.contains('/') && program != "missing"
+            {
+                Ok(())
+            } else {
+                Err(format!("cannot run `{program}`: no such file or directory"))
+            }
+        }
+        fn directory(&self, dir: &Path) -> Result<(), String> {
+            if dir.starts_with("/app") || dir == Path::new("/") {
+                Ok(())
+            } else {
+                Err(format!("`{}`: No such file or directory", dir.display()))
+            }
+        }
+        fn euid(&self) -> u32 {
+            0
+        }
+        fn path_var(&self) -> Option<String> {
+            Some("/bin".into())
+        }
+    }
+
+    fn ok(text: &str) -> Config {
+        validate(text, &Fake).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        validate(text, &Fake)
+            .expect_err("should be invalid")
+            .into_iter()
+            .map(|e| format!("{}:{}: {}: {}", e.line, e.col, e.path, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_program() {
+        let c = ok(r#"
+programs:
+  migrate:
+    command: ["/app/migrate", "up"]
+    oneshot: true
+  web:
+    command: /app/server --port 8080
+    env: {GIN_MODE: release, PORT: 8080}
+    cwd: /app
+    user: app
+    depends_on: [migrate]
+    instances: 2
+    restart: on-failure
+    backoff: {initial: 0s, max: 5s, factor: 1.5, reset_after: 1m}
+    max_restarts: 3
+    restart_window: 10s
+    critical: true
+    stop: {signal: SIGINT, timeout: 3s}
+    stdout: prefix
+    stderr: {file: /var/log/web.log, rotate: {size: 1MiB, keep: 2}}
+shutdown: {delay: 5s, timeout: 20s}
+log: {level: debug, format: json}
+"#);
+        let web = c.program("web").unwrap();
+        assert_eq!(web.command, ["/app/server", "--port", "8080"]);
+        assert_eq!(
+            web.env,
+            [
+                ("GIN_MODE".into(), "release".into()),
+                ("PORT".into(), "8080".into())
+            ]
+        );
+        assert_eq!(web.user.as_ref().unwrap().uid, 1000);
+        assert_eq!(web.instances, 2);
+        assert_eq!(web.restart, Restart::OnFailure);
+        assert_eq!(web.backoff.initial, Duration::ZERO);
+        assert_eq!(web.backoff.factor, 1.5);
+        assert_eq!(web.stop_signal, libc::SIGINT);
+        assert_eq!(web.stdout, Output::Prefix);
+        assert_eq!(
+            web.stderr,
+            Output::File {
+                path: "/var/log/web.log".into(),
+                rotate: Some(Rotate {
+                    size: 1 << 20,
+                    keep: 2
+                })
+            }
+        );
+        let migrate = c.program("migrate").unwrap();
+        assert_eq!(migrate.restart, Restart::OnFailure, "oneshot default");
+        assert_eq!(c.start_order(), ["migrate", "web"]);
+        assert_eq!(c.shutdown.delay, Duration::from_secs(5));
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ok("programs:\n  a:\n    command: sleep 1\n");
+        let a = &c.programs[0];
+        assert_eq!(a.restart, Restart::Always);
+        assert_eq!(a.instances, 1);
+        assert_eq!(a.stop_signal, libc::SIGTERM);
+        assert_eq!(a.stop_timeout, DEFAULT_STOP_TIMEOUT);
+        assert_eq!(a.stdout, Output::Inherit);
+        assert_eq!(c.shutdown.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_error_at_once_with_positions_paths_and_hints() {
+        let errs = errors(
+            "programs:\n  web:\n    comand: /app/server\n    restart: alwys\n    stop: {timeout: soon}\n  worker:\n    command: missing\n    depends_on: [wbe]\n",
+        );
+        assert_eq!(
+            errs,
+            [
+                "2:3: programs.web: a program needs `command`",
+                "3:5: programs.web.comand: unknown key `comand` (did you mean `command`?)",
+                "4:14: programs.web.restart: unknown value `alwys`; expected one of `always`, `on-failure`, `never` (did you mean `always`?)",
+                "5:21: programs.web.stop.timeout: `soon` is not a duration (write it like 250ms, 10s, 1m30s or 2h)",
+                "7:14: programs.worker.command: cannot run `missing`: no such file or directory",
+                "8:18: programs.worker.depends_on: no program named `wbe` (did you mean `web`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn cycles_and_self_dependencies() {
+        let errs = errors(
+            "programs:\n  a: {command: x, depends_on: [b]}\n  b: {command: x, depends_on: [c]}\n  c: {command: x, depends_on: [a]}\n  d: {command: x, depends_on: [d]}\n",
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("dependency cycle: a -> b -> c -> a")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`d` cannot depend on itself")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn types_are_checked() {
+        let errs = errors(
+            "programs:\n  a:\n    command: x\n    instances: \"2\"\n    oneshot: yes\n    critical: 1\n    env: [A]\n    depends_on: a\n",
+        );
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(
+            errs[0].contains("found the string \"2\" (remove the quotes)"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("expected true or false, found `yes`"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[3].contains("expected a mapping of NAME: value"),
+            "{errs:?}"
+        );
+        assert!(errs[4].contains("expected a list"), "{errs:?}");
+    }
+
+    #[test]
+    fn later_features_are_refused_as_such() {
+        let errs =
+            errors("sockets: {}\nprograms:\n  a:\n    command: x\n    ready: {notify: true}\n");
+        assert!(
+            errs[0].contains("`sockets` is part of ginit's design but not supported"),
+            "{errs:?}"
+        );
+        assert!(errs[1].contains("programs.a.ready"), "{errs:?}");
+    }
+
+    #[test]
+    fn whole_file_problems() {
+        assert!(errors("")[0].contains("the config is empty"));
+        assert!(errors("shutdown: {}\n")[0].contains("needs a `programs:` mapping"));
+        assert!(errors("programs: [a, b]\n")[0].contains("expected a mapping of programs"));
+        assert!(
+            errors("programs:\n  a: {command: x}\n  a: {command: y}\n")[0]
+                .contains("defined twice")
+        );
+        assert!(errors("programs:\n  \"bad name\": {command: x}\n")[0].contains("program names"));
+        let e = errors("programs:\n  a: [unclosed\n");
+        assert!(e[0].starts_with("2:") || e[0].starts_with("3:"), "{e:?}");
+        assert!(e[0].contains("invalid YAML"), "{e:?}");
+    }
+
+    #[test]
+    fn users_cwd_and_commands() {
+        let errs = errors(
+            "programs:\n  a:\n    command: x\n    user: nobody\n  b:\n    command: x\n    group: app\n  c:\n    command: \"x | y\"\n  d:\n    command: ./run\n    cwd: /nope\n  e:\n    command: []\n",
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("programs.a.user: no user named `nobody`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("programs.b.group: `group: app` needs `user` too")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("programs.c.command: `|` needs a shell")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("programs.d.cwd: `/nope`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("programs.d.command: cannot run `/nope/./run`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("programs.e.command: the command is empty")),
+            "{errs:?}"
+        );
+        let c = ok("programs:\n  a:\n    command: x\n    user: app\n    group: root\n");
+        assert_eq!(c.programs[0].user.as_ref().unwrap().gid, 0);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(nearest("restat", PROGRAM_KEYS), Some("restart"));
+        assert_eq!(nearest("depend_on", PROGRAM_KEYS), Some("depends_on"));
+        assert_eq!(nearest("zzzzzz", PROGRAM_KEYS), None);
+    }
+}

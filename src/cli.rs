@@ -11,14 +11,18 @@ use std::time::Duration;
 use crate::config::units::parse_duration;
 
 pub const USAGE: &str = "\
-usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]
-       ginit check [-c PATH]      validate a config and print the plan (exit 0, or 2)
+usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM under ginit as init
+       ginit [OPTIONS] -c CONFIG [-- PROGRAM...]  supervise the programs of CONFIG
+       ginit check [-c CONFIG]                    validate a config, print the plan
 
 Runs PROGRAM as the child of an init that reaps zombies, forwards signals and, when the
 program exits, gives leftover processes SIGTERM and a grace period before SIGKILL.
 ginit exits with the program's status (128+N when it was killed by signal N).
+With a config (-c, $GINIT_CONFIG or /etc/ginit.yaml), ginit supervises its programs; a
+PROGRAM given too runs beside them as `main`, and its exit ends the run.
 
 options:
+  -c, --config PATH     the YAML config
   -g, --pgroup          forward signals to the program's whole process group
       --grace DURATION  time leftovers get between SIGTERM and SIGKILL (default 2s)
   -v, --verbose         more log output (repeat for trace); or GINIT_LOG=debug
@@ -41,8 +45,10 @@ pub enum Command {
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct RunOptions {
-    /// PROGRAM and its arguments; never empty.
+    /// PROGRAM and its arguments (empty when only a config is given).
     pub program: Vec<OsString>,
+    /// `-c PATH`.
+    pub config: Option<PathBuf>,
     pub pgroup: bool,
     pub grace: Duration,
     /// -v count minus -q count.
@@ -73,6 +79,7 @@ where
     let mut parser = lexopt::Parser::from_args(args);
     let mut opts = RunOptions {
         program: Vec::new(),
+        config: None,
         pgroup: false,
         grace: Duration::from_secs(2),
         verbosity: 0,
@@ -93,6 +100,9 @@ where
         };
         match arg {
             Short('g') | Long("pgroup") => opts.pgroup = true,
+            Short('c') | Long("config") => {
+                opts.config = Some(PathBuf::from(parser.value().map_err(err)?));
+            }
             Long("grace") => {
                 let value = parser.value().map_err(err)?;
                 let text = value.to_string_lossy();
@@ -116,9 +126,6 @@ where
             }
             other => return Err(err(other.unexpected())),
         }
-    }
-    if opts.program.is_empty() {
-        return Err("nothing to run: give a program, as in `ginit -- /app/server`".into());
     }
     Ok(Command::Run(opts))
 }
@@ -181,14 +188,23 @@ mod tests {
     }
 
     #[test]
-    fn errors() {
+    fn config_with_or_without_a_program() {
+        let o = run(&["-c", "/etc/x.yaml"]);
+        assert_eq!(o.config, Some(PathBuf::from("/etc/x.yaml")));
+        assert!(o.program.is_empty());
+        let o = run(&["--config", "x.yaml", "--", "app", "-c"]);
+        assert_eq!(prog(&o), ["app", "-c"]);
         assert!(
-            parse(Vec::<String>::new())
-                .unwrap_err()
-                .contains("nothing to run")
+            run(&[]).program.is_empty(),
+            "main decides whether there is anything to run"
         );
-        assert!(parse(["--"]).unwrap_err().contains("nothing to run"));
+        assert!(run(&["--"]).program.is_empty());
+    }
+
+    #[test]
+    fn errors() {
         assert!(parse(["--bogus"]).is_err());
+        assert!(parse(["-c"]).is_err());
         assert!(
             parse(["--grace", "soon", "true"])
                 .unwrap_err()

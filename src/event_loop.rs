@@ -7,12 +7,17 @@
 
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::config::{self, Config, Output, ProgramSpec};
 use crate::reaper::{self, Exit};
 use crate::signals::{self, SignalSource};
 use crate::single::{Action, Single, Target};
 use crate::spawn;
+use crate::supervisor::{Ops, Supervisor};
 
 /// Milliseconds from `now` to `deadline` for poll, rounded up so a deadline is never polled
 /// for early (which would spin), or -1 for none.
@@ -127,6 +132,165 @@ fn perform(run: &SingleRun, action: Action) -> Option<i32> {
         }
     }
     None
+}
+
+/// The real side effects of the supervisor.
+struct SystemOps {
+    /// ginit's own environment, the base of every program's.
+    base_env: Vec<(OsString, OsString)>,
+    /// stdin is a terminal: `main` gets its foreground.
+    terminal: bool,
+}
+
+impl SystemOps {
+    fn environment(&self, spec: &ProgramSpec, index: u32) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> =
+            Vec::with_capacity(self.base_env.len() + spec.env.len() + 5);
+        let set = |k: &str, v: OsString, env: &mut Vec<(OsString, OsString)>| {
+            env.retain(|(name, _)| name != k);
+            env.push((k.into(), v));
+        };
+        env.extend(self.base_env.iter().cloned());
+        if let Some(user) = &spec.user {
+            set("HOME", user.home.clone().into_os_string(), &mut env);
+            if let Some(name) = &user.name {
+                set("USER", name.into(), &mut env);
+                set("LOGNAME", name.into(), &mut env);
+            }
+        }
+        for (k, v) in &spec.env {
+            set(k, v.into(), &mut env);
+        }
+        set("GINIT_PROGRAM", spec.name.clone().into(), &mut env);
+        set("GINIT_INSTANCE", index.to_string().into(), &mut env);
+        env
+    }
+}
+
+fn open_null() -> Result<std::os::fd::OwnedFd, String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map(Into::into)
+        .map_err(|e| format!("cannot open /dev/null: {e}"))
+}
+
+impl Ops for SystemOps {
+    fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String> {
+        let argv: Vec<OsString> = spec.command.iter().map(OsString::from).collect();
+        let env = self.environment(spec, index);
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&argv, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.foreground = self.terminal && spec.name == "main";
+        plan.cwd = spec
+            .cwd
+            .as_ref()
+            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        if spec.stdout == Output::Null {
+            plan.stdout = Some(open_null()?);
+        }
+        if spec.stderr == Output::Null {
+            plan.stderr = Some(open_null()?);
+        }
+        plan.spawn().map_err(|e| e.to_string())
+    }
+
+    fn signal(&mut self, pid: i32, sig: i32) {
+        // The instance's process group, so helpers it started (an `sh -c` wrapper's child)
+        // hear it too; the process alone if it left its group.
+        if signals::kill(-pid, sig).is_err() {
+            let _ = signals::kill(pid, sig);
+        }
+    }
+
+    fn signal_leftovers(&mut self, sig: i32) {
+        reaper::signal_leftovers(sig);
+    }
+}
+
+/// What supervisor mode needs.
+pub struct SupervisorRun {
+    pub signals: SignalSource,
+    pub config: Config,
+    pub config_path: PathBuf,
+    /// The PROGRAM given after `--`, run as `main`.
+    pub main: Option<Vec<String>>,
+    pub terminal: bool,
+}
+
+/// Runs the supervisor until the run is over and returns ginit's exit status.
+pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
+    let mut ops = SystemOps {
+        base_env: std::env::vars_os().collect(),
+        terminal: run.terminal,
+    };
+    let mut sup = Supervisor::new(&run.config);
+    sup.start(Instant::now(), &mut ops);
+    let mut received = Vec::new();
+    let mut exits: Vec<Exit> = Vec::new();
+    loop {
+        if let Some(code) = sup.finished() {
+            return code;
+        }
+        wait_readable(
+            run.signals.raw_fd(),
+            poll_timeout(sup.deadline(), Instant::now()),
+        );
+        let now = Instant::now();
+        received.clear();
+        run.signals.drain(&mut received);
+        let mut reap = false;
+        for &sig in &received {
+            match sig {
+                libc::SIGCHLD => reap = true,
+                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                    info!("received {}", signals::name(sig));
+                    sup.request_shutdown(now, &mut ops);
+                }
+                libc::SIGHUP => reload_config(&mut run, &mut sup, now, &mut ops),
+                libc::SIGUSR1 => debug!("SIGUSR1: no log files to reopen"),
+                libc::SIGPIPE => {}
+                _ if run.main.is_some() => {
+                    debug!("forwarding {} to main", signals::name(sig));
+                    sup.signal_program("main", sig, &mut ops);
+                }
+                _ => debug!("ignoring {}", signals::name(sig)),
+            }
+        }
+        if reap {
+            exits.clear();
+            let children_left = reaper::reap(&mut exits);
+            sup.on_reaped(&exits, children_left, now, &mut ops);
+        }
+        sup.on_time(now, &mut ops);
+    }
+}
+
+/// SIGHUP: re-reads the config. An invalid file changes nothing; a valid one is applied as
+/// a difference.
+fn reload_config(run: &mut SupervisorRun, sup: &mut Supervisor, now: Instant, ops: &mut SystemOps) {
+    if sup.is_shutting_down() {
+        warn!("not reloading the config: shutting down");
+        return;
+    }
+    info!("reloading {}", run.config_path.display());
+    let mut new = match config::load(&run.config_path, &config::SystemResolver::new()) {
+        Ok(new) => new,
+        Err(errors) => {
+            error!("the new config is invalid; nothing changed:\n{errors}");
+            return;
+        }
+    };
+    if let Some(main) = &run.main
+        && let Err(e) = new.add_main(main.clone())
+    {
+        error!("the new config is invalid; nothing changed: {e}");
+        return;
+    }
+    sup.reload(&run.config, &new, now, ops);
+    run.config = new;
 }
 
 #[cfg(test)]

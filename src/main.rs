@@ -4,15 +4,18 @@
 //! status: 2 for usage errors, 127/126 when the program cannot be started, otherwise the
 //! status the run reports (the program's, 128+N when a signal killed it).
 #![deny(unsafe_code)]
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod config;
 mod event_loop;
 mod logger;
+mod program;
 mod reaper;
 mod signals;
 mod single;
 mod spawn;
+mod supervisor;
 mod users;
 
 use std::io::IsTerminal;
@@ -22,7 +25,26 @@ use log::{debug, error, warn};
 
 use crate::cli::{Command, RunOptions};
 
+/// The C entry point, without Rust's runtime start-up: ginit needs none of it (no threads,
+/// no stack-overflow handler with panic=abort), it saves system calls on every container
+/// start, and it keeps SIGPIPE at its default instead of ignored. std still works: the C
+/// library hands argv and the environment to std before `main`.
+// SAFETY: `main` is the one symbol the C runtime calls; nothing else defines it.
+#[cfg(not(test))]
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+    entry()
+}
+
+/// Test builds get the harness's `main`; this one only keeps `entry` reachable.
+#[cfg(test)]
 fn main() {
+    entry();
+}
+
+fn entry() -> i32 {
+    spawn::ensure_stdio();
     let code = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Version) => {
             println!("ginit {}", env!("CARGO_PKG_VERSION"));
@@ -39,7 +61,7 @@ fn main() {
             2
         }
     };
-    std::process::exit(code);
+    std::process::exit(code)
 }
 
 /// Where the config comes from: `-c`, else `$GINIT_CONFIG`, else `/etc/ginit.yaml` if present.
@@ -80,9 +102,86 @@ fn check(flag: Option<PathBuf>) -> i32 {
     }
 }
 
-/// Single-program mode: start PROGRAM, then reap, forward and clear until it is over.
+/// Runs as init: supervisor mode with a config, single-program mode without.
 fn run(opts: RunOptions) -> i32 {
-    logger::init(opts.verbosity);
+    let config_file = config_path(opts.config.clone());
+    let Some(path) = config_file else {
+        if opts.program.is_empty() {
+            eprintln!(
+                "ginit: nothing to run: give a program (`ginit -- /app/server`) or a config \
+                 (-c PATH, $GINIT_CONFIG, /etc/ginit.yaml) (see `ginit --help`)"
+            );
+            return 2;
+        }
+        logger::init(opts.verbosity, None);
+        return run_single(opts);
+    };
+    let mut cfg = match config::load(&path, &config::SystemResolver::new()) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("ginit: the config is invalid; nothing was started");
+            return 2;
+        }
+    };
+    let main: Option<Vec<String>> = (!opts.program.is_empty()).then(|| {
+        opts.program
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    });
+    if let Some(argv) = &main {
+        let resolved = spawn::resolve(
+            opts.program[0].as_os_str(),
+            std::env::var_os("PATH").as_deref(),
+        );
+        if let Err(e) = resolved {
+            eprintln!("ginit: {e}");
+            return e.exit_code();
+        }
+        if let Err(e) = cfg.add_main(argv.clone()) {
+            eprintln!("ginit: {e}");
+            return 2;
+        }
+    }
+    logger::init(opts.verbosity, Some(&cfg.log));
+    let signals = match setup_init() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    event_loop::run_supervisor(event_loop::SupervisorRun {
+        signals,
+        config: cfg,
+        config_path: path,
+        main,
+        terminal: std::io::stdin().is_terminal(),
+    })
+}
+
+/// What every init mode does first: block signals (before any fork, so none is missed; the
+/// children unblock them), become subreaper when not PID 1, and keep inherited fds away from
+/// children.
+fn setup_init() -> Result<signals::SignalSource, i32> {
+    let signals = signals::SignalSource::install().map_err(|e| {
+        error!("cannot set up signal handling: {e}");
+        2
+    })?;
+    if std::process::id() != 1 {
+        match reaper::become_subreaper() {
+            Ok(()) => {
+                debug!("not PID 1: registered as child subreaper, orphans come back to ginit")
+            }
+            Err(e) => warn!(
+                "not PID 1 and cannot become child subreaper ({e}): orphans will not be reaped by ginit"
+            ),
+        }
+    }
+    spawn::mark_inherited_fds_cloexec();
+    Ok(signals)
+}
+
+/// Single-program mode: start PROGRAM, then reap, forward and clear until it is over.
+fn run_single(opts: RunOptions) -> i32 {
     // Block signals before the first fork so none can be missed; the child unblocks them.
     let signals = match signals::SignalSource::install() {
         Ok(s) => s,

@@ -126,7 +126,20 @@ pub struct SpawnPlan {
     pub new_pgroup: bool,
     /// Make that group the foreground group of the terminal on fd 0.
     pub foreground: bool,
+    /// Working directory of the child.
+    pub cwd: Option<CString>,
+    /// uid, gid and supplementary groups to switch to (root only).
+    pub credentials: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    /// Fds to put on the child's stdout and stderr (closed in ginit after the spawn).
+    pub stdout: Option<std::os::fd::OwnedFd>,
+    pub stderr: Option<std::os::fd::OwnedFd>,
 }
+
+/// The step of the child's setup that failed, reported with errno through the pipe.
+const STAGE_EXEC: i32 = 0;
+const STAGE_CHDIR: i32 = 1;
+const STAGE_CREDENTIALS: i32 = 2;
+const STAGE_REDIRECT: i32 = 3;
 
 fn cstring(bytes: Vec<u8>) -> CString {
     // Arguments and environment entries from the OS cannot hold NUL bytes; a config-provided
@@ -150,12 +163,26 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 impl SpawnPlan {
     /// A plan to run `argv` (argv[0] resolved on PATH) with the environment `env`.
     pub fn new(argv: &[OsString], env: Vec<(OsString, OsString)>) -> Result<Self, SpawnError> {
+        Self::in_dir(argv, env, None)
+    }
+
+    /// As [`SpawnPlan::new`], for a child that will run in `dir`: a relative argv[0] such as
+    /// `./server` is found there.
+    pub fn in_dir(
+        argv: &[OsString],
+        env: Vec<(OsString, OsString)>,
+        dir: Option<&Path>,
+    ) -> Result<Self, SpawnError> {
         let first = argv.first().map(OsString::as_os_str).unwrap_or_default();
         let path_var = env
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_os_str());
-        let path = resolve(first, path_var)?;
+        let relative = first.as_bytes().contains(&b'/') && !first.as_bytes().starts_with(b"/");
+        let path = match dir {
+            Some(dir) if relative => resolve(dir.join(first).as_os_str(), path_var)?,
+            _ => resolve(first, path_var)?,
+        };
         let args: Vec<CString> = argv
             .iter()
             .map(|a| cstring(a.as_bytes().to_vec()))
@@ -178,6 +205,10 @@ impl SpawnPlan {
             _envp: envs,
             new_pgroup: false,
             foreground: false,
+            cwd: None,
+            credentials: None,
+            stdout: None,
+            stderr: None,
         })
     }
 
@@ -228,7 +259,7 @@ impl SpawnPlan {
             // SAFETY: no memory effects.
             unsafe { libc::setpgid(pid, pid) };
         }
-        let mut errno_bytes = [0u8; 4];
+        let mut errno_bytes = [0u8; 8];
         let mut got = 0;
         while got < errno_bytes.len() {
             // SAFETY: reading into the unfilled tail of a 4-byte buffer.
@@ -250,14 +281,40 @@ impl SpawnPlan {
         if got < errno_bytes.len() {
             return Ok(pid); // EOF: the exec succeeded and closed the pipe.
         }
-        let err = io::Error::from_raw_os_error(i32::from_ne_bytes(errno_bytes));
-        Err(match err.raw_os_error() {
-            Some(libc::ENOENT) => SpawnError::NotFound {
-                program: self.name.clone(),
+        let stage = i32::from_ne_bytes([
+            errno_bytes[0],
+            errno_bytes[1],
+            errno_bytes[2],
+            errno_bytes[3],
+        ]);
+        let errno = i32::from_ne_bytes([
+            errno_bytes[4],
+            errno_bytes[5],
+            errno_bytes[6],
+            errno_bytes[7],
+        ]);
+        let err = io::Error::from_raw_os_error(errno);
+        let program = self.name.clone();
+        Err(match (stage, errno) {
+            (STAGE_EXEC, libc::ENOENT) => SpawnError::NotFound { program },
+            (STAGE_EXEC, _) => SpawnError::NotExecutable {
+                program,
+                reason: err.to_string(),
+            },
+            (STAGE_CHDIR, _) => SpawnError::NotExecutable {
+                program,
+                reason: format!(
+                    "cannot change to its directory {:?}: {err}",
+                    self.cwd.as_deref().unwrap_or_default()
+                ),
+            },
+            (STAGE_CREDENTIALS, _) => SpawnError::NotExecutable {
+                program,
+                reason: format!("cannot switch to its user: {err}"),
             },
             _ => SpawnError::NotExecutable {
-                program: self.name.clone(),
-                reason: err.to_string(),
+                program,
+                reason: format!("cannot set up its output: {err}"),
             },
         })
     }
@@ -290,6 +347,37 @@ impl SpawnPlan {
                 // take the terminal. Failure (not our controlling tty) is harmless.
                 libc::tcsetpgrp(0, libc::getpgrp());
             }
+            let fail = |stage: i32| -> ! {
+                let errno = *libc::__errno_location();
+                let mut bytes = [0u8; 8];
+                bytes[..4].copy_from_slice(&stage.to_ne_bytes());
+                bytes[4..].copy_from_slice(&errno.to_ne_bytes());
+                libc::write(report, bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(if stage == STAGE_EXEC && errno == libc::ENOENT {
+                    127
+                } else {
+                    126
+                });
+            };
+            for (fd, target) in [(&self.stdout, 1), (&self.stderr, 2)] {
+                if let Some(fd) = fd
+                    && libc::dup2(std::os::fd::AsRawFd::as_raw_fd(fd), target) < 0
+                {
+                    fail(STAGE_REDIRECT);
+                }
+            }
+            if let Some(dir) = &self.cwd
+                && libc::chdir(dir.as_ptr()) != 0
+            {
+                fail(STAGE_CHDIR);
+            }
+            if let Some((uid, gid, groups)) = &self.credentials
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0)
+            {
+                fail(STAGE_CREDENTIALS);
+            }
             // The raw system call, not libc's sigaction: the C library refuses the signals it
             // reserves for itself (32, 33), yet those too may have been left ignored.
             for sig in 1..nsig {
@@ -309,10 +397,7 @@ impl SpawnPlan {
                 self.argv_ptrs.as_ptr(),
                 self.envp_ptrs.as_ptr(),
             );
-            let errno = *libc::__errno_location();
-            let bytes = errno.to_ne_bytes();
-            libc::write(report, bytes.as_ptr().cast(), bytes.len());
-            libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
+            fail(STAGE_EXEC);
         }
     }
 }
@@ -322,6 +407,19 @@ impl SpawnPlan {
 pub fn reclaim_terminal() {
     // SAFETY: no memory effects; SIGTTOU is blocked, so a background caller is not stopped.
     unsafe { libc::tcsetpgrp(0, libc::getpgrp()) };
+}
+
+/// Opens /dev/null on any of fds 0, 1, 2 that is closed, so no fd ginit opens later lands
+/// there and is mistaken for stdio by a child.
+pub fn ensure_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only reads fd flags; open returns the lowest free fd, the closed one.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
 }
 
 /// Marks every fd above 2 that ginit inherited as close-on-exec, so children see only 0-2 and

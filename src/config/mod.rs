@@ -4,6 +4,7 @@
 //! knows and builds these types; Config is not
 //! state: nothing here holds a pid or an fd, and nothing here is changed at run time.
 
+pub mod diff;
 mod schema;
 pub mod units;
 pub mod words;
@@ -58,23 +59,8 @@ pub struct Backoff {
 pub enum Output {
     /// ginit's own stdout/stderr, passed to the program as is (no copy).
     Inherit,
-    /// Each line on ginit's stream as `name[.i] | line`.
-    Prefix,
-    /// Each line on ginit's stream as one JSON object.
-    Json,
     /// Discarded (/dev/null).
     Null,
-    /// Appended to a file, rotated by size.
-    File {
-        path: PathBuf,
-        rotate: Option<Rotate>,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rotate {
-    pub size: u64,
-    pub keep: u32,
 }
 
 /// One program of the config (immutable; instances are runtime state).
@@ -172,6 +158,12 @@ impl ConfigErrors {
     }
 }
 
+/// A config from test text, validated against a fake machine (see `schema::tests::Fake`).
+#[cfg(test)]
+pub fn schema_for_tests(text: &str) -> Config {
+    schema::validate(text, &schema::tests::Fake).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path)
@@ -188,6 +180,38 @@ pub fn parse(text: &str, file: &Path, resolver: &dyn Resolver) -> Result<Config,
 }
 
 impl Config {
+    /// Adds the PROGRAM given after `--` as the program `main`: `restart: never` and
+    /// critical, so its exit ends the run with its status, as `docker run` users expect.
+    pub fn add_main(&mut self, command: Vec<String>) -> Result<(), String> {
+        if self.program("main").is_some() {
+            return Err(
+                "the config already has a program named `main`, and a PROGRAM was given \
+                        after `--` too; rename one of them"
+                    .into(),
+            );
+        }
+        self.programs.push(ProgramSpec {
+            name: "main".into(),
+            command,
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            instances: 1,
+            oneshot: false,
+            depends_on: Vec::new(),
+            restart: Restart::Never,
+            backoff: schema::default_backoff(),
+            max_restarts: 0,
+            restart_window: Duration::from_secs(60),
+            critical: true,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: schema::DEFAULT_STOP_TIMEOUT,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+        });
+        Ok(())
+    }
+
     pub fn program(&self, name: &str) -> Option<&ProgramSpec> {
         self.programs.iter().find(|p| p.name == name)
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    Backoff, Config, ConfigError, LogFormat, LogSpec, Output, ProgramSpec, Restart, Rotate,
-    ShutdownSpec, units,
+    Backoff, Config, ConfigError, LogFormat, LogSpec, Output, ProgramSpec, Restart, ShutdownSpec,
+    units,
 };
 use crate::signals;
 use crate::users::{self, Credentials};
@@ -314,13 +314,6 @@ impl Validator<'_> {
             .ok()
     }
 
-    fn size(&mut self, node: &Node, path: &str) -> Option<u64> {
-        let text = self.string(node, path)?;
-        units::parse_size(&text)
-            .map_err(|e| self.error(node, path, e))
-            .ok()
-    }
-
     fn signal(&mut self, node: &Node, path: &str) -> Option<i32> {
         let text = self.string(node, path)?;
         match signals::parse(&text) {
@@ -389,52 +382,25 @@ impl Validator<'_> {
         }
     }
 
+    /// `inherit` or `null`. The piped outputs of the design (`prefix`, `json`, files with
+    /// rotation) are refused until ginit has them, rather than quietly inherited.
     fn output(&mut self, node: &Node, path: &str) -> Output {
+        let later = |what: &str| {
+            format!("{what} output is part of ginit's design but not supported by this version yet")
+        };
         if let Value::Map(_) = node.value {
-            let fields = self.mapping(node, path, &["file", "rotate"], &[]);
-            let mut file = None;
-            let mut rotate = None;
-            for (key, value) in fields {
-                let at = join(path, key);
-                match key {
-                    "file" => file = self.string(value, &at).map(PathBuf::from),
-                    _ => {
-                        let f = self.mapping(value, &at, &["size", "keep"], &[]);
-                        let mut r = Rotate {
-                            size: 10 << 20,
-                            keep: 5,
-                        };
-                        for (k, v) in f {
-                            let p = join(&at, k);
-                            if k == "size" {
-                                r.size = self.size(v, &p).unwrap_or(r.size);
-                            } else {
-                                r.keep = self.number(v, &p, 1).unwrap_or(r.keep);
-                            }
-                        }
-                        rotate = Some(r);
-                    }
-                }
-            }
-            return match file {
-                Some(path) if path.is_absolute() => Output::File { path, rotate },
-                Some(p) => {
-                    self.error(
-                        node,
-                        &join(path, "file"),
-                        format!("`{}` must be an absolute path", p.display()),
-                    );
-                    Output::Inherit
-                }
-                None => {
-                    self.error(node, path, "a file output needs `file: /path/to/log`");
-                    Output::Inherit
-                }
-            };
+            self.error(node, path, later("file"));
+            return Output::Inherit;
         }
-        match self.choice(node, path, &["inherit", "prefix", "json", "null"]) {
-            Some("prefix") => Output::Prefix,
-            Some("json") => Output::Json,
+        if let Some(text @ ("prefix" | "json")) = node.scalar() {
+            self.error(node, path, later(&format!("`{text}`")));
+            return Output::Inherit;
+        }
+        // `null` is YAML's null too; here it names the output that discards.
+        if matches!(node.scalar(), Some("null" | "Null" | "NULL" | "~")) {
+            return Output::Null;
+        }
+        match self.choice(node, path, &["inherit", "null"]) {
             Some("null") => Output::Null,
             _ => Output::Inherit,
         }
@@ -968,8 +934,8 @@ programs:
     restart_window: 10s
     critical: true
     stop: {signal: SIGINT, timeout: 3s}
-    stdout: prefix
-    stderr: {file: /var/log/web.log, rotate: {size: 1MiB, keep: 2}}
+    stdout: null
+    stderr: inherit
 shutdown: {delay: 5s, timeout: 20s}
 log: {level: debug, format: json}
 "#);
@@ -988,17 +954,8 @@ log: {level: debug, format: json}
         assert_eq!(web.backoff.initial, Duration::ZERO);
         assert_eq!(web.backoff.factor, 1.5);
         assert_eq!(web.stop_signal, libc::SIGINT);
-        assert_eq!(web.stdout, Output::Prefix);
-        assert_eq!(
-            web.stderr,
-            Output::File {
-                path: "/var/log/web.log".into(),
-                rotate: Some(Rotate {
-                    size: 1 << 20,
-                    keep: 2
-                })
-            }
-        );
+        assert_eq!(web.stdout, Output::Null);
+        assert_eq!(web.stderr, Output::Inherit);
         let migrate = c.program("migrate").unwrap();
         assert_eq!(migrate.restart, Restart::OnFailure, "oneshot default");
         assert_eq!(c.start_order(), ["migrate", "web"]);

@@ -303,10 +303,33 @@ impl Run {
     }
 }
 
+/// Every descendant of `root`, from /proc.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        found.extend(children_of(found[i]));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// SIGKILLs `root` and everything below it, children first seen first: as a subreaper ginit's
+/// programs would outlive it otherwise (as PID 1 the kernel kills the namespace with it).
+pub fn kill_tree(root: i32) {
+    // Stop the tree from changing while it is being killed.
+    signal(root, libc::SIGSTOP);
+    for pid in descendants(root) {
+        signal(pid, libc::SIGKILL);
+    }
+    signal(root, libc::SIGKILL);
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
         if self.code.is_none() {
-            signal(self.pid, libc::SIGKILL);
+            kill_tree(self.pid);
             signal(self.child.id() as i32, libc::SIGKILL);
             let _ = self.child.wait();
         }
@@ -452,10 +475,7 @@ impl Pty {
 impl Drop for Pty {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            for pid in children_of(self.child.id() as i32) {
-                signal(pid, libc::SIGKILL);
-            }
-            signal(self.child.id() as i32, libc::SIGKILL);
+            kill_tree(self.child.id() as i32);
             let _ = self.child.wait();
         }
     }

@@ -1,0 +1,442 @@
+//! One instance of a program as a pure state machine: restart policy, backoff, the restart
+//! window, and the stop -> SIGKILL escalation.
+//!
+//! Inputs are events with a given `now`; outputs are [`Action`]s for the supervisor to carry
+//! out (spawn, signal the instance's process group). No system calls here, so every rule is
+//! unit-tested with made-up instants.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::{ProgramSpec, Restart};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not running and not scheduled (never started, stopped on request, or exited for good
+    /// without failing).
+    Stopped,
+    /// Its process runs.
+    Running,
+    /// Told to stop; SIGKILL follows at the deadline.
+    Stopping,
+    /// Waiting out the restart delay.
+    Backoff,
+    /// Gave up: exited with a failure and will not be restarted.
+    Failed,
+    /// A oneshot that exited 0.
+    Done,
+}
+
+impl State {
+    /// The word `ginit status` shows (until the control socket exists, only tests read it).
+    #[cfg(test)]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+            State::Done => "done",
+        }
+    }
+}
+
+/// What the supervisor must do for this instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start a process (then report it with `on_spawned` or `on_spawn_failed`).
+    Spawn,
+    /// Send a signal to the instance's process group.
+    Signal(i32),
+}
+
+#[derive(Debug)]
+pub struct Instance {
+    pub index: u32,
+    pub state: State,
+    pub pid: Option<i32>,
+    pub started: Option<Instant>,
+    /// How many times it was restarted after exiting (not counting requested restarts).
+    pub restarts: u32,
+    /// The exit code of its last run (128+N for signal N).
+    pub last_exit: Option<i32>,
+    /// Restarts inside the current restart window.
+    recent: VecDeque<Instant>,
+    /// The delay before the next restart.
+    delay: Duration,
+    deadline: Option<Instant>,
+    /// Start again as soon as the requested stop completes.
+    restart_after_stop: bool,
+}
+
+impl Instance {
+    pub fn new(index: u32, spec: &ProgramSpec) -> Instance {
+        Instance {
+            index,
+            state: State::Stopped,
+            pid: None,
+            started: None,
+            restarts: 0,
+            last_exit: None,
+            recent: VecDeque::new(),
+            delay: spec.backoff.initial,
+            deadline: None,
+            restart_after_stop: false,
+        }
+    }
+
+    /// True while a process of this instance may exist.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, State::Running | State::Stopping)
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Starts the instance unless it runs already. A manual start forgets past failures.
+    pub fn start(&mut self, spec: &ProgramSpec) -> Vec<Action> {
+        match self.state {
+            State::Running => Vec::new(),
+            State::Stopping => {
+                self.restart_after_stop = true;
+                Vec::new()
+            }
+            _ => {
+                self.recent.clear();
+                self.delay = spec.backoff.initial;
+                self.deadline = None;
+                vec![Action::Spawn]
+            }
+        }
+    }
+
+    pub fn on_spawned(&mut self, pid: i32, now: Instant) {
+        self.state = State::Running;
+        self.pid = Some(pid);
+        self.started = Some(now);
+        self.deadline = None;
+    }
+
+    /// The process could not be started: counts as a failed run (status 127).
+    pub fn on_spawn_failed(
+        &mut self,
+        spec: &ProgramSpec,
+        may_restart: bool,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.state = State::Running;
+        self.started = Some(now);
+        self.on_exit(spec, 127, None, may_restart, now)
+    }
+
+    /// Its process exited with `code` (`signal` set when a signal killed it).
+    /// `may_restart` is false while ginit shuts down.
+    pub fn on_exit(
+        &mut self,
+        spec: &ProgramSpec,
+        code: i32,
+        signal: Option<i32>,
+        may_restart: bool,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.pid = None;
+        self.last_exit = Some(code);
+        self.deadline = None;
+        if self.state == State::Stopping {
+            self.state = State::Stopped;
+            if std::mem::take(&mut self.restart_after_stop) && may_restart {
+                return vec![Action::Spawn];
+            }
+            return Vec::new();
+        }
+        let stopped_by_its_stop_signal = signal == Some(spec.stop_signal);
+        let failed = code != 0 && !stopped_by_its_stop_signal;
+        if spec.oneshot && code == 0 {
+            self.state = State::Done;
+            return Vec::new();
+        }
+        let restart = may_restart
+            && match spec.restart {
+                Restart::Always => true,
+                Restart::OnFailure => failed,
+                Restart::Never => false,
+            };
+        if !restart {
+            self.state = if failed {
+                State::Failed
+            } else {
+                State::Stopped
+            };
+            return Vec::new();
+        }
+        // A run longer than reset_after proves the program healthy again.
+        if self
+            .started
+            .is_some_and(|s| now.saturating_duration_since(s) >= spec.backoff.reset_after)
+        {
+            self.delay = spec.backoff.initial;
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= spec.restart_window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= spec.max_restarts as usize {
+            self.state = State::Failed;
+            return Vec::new();
+        }
+        self.recent.push_back(now);
+        self.restarts += 1;
+        self.state = State::Backoff;
+        self.deadline = Some(now + self.delay);
+        self.delay = self
+            .delay
+            .mul_f64(spec.backoff.factor)
+            .min(spec.backoff.max);
+        Vec::new()
+    }
+
+    /// Asks the instance to stop: its stop signal now, SIGKILL at the stop timeout.
+    pub fn stop(&mut self, spec: &ProgramSpec, now: Instant) -> Vec<Action> {
+        self.restart_after_stop = false;
+        match self.state {
+            State::Running => {
+                self.state = State::Stopping;
+                self.deadline = Some(now + spec.stop_timeout);
+                vec![Action::Signal(spec.stop_signal)]
+            }
+            State::Backoff => {
+                self.state = State::Stopped;
+                self.deadline = None;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// SIGKILL now (second shutdown signal, or the shutdown timeout).
+    pub fn kill(&mut self) -> Vec<Action> {
+        self.restart_after_stop = false;
+        match self.state {
+            State::Running | State::Stopping => {
+                self.state = State::Stopping;
+                self.deadline = None;
+                vec![Action::Signal(libc::SIGKILL)]
+            }
+            State::Backoff => {
+                self.state = State::Stopped;
+                self.deadline = None;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Acts on an expired deadline: the end of a backoff, or of a stop timeout.
+    pub fn on_time(&mut self, now: Instant) -> Vec<Action> {
+        match (self.state, self.deadline) {
+            (State::Backoff, Some(d)) if now >= d => {
+                self.deadline = None;
+                vec![Action::Spawn]
+            }
+            (State::Stopping, Some(d)) if now >= d => {
+                self.deadline = None;
+                vec![Action::Signal(libc::SIGKILL)]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Backoff, Output};
+
+    fn spec(restart: Restart) -> ProgramSpec {
+        ProgramSpec {
+            name: "p".into(),
+            command: vec!["x".into()],
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            instances: 1,
+            oneshot: false,
+            depends_on: Vec::new(),
+            restart,
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_millis(350),
+                factor: 2.0,
+                reset_after: Duration::from_secs(10),
+            },
+            max_restarts: 3,
+            restart_window: Duration::from_secs(60),
+            critical: false,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: Duration::from_secs(5),
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+        }
+    }
+
+    fn running(spec: &ProgramSpec, t: Instant) -> Instance {
+        let mut i = Instance::new(0, spec);
+        assert_eq!(i.start(spec), vec![Action::Spawn]);
+        i.on_spawned(42, t);
+        i
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn backoff_grows_to_its_max_then_the_window_gives_up() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        let mut now = t;
+        for want in [100, 200, 350] {
+            i.on_exit(&s, 1, None, true, now);
+            assert_eq!(i.state, State::Backoff);
+            assert_eq!(i.deadline(), Some(now + ms(want)));
+            assert!(i.on_time(now + ms(want - 1)).is_empty());
+            now += ms(want);
+            assert_eq!(i.on_time(now), vec![Action::Spawn]);
+            i.on_spawned(43, now);
+        }
+        assert_eq!(i.restarts, 3);
+        // A fourth quick failure inside the window: given up.
+        i.on_exit(&s, 1, None, true, now);
+        assert_eq!(i.state, State::Failed);
+        assert_eq!(i.deadline(), None);
+        assert_eq!(i.last_exit, Some(1));
+    }
+
+    #[test]
+    fn the_window_slides_and_a_long_run_resets_the_delay() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        i.on_exit(&s, 1, None, true, t);
+        i.on_spawned(1, t + ms(100));
+        i.on_exit(&s, 1, None, true, t + ms(100));
+        assert_eq!(i.deadline(), Some(t + ms(300)));
+        // A run of 20 s (> reset_after) brings the delay back to `initial`.
+        i.on_spawned(2, t + ms(300));
+        let later = t + Duration::from_secs(20);
+        i.on_exit(&s, 1, None, true, later);
+        assert_eq!(i.deadline(), Some(later + ms(100)));
+        // Past the window, old restarts no longer count.
+        let much_later = t + Duration::from_secs(200);
+        for k in 0..3 {
+            i.on_spawned(3, much_later);
+            i.on_exit(&s, 1, None, true, much_later + ms(k));
+            assert_eq!(i.state, State::Backoff, "restart {k}");
+        }
+    }
+
+    #[test]
+    fn policies() {
+        let t = Instant::now();
+        // on-failure: exit 0 is the end; failure and foreign signals restart.
+        let s = spec(Restart::OnFailure);
+        let mut i = running(&s, t);
+        i.on_exit(&s, 0, None, true, t);
+        assert_eq!(i.state, State::Stopped);
+        let mut i = running(&s, t);
+        i.on_exit(&s, 3, None, true, t);
+        assert_eq!(i.state, State::Backoff);
+        let mut i = running(&s, t);
+        i.on_exit(&s, 137, Some(libc::SIGKILL), true, t);
+        assert_eq!(i.state, State::Backoff);
+        // Killed by its own stop signal (from outside): not a failure.
+        let mut i = running(&s, t);
+        i.on_exit(&s, 143, Some(libc::SIGTERM), true, t);
+        assert_eq!(i.state, State::Stopped);
+        // never: failed or stopped, never restarted.
+        let s = spec(Restart::Never);
+        let mut i = running(&s, t);
+        i.on_exit(&s, 2, None, true, t);
+        assert_eq!(i.state, State::Failed);
+        let mut i = running(&s, t);
+        i.on_exit(&s, 0, None, true, t);
+        assert_eq!(i.state, State::Stopped);
+        // always restarts after exit 0 too, unless ginit is shutting down.
+        let s = spec(Restart::Always);
+        let mut i = running(&s, t);
+        i.on_exit(&s, 0, None, true, t);
+        assert_eq!(i.state, State::Backoff);
+        let mut i = running(&s, t);
+        i.on_exit(&s, 0, None, false, t);
+        assert_eq!(i.state, State::Stopped);
+    }
+
+    #[test]
+    fn oneshots_are_done_after_exit_0_and_retried_on_failure() {
+        let mut s = spec(Restart::OnFailure);
+        s.oneshot = true;
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        i.on_exit(&s, 1, None, true, t);
+        assert_eq!(i.state, State::Backoff);
+        i.on_spawned(5, t + ms(100));
+        i.on_exit(&s, 0, None, true, t + ms(150));
+        assert_eq!(i.state, State::Done);
+    }
+
+    #[test]
+    fn stop_escalates_to_sigkill_at_the_timeout() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        assert_eq!(i.stop(&s, t), vec![Action::Signal(libc::SIGTERM)]);
+        assert_eq!(i.state, State::Stopping);
+        assert!(i.on_time(t + Duration::from_secs(4)).is_empty());
+        assert_eq!(
+            i.on_time(t + Duration::from_secs(5)),
+            vec![Action::Signal(libc::SIGKILL)]
+        );
+        assert_eq!(i.deadline(), None);
+        // The exit after a requested stop is no failure and no restart.
+        assert!(i.on_exit(&s, 137, Some(libc::SIGKILL), true, t).is_empty());
+        assert_eq!(i.state, State::Stopped);
+    }
+
+    #[test]
+    fn stopping_a_backoff_cancels_the_restart() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        i.on_exit(&s, 1, None, true, t);
+        assert!(i.stop(&s, t).is_empty());
+        assert_eq!(i.state, State::Stopped);
+        assert!(i.on_time(t + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn kill_is_immediate() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        i.stop(&s, t);
+        assert_eq!(i.kill(), vec![Action::Signal(libc::SIGKILL)]);
+        assert_eq!(i.deadline(), None);
+    }
+
+    #[test]
+    fn a_failed_spawn_is_a_failed_run() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = Instance::new(0, &s);
+        i.start(&s);
+        i.on_spawn_failed(&s, true, t);
+        assert_eq!(i.state, State::Backoff);
+        assert_eq!(i.last_exit, Some(127));
+    }
+}

@@ -1,0 +1,860 @@
+//! The supervisor: every program and its instances, start order, critical programs, the
+//! ordered shutdown, and live reload as a difference.
+//!
+//! Side effects go through [`Ops`] (spawn, signal, clear leftovers), so the ordering rules are
+//! unit-tested with a fake; the real implementation lives in `event_loop`. Per-instance rules
+//! (restart policy, backoff, stop escalation) are in `program`.
+//!
+//! Rules:
+//! - a program starts once each dependency is ready (every instance running) or, for a
+//!   oneshot, done (exited 0); a program whose dependency failed for good never starts;
+//! - a critical program that fails for good ends the run with its status (at least 1); a
+//!   critical program with `restart: never` (such as `main`, the PROGRAM given after `--`)
+//!   ends it whenever it exits, with its status;
+//! - shutdown stops dependents before what they depend on; independent programs in parallel;
+//!   each instance gets its stop signal and timeout; `shutdown.timeout` bounds it all; then
+//!   the namespace is cleared of leftovers (SIGTERM, a grace period, SIGKILL).
+
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+
+use crate::config::{Config, ProgramSpec, Restart, diff};
+use crate::program::{Action, Instance, State};
+
+/// Longest grace the leftovers get at the end of a run (bounded by `shutdown.timeout`).
+const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+/// How long SIGKILLed processes may take to be reaped before ginit exits anyway.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// The side effects the supervisor asks for.
+pub trait Ops {
+    /// Starts instance `index` of `spec`; returns its pid.
+    fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String>;
+    /// Sends `sig` to the process group of an instance whose leader is `pid`.
+    fn signal(&mut self, pid: i32, sig: i32);
+    /// Sends `sig` to every leftover process (the namespace, or ginit's descendants).
+    fn signal_leftovers(&mut self, sig: i32);
+}
+
+struct Program {
+    spec: ProgramSpec,
+    instances: Vec<Instance>,
+    /// Its instances have been started once (start order is only about the first start).
+    launched: bool,
+    /// Removed from the config: dropped once every instance is down.
+    removing: bool,
+    /// Changed in the config: restarted with this spec once every instance is down.
+    replacement: Option<ProgramSpec>,
+    /// Already said why it cannot start.
+    blocked_reported: bool,
+}
+
+impl Program {
+    fn new(spec: ProgramSpec) -> Program {
+        let instances = (0..spec.instances)
+            .map(|i| Instance::new(i, &spec))
+            .collect();
+        Program {
+            spec,
+            instances,
+            launched: false,
+            removing: false,
+            replacement: None,
+            blocked_reported: false,
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.instances.iter().any(Instance::is_live)
+    }
+
+    /// Ready for its dependents: every instance running (a oneshot: done).
+    fn satisfies_dependents(&self) -> bool {
+        self.launched
+            && self.instances.iter().all(|i| {
+                if self.spec.oneshot {
+                    i.state == State::Done
+                } else {
+                    i.state == State::Running
+                }
+            })
+    }
+
+    /// Will never satisfy its dependents without outside help.
+    fn failed_for_good(&self) -> bool {
+        self.instances.iter().any(|i| i.state == State::Failed)
+            || (self.spec.oneshot
+                && self.launched
+                && self.instances.iter().all(|i| i.state == State::Stopped))
+    }
+
+    fn label(&self, index: u32) -> String {
+        if self.spec.instances > 1 {
+            format!("{}.{index}", self.spec.name)
+        } else {
+            self.spec.name.clone()
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    Running,
+    /// `shutdown.delay`: keep serving until then.
+    Delaying {
+        until: Instant,
+    },
+    /// Stopping programs in reverse dependency order, until `deadline` (shutdown.timeout).
+    Stopping {
+        deadline: Instant,
+    },
+    /// Every program is down; leftovers got SIGTERM.
+    Clearing {
+        until: Instant,
+    },
+    /// Leftovers got SIGKILL.
+    Killing {
+        until: Instant,
+    },
+    Done,
+}
+
+/// One status line per instance (what `ginit status` will show; only tests read it so far).
+#[cfg(test)]
+#[derive(Debug, PartialEq)]
+pub struct InstanceStatus {
+    pub program: String,
+    pub index: u32,
+    pub pid: Option<i32>,
+    pub state: &'static str,
+    pub restarts: u32,
+    pub last_exit: Option<i32>,
+}
+
+pub struct Supervisor {
+    programs: Vec<Program>,
+    shutdown: crate::config::ShutdownSpec,
+    phase: Phase,
+    /// The status ginit exits with.
+    exit_code: i32,
+    /// The status was decided by a program that ended the run (not just a signal).
+    code_decided: bool,
+    children_left: bool,
+}
+
+impl Supervisor {
+    pub fn new(config: &Config) -> Supervisor {
+        Supervisor {
+            programs: config.programs.iter().cloned().map(Program::new).collect(),
+            shutdown: config.shutdown,
+            phase: Phase::Running,
+            exit_code: 0,
+            code_decided: false,
+            children_left: true,
+        }
+    }
+
+    /// Starts what can start. Call once after creating the supervisor.
+    pub fn start(&mut self, now: Instant, ops: &mut dyn Ops) {
+        self.progress(now, ops);
+    }
+
+    /// `Some(status)` once the run is over.
+    pub fn finished(&self) -> Option<i32> {
+        (self.phase == Phase::Done).then_some(self.exit_code)
+    }
+
+    /// The earliest instant at which [`Supervisor::on_time`] has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        let phase = match self.phase {
+            Phase::Delaying { until } | Phase::Clearing { until } | Phase::Killing { until } => {
+                Some(until)
+            }
+            Phase::Stopping { deadline } => Some(deadline),
+            Phase::Running | Phase::Done => None,
+        };
+        self.programs
+            .iter()
+            .flat_map(|p| p.instances.iter().filter_map(Instance::deadline))
+            .chain(phase)
+            .min()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.phase != Phase::Running
+    }
+
+    #[cfg(test)]
+    pub fn status(&self) -> Vec<InstanceStatus> {
+        self.programs
+            .iter()
+            .flat_map(|p| {
+                p.instances.iter().map(|i| InstanceStatus {
+                    program: p.spec.name.clone(),
+                    index: i.index,
+                    pid: i.pid,
+                    state: i.state.as_str(),
+                    restarts: i.restarts,
+                    last_exit: i.last_exit,
+                })
+            })
+            .collect()
+    }
+
+    fn apply(&mut self, p: usize, i: usize, actions: Vec<Action>, now: Instant, ops: &mut dyn Ops) {
+        for action in actions {
+            let program = &mut self.programs[p];
+            let label = program.label(program.instances[i].index);
+            match action {
+                Action::Spawn => {
+                    let index = program.instances[i].index;
+                    match ops.spawn(&program.spec, index) {
+                        Ok(pid) => {
+                            info!("started {label} (pid {pid})");
+                            program.instances[i].on_spawned(pid, now);
+                        }
+                        Err(e) => {
+                            error!("cannot start {label}: {e}");
+                            let may_restart = self.phase == Phase::Running;
+                            let prog = &mut self.programs[p];
+                            let more =
+                                prog.instances[i].on_spawn_failed(&prog.spec, may_restart, now);
+                            self.report_end(p, i, now);
+                            self.apply(p, i, more, now, ops);
+                        }
+                    }
+                }
+                Action::Signal(sig) => {
+                    if let Some(pid) = program.instances[i].pid {
+                        ops.signal(pid, sig);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs how an instance's run ended, once it has a new state.
+    fn report_end(&self, p: usize, i: usize, _now: Instant) {
+        let program = &self.programs[p];
+        let inst = &program.instances[i];
+        let label = program.label(inst.index);
+        match (inst.state, inst.deadline()) {
+            (State::Backoff, Some(at)) => {
+                let wait = at.saturating_duration_since(_now);
+                warn!(
+                    "{label} will restart in {} (restart {})",
+                    crate::config::units::format_duration(wait),
+                    inst.restarts
+                );
+            }
+            (State::Failed, _) if program.spec.restart != Restart::Never => {
+                error!(
+                    "{label} failed: more than {} restarts in {}; giving up",
+                    program.spec.max_restarts,
+                    crate::config::units::format_duration(program.spec.restart_window)
+                );
+            }
+            (State::Failed, _) => error!("{label} failed"),
+            (State::Done, _) => info!("{label} is done"),
+            _ => {}
+        }
+    }
+
+    /// A batch of reaped processes; `children_left` says whether any child remains.
+    pub fn on_reaped(
+        &mut self,
+        exits: &[crate::reaper::Exit],
+        children_left: bool,
+        now: Instant,
+        ops: &mut dyn Ops,
+    ) {
+        self.children_left = children_left;
+        for exit in exits {
+            let found = self.programs.iter().enumerate().find_map(|(p, prog)| {
+                prog.instances
+                    .iter()
+                    .position(|i| i.pid == Some(exit.pid))
+                    .map(|i| (p, i))
+            });
+            let Some((p, i)) = found else { continue };
+            let may_restart = self.phase == Phase::Running;
+            let program = &mut self.programs[p];
+            let label = program.label(program.instances[i].index);
+            let was_stopping = program.instances[i].state == State::Stopping;
+            if was_stopping {
+                info!("{label} (pid {}) stopped: it {}", exit.pid, exit.describe());
+            } else if exit.code() == 0 {
+                info!("{label} (pid {}) {}", exit.pid, exit.describe());
+            } else {
+                warn!("{label} (pid {}) {}", exit.pid, exit.describe());
+            }
+            let actions = program.instances[i].on_exit(
+                &program.spec,
+                exit.code(),
+                exit.signal(),
+                may_restart,
+                now,
+            );
+            if !was_stopping {
+                self.report_end(p, i, now);
+                self.check_critical(p, i, now);
+            }
+            self.apply(p, i, actions, now, ops);
+        }
+        self.progress(now, ops);
+    }
+
+    /// A critical program that is over for good ends the run.
+    fn check_critical(&mut self, p: usize, i: usize, now: Instant) {
+        let program = &self.programs[p];
+        let inst = &program.instances[i];
+        if !program.spec.critical || self.code_decided {
+            return;
+        }
+        let code = inst.last_exit.unwrap_or(1);
+        let ends = match inst.state {
+            State::Failed => Some(code.max(1)),
+            State::Stopped if program.spec.restart == Restart::Never && !program.spec.oneshot => {
+                Some(code)
+            }
+            _ => None,
+        };
+        if let Some(code) = ends {
+            let label = program.label(inst.index);
+            if self.phase == Phase::Running || matches!(self.phase, Phase::Delaying { .. }) {
+                warn!("{label} is critical and has ended: shutting down with status {code}");
+                self.begin_stopping(now);
+            }
+            self.exit_code = code;
+            self.code_decided = true;
+        }
+    }
+
+    /// A shutdown request (SIGTERM, SIGINT, SIGQUIT, `ginit shutdown`). A second one while
+    /// shutting down kills everything at once.
+    pub fn request_shutdown(&mut self, now: Instant, ops: &mut dyn Ops) {
+        match self.phase {
+            Phase::Running => {
+                if self.shutdown.delay.is_zero() {
+                    info!("shutting down");
+                    self.begin_stopping(now);
+                } else {
+                    info!(
+                        "shutting down in {}: programs keep serving until then",
+                        crate::config::units::format_duration(self.shutdown.delay)
+                    );
+                    self.phase = Phase::Delaying {
+                        until: now + self.shutdown.delay,
+                    };
+                }
+            }
+            Phase::Delaying { .. } | Phase::Stopping { .. } => {
+                warn!("second shutdown request: killing every program now");
+                self.kill_everything(now, ops);
+            }
+            Phase::Clearing { .. } => {
+                ops.signal_leftovers(libc::SIGKILL);
+                self.phase = Phase::Killing {
+                    until: now + KILL_WAIT,
+                };
+            }
+            Phase::Killing { .. } | Phase::Done => {}
+        }
+        self.progress(now, ops);
+    }
+
+    fn begin_stopping(&mut self, now: Instant) {
+        self.phase = Phase::Stopping {
+            deadline: now + self.shutdown.timeout,
+        };
+    }
+
+    fn kill_everything(&mut self, now: Instant, ops: &mut dyn Ops) {
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            self.begin_stopping(now);
+        }
+        for p in 0..self.programs.len() {
+            for i in 0..self.programs[p].instances.len() {
+                let actions = self.programs[p].instances[i].kill();
+                self.apply(p, i, actions, now, ops);
+            }
+        }
+        // Whatever else is left gets no grace either.
+        if let Phase::Stopping { deadline } = &mut self.phase {
+            *deadline = now;
+        }
+    }
+
+    /// Deadlines: backoffs, stop timeouts, the shutdown delay and timeout, the grace period.
+    pub fn on_time(&mut self, now: Instant, ops: &mut dyn Ops) {
+        for p in 0..self.programs.len() {
+            for i in 0..self.programs[p].instances.len() {
+                let actions = self.programs[p].instances[i].on_time(now);
+                if actions.contains(&Action::Signal(libc::SIGKILL)) {
+                    let label = self.programs[p].label(i as u32);
+                    warn!("{label} did not stop in time: sending SIGKILL");
+                }
+                self.apply(p, i, actions, now, ops);
+            }
+        }
+        match self.phase {
+            Phase::Delaying { until } if now >= until => {
+                info!("shutdown delay over: stopping programs");
+                self.begin_stopping(now);
+            }
+            Phase::Stopping { deadline }
+                if now >= deadline && self.programs.iter().any(Program::live) =>
+            {
+                warn!("shutdown timeout reached: killing what is still running");
+                for p in 0..self.programs.len() {
+                    for i in 0..self.programs[p].instances.len() {
+                        let actions = self.programs[p].instances[i].kill();
+                        self.apply(p, i, actions, now, ops);
+                    }
+                }
+                ops.signal_leftovers(libc::SIGKILL);
+                self.phase = Phase::Killing {
+                    until: now + KILL_WAIT,
+                };
+            }
+            Phase::Clearing { until } if now >= until => {
+                ops.signal_leftovers(libc::SIGKILL);
+                self.phase = Phase::Killing {
+                    until: now + KILL_WAIT,
+                };
+            }
+            Phase::Killing { until } if now >= until => {
+                warn!("some processes could not be reaped after SIGKILL; exiting anyway");
+                self.phase = Phase::Done;
+            }
+            _ => {}
+        }
+        self.progress(now, ops);
+    }
+
+    /// Moves everything forward after any event.
+    fn progress(&mut self, now: Instant, ops: &mut dyn Ops) {
+        match self.phase {
+            Phase::Running | Phase::Delaying { .. } => {
+                self.finish_replacements();
+                self.launch_ready(now, ops);
+            }
+            Phase::Stopping { deadline } => {
+                self.stop_in_order(now, ops);
+                if !self.programs.iter().any(Program::live) {
+                    if self.children_left {
+                        let left = deadline.saturating_duration_since(now);
+                        ops.signal_leftovers(libc::SIGTERM);
+                        info!(
+                            "every program has stopped; sent SIGTERM to the processes left behind"
+                        );
+                        self.phase = Phase::Clearing {
+                            until: now + left.min(LEFTOVER_GRACE),
+                        };
+                    } else {
+                        self.phase = Phase::Done;
+                    }
+                }
+            }
+            Phase::Clearing { .. } | Phase::Killing { .. } => {
+                if !self.children_left {
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Starts each program whose dependencies are satisfied, once.
+    fn launch_ready(&mut self, now: Instant, ops: &mut dyn Ops) {
+        loop {
+            let mut launched_any = false;
+            for p in 0..self.programs.len() {
+                let program = &self.programs[p];
+                if program.launched || program.removing {
+                    continue;
+                }
+                let deps: Vec<&Program> = program
+                    .spec
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| self.programs.iter().find(|q| &q.spec.name == d))
+                    .collect();
+                if let Some(dead) = deps.iter().find(|d| d.failed_for_good()) {
+                    if !program.blocked_reported {
+                        error!(
+                            "{} will not start: its dependency {} failed",
+                            program.spec.name, dead.spec.name
+                        );
+                        self.programs[p].blocked_reported = true;
+                    }
+                    continue;
+                }
+                if !deps.iter().all(|d| d.satisfies_dependents()) {
+                    continue;
+                }
+                self.programs[p].launched = true;
+                launched_any = true;
+                for i in 0..self.programs[p].instances.len() {
+                    let prog = &mut self.programs[p];
+                    let actions = prog.instances[i].start(&prog.spec);
+                    self.apply(p, i, actions, now, ops);
+                }
+            }
+            // A start may satisfy others at once (programs without readiness checks are
+            // ready as soon as they run).
+            if !launched_any {
+                break;
+            }
+        }
+    }
+
+    /// Stops every program none of whose dependents is still up.
+    fn stop_in_order(&mut self, now: Instant, ops: &mut dyn Ops) {
+        for p in 0..self.programs.len() {
+            let name = &self.programs[p].spec.name;
+            let dependents_up = self.programs.iter().any(|q| {
+                q.spec.depends_on.contains(name)
+                    && (q.live() || q.instances.iter().any(|i| i.state == State::Backoff))
+            });
+            if dependents_up {
+                // Do not restart it meanwhile: cancel a pending backoff.
+                continue;
+            }
+            for i in 0..self.programs[p].instances.len() {
+                let prog = &mut self.programs[p];
+                let actions = prog.instances[i].stop(&prog.spec, now);
+                self.apply(p, i, actions, now, ops);
+            }
+        }
+    }
+
+    /// Sends `sig` to every running instance of program `name`; false if there is none.
+    pub fn signal_program(&self, name: &str, sig: i32, ops: &mut dyn Ops) -> bool {
+        let Some(program) = self.programs.iter().find(|p| p.spec.name == name) else {
+            return false;
+        };
+        let mut sent = false;
+        for pid in program.instances.iter().filter_map(|i| i.pid) {
+            ops.signal(pid, sig);
+            sent = true;
+        }
+        sent
+    }
+
+    /// Applies a new, valid config as a difference: new programs start, removed ones stop,
+    /// changed ones restart with their new spec, unchanged ones are not touched.
+    pub fn reload(&mut self, old: &Config, new: &Config, now: Instant, ops: &mut dyn Ops) {
+        let d = diff::diff(old, new);
+        info!(
+            "config reloaded: {} added, {} removed, {} changed, {} unchanged",
+            d.added.len(),
+            d.removed.len(),
+            d.changed.len(),
+            d.unchanged.len()
+        );
+        self.shutdown = new.shutdown;
+        for name in &d.removed {
+            if let Some(p) = self.programs.iter().position(|q| &q.spec.name == name) {
+                self.programs[p].removing = true;
+                for i in 0..self.programs[p].instances.len() {
+                    let prog = &mut self.programs[p];
+                    let actions = prog.instances[i].stop(&prog.spec, now);
+                    self.apply(p, i, actions, now, ops);
+                }
+            }
+        }
+        for name in &d.changed {
+            let (Some(p), Some(spec)) = (
+                self.programs.iter().position(|q| &q.spec.name == name),
+                new.program(name),
+            ) else {
+                continue;
+            };
+            self.programs[p].replacement = Some(spec.clone());
+            for i in 0..self.programs[p].instances.len() {
+                let prog = &mut self.programs[p];
+                let actions = prog.instances[i].stop(&prog.spec, now);
+                self.apply(p, i, actions, now, ops);
+            }
+        }
+        for name in &d.added {
+            if let Some(spec) = new.program(name) {
+                self.programs.push(Program::new(spec.clone()));
+            }
+        }
+        // Keep the file's order, which is the order of start among equals.
+        self.programs.sort_by_key(|q| {
+            new.programs
+                .iter()
+                .position(|s| s.name == q.spec.name)
+                .unwrap_or(usize::MAX)
+        });
+        self.progress(now, ops);
+    }
+
+    /// Drops removed programs and restarts changed ones once they are down.
+    fn finish_replacements(&mut self) {
+        self.programs.retain(|p| !p.removing || p.live());
+        for program in &mut self.programs {
+            if !program.live()
+                && let Some(spec) = program.replacement.take()
+            {
+                *program = Program::new(spec);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema_for_tests as parse;
+    use crate::reaper::Exit;
+
+    #[derive(Default)]
+    struct Fake {
+        next_pid: i32,
+        spawned: Vec<(String, u32, i32)>,
+        signals: Vec<(i32, i32)>,
+        leftovers: Vec<i32>,
+        fail: Vec<String>,
+    }
+
+    impl Ops for Fake {
+        fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String> {
+            if self.fail.contains(&spec.name) {
+                return Err("no such file".into());
+            }
+            self.next_pid += 1;
+            let pid = 100 + self.next_pid;
+            self.spawned.push((spec.name.clone(), index, pid));
+            Ok(pid)
+        }
+        fn signal(&mut self, pid: i32, sig: i32) {
+            self.signals.push((pid, sig));
+        }
+        fn signal_leftovers(&mut self, sig: i32) {
+            self.leftovers.push(sig);
+        }
+    }
+
+    impl Fake {
+        fn pid(&self, name: &str) -> i32 {
+            self.spawned
+                .iter()
+                .rev()
+                .find(|(n, _, _)| n == name)
+                .unwrap()
+                .2
+        }
+        fn names(&self) -> Vec<&str> {
+            self.spawned.iter().map(|(n, _, _)| n.as_str()).collect()
+        }
+    }
+
+    fn exit(pid: i32, code: i32) -> Exit {
+        Exit {
+            pid,
+            status: code << 8,
+        }
+    }
+
+    fn killed(pid: i32, sig: i32) -> Exit {
+        Exit { pid, status: sig }
+    }
+
+    #[test]
+    fn dependencies_start_in_order_and_wait_for_oneshots() {
+        let c = parse(
+            "programs:\n  web: {command: x, depends_on: [migrate, cache]}\n  migrate: {command: x, oneshot: true}\n  cache: {command: x}\n  other: {command: x}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        assert_eq!(ops.names(), ["migrate", "cache", "other"]);
+        // The oneshot fails once, retries, then exits 0: only then does web start.
+        s.on_reaped(&[exit(ops.pid("migrate"), 1)], true, t, &mut ops);
+        assert_eq!(ops.names().len(), 3);
+        s.on_time(t + Duration::from_millis(100), &mut ops);
+        assert_eq!(ops.names().len(), 4);
+        s.on_reaped(&[exit(ops.pid("migrate"), 0)], true, t, &mut ops);
+        assert_eq!(ops.names(), ["migrate", "cache", "other", "migrate", "web"]);
+    }
+
+    #[test]
+    fn a_failed_dependency_blocks_its_dependents() {
+        let c = parse(
+            "programs:\n  a: {command: x, restart: never}\n  b: {command: x, depends_on: [a]}\n",
+        );
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        let mut s = Supervisor::new(&c);
+        ops.fail.push("a".into());
+        s.start(t, &mut ops);
+        assert!(ops.spawned.is_empty());
+        assert_eq!(s.status()[0].state, "failed");
+        assert_eq!(s.status()[1].state, "stopped");
+        assert_eq!(
+            s.finished(),
+            None,
+            "a non-critical failure does not end the run"
+        );
+    }
+
+    #[test]
+    fn shutdown_stops_dependents_first_then_clears_leftovers() {
+        let c = parse(
+            "programs:\n  db: {command: x}\n  web: {command: x, depends_on: [db]}\n  side: {command: x, stop: {signal: SIGINT}}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let (db, web, side) = (ops.pid("db"), ops.pid("web"), ops.pid("side"));
+        s.request_shutdown(t, &mut ops);
+        // web and side (independent) first, in parallel; db waits for web.
+        assert_eq!(ops.signals, [(web, libc::SIGTERM), (side, libc::SIGINT)]);
+        s.on_reaped(&[killed(web, libc::SIGTERM)], true, t, &mut ops);
+        assert_eq!(ops.signals.last(), Some(&(db, libc::SIGTERM)));
+        s.on_reaped(&[exit(db, 0), exit(side, 0)], true, t, &mut ops);
+        assert_eq!(ops.leftovers, [libc::SIGTERM]);
+        assert_eq!(s.finished(), None);
+        s.on_time(t + LEFTOVER_GRACE, &mut ops);
+        assert_eq!(ops.leftovers, [libc::SIGTERM, libc::SIGKILL]);
+        s.on_reaped(&[], false, t + LEFTOVER_GRACE, &mut ops);
+        assert_eq!(s.finished(), Some(0));
+        // Nothing restarted during the shutdown.
+        assert_eq!(ops.spawned.len(), 3);
+    }
+
+    #[test]
+    fn stop_timeouts_escalate_and_the_shutdown_timeout_bounds_everything() {
+        let c = parse(
+            "programs:\n  slow: {command: x, stop: {timeout: 1s}}\nshutdown: {timeout: 3s}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let pid = ops.pid("slow");
+        s.request_shutdown(t, &mut ops);
+        assert_eq!(s.deadline(), Some(t + Duration::from_secs(1)));
+        s.on_time(t + Duration::from_secs(1), &mut ops);
+        assert_eq!(ops.signals, [(pid, libc::SIGTERM), (pid, libc::SIGKILL)]);
+        // Still not reaped (uninterruptible): the shutdown timeout ends it.
+        s.on_time(t + Duration::from_secs(3), &mut ops);
+        assert_eq!(ops.leftovers, [libc::SIGKILL]);
+        s.on_time(t + Duration::from_secs(3) + KILL_WAIT, &mut ops);
+        assert_eq!(s.finished(), Some(0));
+    }
+
+    #[test]
+    fn a_second_request_kills_at_once() {
+        let c = parse("programs:\n  a: {command: x}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let pid = ops.pid("a");
+        s.request_shutdown(t, &mut ops);
+        s.request_shutdown(t, &mut ops);
+        assert_eq!(ops.signals, [(pid, libc::SIGTERM), (pid, libc::SIGKILL)]);
+        s.on_reaped(&[killed(pid, libc::SIGKILL)], false, t, &mut ops);
+        assert_eq!(s.finished(), Some(0));
+    }
+
+    #[test]
+    fn the_shutdown_delay_keeps_serving() {
+        let c = parse("programs:\n  a: {command: x}\nshutdown: {delay: 5s}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        s.request_shutdown(t, &mut ops);
+        assert!(ops.signals.is_empty());
+        assert!(s.is_shutting_down());
+        assert_eq!(s.deadline(), Some(t + Duration::from_secs(5)));
+        s.on_time(t + Duration::from_secs(5), &mut ops);
+        assert_eq!(ops.signals, [(ops.pid("a"), libc::SIGTERM)]);
+    }
+
+    #[test]
+    fn a_critical_failure_ends_the_run_with_its_status() {
+        let c = parse(
+            "programs:\n  key: {command: x, critical: true, max_restarts: 1}\n  other: {command: x}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        s.on_reaped(&[exit(ops.pid("key"), 3)], true, t, &mut ops);
+        s.on_time(t + Duration::from_millis(100), &mut ops);
+        s.on_reaped(&[exit(ops.pid("key"), 4)], true, t, &mut ops);
+        // Given up: the rest is stopped and ginit will exit with 4.
+        let other = ops.pid("other");
+        assert_eq!(ops.signals, [(other, libc::SIGTERM)]);
+        s.on_reaped(&[exit(other, 0)], false, t, &mut ops);
+        assert_eq!(s.finished(), Some(4));
+    }
+
+    #[test]
+    fn main_ends_the_run_with_its_status_even_zero() {
+        let c = parse(
+            "programs:\n  main: {command: x, critical: true, restart: never}\n  side: {command: x}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        s.on_reaped(&[exit(ops.pid("main"), 0)], true, t, &mut ops);
+        s.on_reaped(&[exit(ops.pid("side"), 0)], false, t, &mut ops);
+        assert_eq!(s.finished(), Some(0));
+        // Killed by a signal: 128+N.
+        let mut s = Supervisor::new(&c);
+        s.start(t, &mut ops);
+        s.on_reaped(&[killed(ops.pid("main"), libc::SIGKILL)], true, t, &mut ops);
+        s.on_reaped(&[exit(ops.pid("side"), 0)], false, t, &mut ops);
+        assert_eq!(s.finished(), Some(137));
+    }
+
+    #[test]
+    fn reload_applies_the_difference() {
+        let old = parse(
+            "programs:\n  keep: {command: x}\n  change: {command: x}\n  drop: {command: x}\n",
+        );
+        let new = parse(
+            "programs:\n  keep: {command: x}\n  change: {command: x --new}\n  add: {command: x}\n",
+        );
+        let mut s = Supervisor::new(&old);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let (keep, change, drop) = (ops.pid("keep"), ops.pid("change"), ops.pid("drop"));
+        s.reload(&old, &new, t, &mut ops);
+        assert_eq!(
+            ops.signals,
+            [(drop, libc::SIGTERM), (change, libc::SIGTERM)]
+        );
+        assert_eq!(ops.names().last(), Some(&"add"));
+        s.on_reaped(&[exit(drop, 0), exit(change, 0)], true, t, &mut ops);
+        let status = s.status();
+        let names: Vec<&str> = status.iter().map(|st| st.program.as_str()).collect();
+        assert_eq!(names, ["keep", "change", "add"]);
+        assert_eq!(status[0].pid, Some(keep), "unchanged program untouched");
+        assert_ne!(status[1].pid, Some(change));
+        assert_eq!(status[1].state, "running");
+    }
+
+    #[test]
+    fn instances_each_get_their_own_process() {
+        let c = parse("programs:\n  w: {command: x, instances: 3}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        s.start(Instant::now(), &mut ops);
+        let idx: Vec<u32> = ops.spawned.iter().map(|(_, i, _)| *i).collect();
+        assert_eq!(idx, [0, 1, 2]);
+    }
+}

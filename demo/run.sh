@@ -1,6 +1,8 @@
 #!/bin/sh
-# Runs ginit as PID 1 of a fresh PID namespace (as in a container) with demo/program.sh as its
-# program, at debug log level so every step ginit takes is visible.
+# Runs ginit as PID 1 of a fresh PID namespace (as in a container): it supervises the programs
+# of demo/ginit.yaml (a oneshot, a worker with two instances that waits for it, a crashing
+# program with backoff) beside demo/program.sh, which runs as `main`: when main exits, ginit
+# stops the rest in order, clears what main left behind, and exits with main's status.
 # usage: demo/run.sh PATH-TO-GINIT
 set -eu
 ginit=${1:?usage: demo/run.sh PATH-TO-GINIT}
@@ -10,7 +12,7 @@ if [ "$(id -u)" = 0 ]; then
 else
     ns="unshare -U -r -p -f --mount-proc"
 fi
-echo "+ $ns $ginit -v -- $here/program.sh"
+echo "+ $ns $ginit -c $here/ginit.yaml -- $here/program.sh"
 status=0
-$ns "$ginit" -v -- "$here/program.sh" || status=$?
+$ns "$ginit" -c "$here/ginit.yaml" -- "$here/program.sh" || status=$?
 echo "+ ginit exited with status $status (the program's)"

@@ -182,26 +182,10 @@ fn setup_init() -> Result<signals::SignalSource, i32> {
 
 /// Single-program mode: start PROGRAM, then reap, forward and clear until it is over.
 fn run_single(opts: RunOptions) -> i32 {
-    // Block signals before the first fork so none can be missed; the child unblocks them.
-    let signals = match signals::SignalSource::install() {
+    let signals = match setup_init() {
         Ok(s) => s,
-        Err(e) => {
-            error!("cannot set up signal handling: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    if std::process::id() != 1 {
-        match reaper::become_subreaper() {
-            Ok(()) => {
-                debug!("not PID 1: registered as child subreaper, orphans come back to ginit")
-            }
-            Err(e) => warn!(
-                "not PID 1 and cannot become child subreaper ({e}): orphans will not be reaped by ginit"
-            ),
-        }
-    }
-    spawn::mark_inherited_fds_cloexec();
-
     let mut plan = match spawn::SpawnPlan::new(&opts.program, std::env::vars_os().collect()) {
         Ok(plan) => plan,
         Err(e) => {

@@ -255,33 +255,20 @@ impl Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Backoff, Output};
+    use crate::config::Backoff;
 
     fn spec(restart: Restart) -> ProgramSpec {
-        ProgramSpec {
-            name: "p".into(),
-            command: vec!["x".into()],
-            env: Vec::new(),
-            cwd: None,
-            user: None,
-            instances: 1,
-            oneshot: false,
-            depends_on: Vec::new(),
-            restart,
-            backoff: Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_millis(350),
-                factor: 2.0,
-                reset_after: Duration::from_secs(10),
-            },
-            max_restarts: 3,
-            restart_window: Duration::from_secs(60),
-            critical: false,
-            stop_signal: libc::SIGTERM,
-            stop_timeout: Duration::from_secs(5),
-            stdout: Output::Inherit,
-            stderr: Output::Inherit,
-        }
+        let mut s = ProgramSpec::new("p", vec!["x".into()]);
+        s.restart = restart;
+        s.backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(350),
+            factor: 2.0,
+            reset_after: Duration::from_secs(10),
+        };
+        s.max_restarts = 3;
+        s.stop_timeout = Duration::from_secs(5);
+        s
     }
 
     fn running(spec: &ProgramSpec, t: Instant) -> Instance {

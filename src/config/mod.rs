@@ -87,6 +87,31 @@ pub struct ProgramSpec {
     pub stderr: Output,
 }
 
+impl ProgramSpec {
+    /// A program with every setting at its default (as if only `command` were written).
+    pub fn new(name: &str, command: Vec<String>) -> ProgramSpec {
+        ProgramSpec {
+            name: name.to_string(),
+            command,
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            instances: 1,
+            oneshot: false,
+            depends_on: Vec::new(),
+            restart: Restart::Always,
+            backoff: schema::default_backoff(),
+            max_restarts: 10,
+            restart_window: Duration::from_secs(60),
+            critical: false,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: schema::DEFAULT_STOP_TIMEOUT,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShutdownSpec {
     /// Keep serving (reporting not ready) this long after SIGTERM before stopping.
@@ -190,25 +215,11 @@ impl Config {
                     .into(),
             );
         }
-        self.programs.push(ProgramSpec {
-            name: "main".into(),
-            command,
-            env: Vec::new(),
-            cwd: None,
-            user: None,
-            instances: 1,
-            oneshot: false,
-            depends_on: Vec::new(),
-            restart: Restart::Never,
-            backoff: schema::default_backoff(),
-            max_restarts: 0,
-            restart_window: Duration::from_secs(60),
-            critical: true,
-            stop_signal: libc::SIGTERM,
-            stop_timeout: schema::DEFAULT_STOP_TIMEOUT,
-            stdout: Output::Inherit,
-            stderr: Output::Inherit,
-        });
+        let mut main = ProgramSpec::new("main", command);
+        main.restart = Restart::Never;
+        main.max_restarts = 0;
+        main.critical = true;
+        self.programs.push(main);
         Ok(())
     }
 

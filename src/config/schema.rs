@@ -447,25 +447,7 @@ impl Validator<'_> {
             }
             return None;
         }
-        let mut spec = ProgramSpec {
-            name: name.to_string(),
-            command: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
-            user: None,
-            instances: 1,
-            oneshot: false,
-            depends_on: Vec::new(),
-            restart: Restart::Always,
-            backoff: default_backoff(),
-            max_restarts: 10,
-            restart_window: Duration::from_secs(60),
-            critical: false,
-            stop_signal: libc::SIGTERM,
-            stop_timeout: DEFAULT_STOP_TIMEOUT,
-            stdout: Output::Inherit,
-            stderr: Output::Inherit,
-        };
+        let mut spec = ProgramSpec::new(name, Vec::new());
         let mut restart = None;
         let mut command_node = None;
         let (mut user, mut group) = (None, None);

@@ -98,18 +98,17 @@ fn shutdown_stops_dependents_first_and_exits_0() {
     );
 }
 
+/// A program that ignores SIGTERM, with the given stop timeout.
+fn stubborn(timeout: &str) -> String {
+    format!(
+        "programs:\n  stubborn:\n    command: [\"/bin/sh\", \"-c\", \"trap '' TERM; echo up >> DIR/log; while :; do sleep 0.05; done\"]\n    stop: {{timeout: {timeout}}}\n"
+    )
+}
+
 #[test]
 fn a_program_that_ignores_its_stop_signal_is_killed_at_the_timeout() {
     let dir = TempDir::new("stubborn");
-    let cfg = config(
-        &dir,
-        r#"
-programs:
-  stubborn:
-    command: ["/bin/sh", "-c", "trap '' TERM; echo up >> DIR/log; while :; do sleep 0.05; done"]
-    stop: {timeout: 200ms}
-"#,
-    );
+    let cfg = config(&dir, &stubborn("200ms"));
     let mut run = Run::start(Mode::Pid1, &["-v", "-c", &cfg]);
     wait_lines(&dir.path("log"), 1);
     run.signal(libc::SIGTERM);
@@ -125,15 +124,7 @@ programs:
 #[test]
 fn a_second_sigterm_skips_the_stop_timeout() {
     let dir = TempDir::new("second");
-    let cfg = config(
-        &dir,
-        r#"
-programs:
-  stubborn:
-    command: ["/bin/sh", "-c", "trap '' TERM; echo up >> DIR/log; while :; do sleep 0.05; done"]
-    stop: {timeout: 1h}
-"#,
-    );
+    let cfg = config(&dir, &stubborn("1h"));
     let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
     wait_lines(&dir.path("log"), 1);
     run.signal(libc::SIGTERM);

@@ -123,6 +123,8 @@ pub struct Run {
     /// Lines received but not yet matched by [`Run::line`].
     pending: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// Set by the stderr reader at end of file.
+    stderr_done: Arc<std::sync::atomic::AtomicBool>,
     code: Option<i32>,
 }
 
@@ -167,7 +169,8 @@ impl Run {
             }
         });
         let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
+        let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, done) = (Arc::clone(&stderr), Arc::clone(&stderr_done));
         let mut err = child.stderr.take().expect("stderr piped");
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -179,6 +182,7 @@ impl Run {
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         let outer = child.id() as i32;
         let mut pid = outer;
@@ -204,6 +208,7 @@ impl Run {
             seen: Vec::new(),
             pending: Vec::new(),
             stderr,
+            stderr_done,
             code: None,
         }
     }
@@ -293,10 +298,21 @@ impl Run {
         let code = status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        // Let the reader threads catch up with the last lines.
-        let _ = wait_until(Duration::from_secs(2), || {
-            self.all_lines();
-            self.lines.recv_timeout(Duration::from_millis(0)) == Err(RecvTimeoutError::Disconnected)
+        // Let the reader threads reach the end of both pipes, so every line is in.
+        let _ = wait_until(Duration::from_secs(5), || {
+            self.stderr_done.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        let _ = wait_until(Duration::from_secs(5), || {
+            loop {
+                match self.lines.try_recv() {
+                    Ok(line) => {
+                        self.seen.push(line.clone());
+                        self.pending.push(line);
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => return false,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return true,
+                }
+            }
         });
         self.code = Some(code);
         code

@@ -90,11 +90,16 @@ impl Program {
     }
 
     fn label(&self, index: u32) -> String {
-        if self.spec.instances > 1 {
-            format!("{}.{index}", self.spec.name)
-        } else {
-            self.spec.name.clone()
-        }
+        label(&self.spec.name, self.spec.instances, index)
+    }
+}
+
+/// `name`, or `name.i` for a program with several instances.
+fn label(name: &str, instances: u32, index: u32) -> String {
+    if instances > 1 {
+        format!("{name}.{index}")
+    } else {
+        name.to_string()
     }
 }
 
@@ -234,14 +239,36 @@ impl Supervisor {
         }
     }
 
+    /// Runs `step` on every instance of program `p` and carries out the actions it returns.
+    fn each_instance(
+        &mut self,
+        p: usize,
+        now: Instant,
+        ops: &mut dyn Ops,
+        step: impl Fn(&mut Instance, &ProgramSpec) -> Vec<Action>,
+    ) {
+        for i in 0..self.programs[p].instances.len() {
+            let program = &mut self.programs[p];
+            let actions = step(&mut program.instances[i], &program.spec);
+            self.apply(p, i, actions, now, ops);
+        }
+    }
+
+    /// SIGKILL for every instance that may have a process; pending restarts are cancelled.
+    fn kill_all(&mut self, now: Instant, ops: &mut dyn Ops) {
+        for p in 0..self.programs.len() {
+            self.each_instance(p, now, ops, |inst, _| inst.kill());
+        }
+    }
+
     /// Logs how an instance's run ended, once it has a new state.
-    fn report_end(&self, p: usize, i: usize, _now: Instant) {
+    fn report_end(&self, p: usize, i: usize, now: Instant) {
         let program = &self.programs[p];
         let inst = &program.instances[i];
         let label = program.label(inst.index);
         match (inst.state, inst.deadline()) {
             (State::Backoff, Some(at)) => {
-                let wait = at.saturating_duration_since(_now);
+                let wait = at.saturating_duration_since(now);
                 warn!(
                     "{label} will restart in {} (restart {})",
                     crate::config::units::format_duration(wait),
@@ -374,12 +401,7 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Stopping { .. }) {
             self.begin_stopping(now);
         }
-        for p in 0..self.programs.len() {
-            for i in 0..self.programs[p].instances.len() {
-                let actions = self.programs[p].instances[i].kill();
-                self.apply(p, i, actions, now, ops);
-            }
-        }
+        self.kill_all(now, ops);
         // Whatever else is left gets no grace either.
         if let Phase::Stopping { deadline } = &mut self.phase {
             *deadline = now;
@@ -389,14 +411,15 @@ impl Supervisor {
     /// Deadlines: backoffs, stop timeouts, the shutdown delay and timeout, the grace period.
     pub fn on_time(&mut self, now: Instant, ops: &mut dyn Ops) {
         for p in 0..self.programs.len() {
-            for i in 0..self.programs[p].instances.len() {
-                let actions = self.programs[p].instances[i].on_time(now);
+            let instances = self.programs[p].spec.instances;
+            self.each_instance(p, now, ops, |inst, spec| {
+                let actions = inst.on_time(now);
                 if actions.contains(&Action::Signal(libc::SIGKILL)) {
-                    let label = self.programs[p].label(i as u32);
+                    let label = label(&spec.name, instances, inst.index);
                     warn!("{label} did not stop in time: sending SIGKILL");
                 }
-                self.apply(p, i, actions, now, ops);
-            }
+                actions
+            });
         }
         match self.phase {
             Phase::Delaying { until } if now >= until => {
@@ -407,12 +430,7 @@ impl Supervisor {
                 if now >= deadline && self.programs.iter().any(Program::live) =>
             {
                 warn!("shutdown timeout reached: killing what is still running");
-                for p in 0..self.programs.len() {
-                    for i in 0..self.programs[p].instances.len() {
-                        let actions = self.programs[p].instances[i].kill();
-                        self.apply(p, i, actions, now, ops);
-                    }
-                }
+                self.kill_all(now, ops);
                 ops.signal_leftovers(libc::SIGKILL);
                 self.phase = Phase::Killing {
                     until: now + KILL_WAIT,
@@ -496,11 +514,7 @@ impl Supervisor {
                 }
                 self.programs[p].launched = true;
                 launched_any = true;
-                for i in 0..self.programs[p].instances.len() {
-                    let prog = &mut self.programs[p];
-                    let actions = prog.instances[i].start(&prog.spec);
-                    self.apply(p, i, actions, now, ops);
-                }
+                self.each_instance(p, now, ops, |inst, spec| inst.start(spec));
             }
             // A start may satisfy others at once (programs without readiness checks are
             // ready as soon as they run).
@@ -510,22 +524,26 @@ impl Supervisor {
         }
     }
 
-    /// Stops every program none of whose dependents is still up.
+    /// Stops every program none of whose dependents is still up. Restarts waiting out their
+    /// backoff are cancelled first, for every program: nothing starts again during shutdown.
     fn stop_in_order(&mut self, now: Instant, ops: &mut dyn Ops) {
         for p in 0..self.programs.len() {
-            let name = &self.programs[p].spec.name;
-            let dependents_up = self.programs.iter().any(|q| {
-                q.spec.depends_on.contains(name)
-                    && (q.live() || q.instances.iter().any(|i| i.state == State::Backoff))
+            self.each_instance(p, now, ops, |inst, spec| {
+                if inst.state == State::Backoff {
+                    inst.stop(spec, now)
+                } else {
+                    Vec::new()
+                }
             });
-            if dependents_up {
-                // Do not restart it meanwhile: cancel a pending backoff.
-                continue;
-            }
-            for i in 0..self.programs[p].instances.len() {
-                let prog = &mut self.programs[p];
-                let actions = prog.instances[i].stop(&prog.spec, now);
-                self.apply(p, i, actions, now, ops);
+        }
+        for p in 0..self.programs.len() {
+            let name = &self.programs[p].spec.name;
+            let dependents_up = self
+                .programs
+                .iter()
+                .any(|q| q.spec.depends_on.contains(name) && q.live());
+            if !dependents_up {
+                self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
             }
         }
     }
@@ -558,11 +576,7 @@ impl Supervisor {
         for name in &d.removed {
             if let Some(p) = self.programs.iter().position(|q| &q.spec.name == name) {
                 self.programs[p].removing = true;
-                for i in 0..self.programs[p].instances.len() {
-                    let prog = &mut self.programs[p];
-                    let actions = prog.instances[i].stop(&prog.spec, now);
-                    self.apply(p, i, actions, now, ops);
-                }
+                self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
             }
         }
         for name in &d.changed {
@@ -573,11 +587,7 @@ impl Supervisor {
                 continue;
             };
             self.programs[p].replacement = Some(spec.clone());
-            for i in 0..self.programs[p].instances.len() {
-                let prog = &mut self.programs[p];
-                let actions = prog.instances[i].stop(&prog.spec, now);
-                self.apply(p, i, actions, now, ops);
-            }
+            self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
         }
         for name in &d.added {
             if let Some(spec) = new.program(name) {
@@ -846,6 +856,24 @@ mod tests {
         assert_eq!(status[0].pid, Some(keep), "unchanged program untouched");
         assert_ne!(status[1].pid, Some(change));
         assert_eq!(status[1].state, "running");
+    }
+
+    #[test]
+    fn a_dependency_in_backoff_is_not_restarted_during_shutdown() {
+        let c = parse("programs:\n  db: {command: x}\n  web: {command: x, depends_on: [db]}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let (db, web) = (ops.pid("db"), ops.pid("web"));
+        s.on_reaped(&[exit(db, 1)], true, t, &mut ops);
+        assert_eq!(s.status()[0].state, "backoff");
+        s.request_shutdown(t, &mut ops);
+        // web is still stopping when db's restart delay runs out: db must stay down.
+        s.on_time(t + Duration::from_secs(1), &mut ops);
+        assert_eq!(ops.names(), ["db", "web"]);
+        s.on_reaped(&[exit(web, 0)], false, t + Duration::from_secs(1), &mut ops);
+        assert_eq!(s.finished(), Some(0));
     }
 
     #[test]

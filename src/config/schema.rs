@@ -67,7 +67,7 @@ impl Resolver for SystemResolver {
     }
 
     fn euid(&self) -> u32 {
-        rustix_free_euid()
+        effective_uid()
     }
 
     fn path_var(&self) -> Option<String> {
@@ -76,7 +76,7 @@ impl Resolver for SystemResolver {
 }
 
 #[allow(unsafe_code)]
-fn rustix_free_euid() -> u32 {
+fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail and has no memory effects.
     unsafe { libc::geteuid() }
 }

@@ -183,10 +183,13 @@ impl Ops for SystemOps {
             spawn::SpawnPlan::in_dir(&argv, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
         plan.new_pgroup = true;
         plan.foreground = self.terminal && spec.name == "main";
-        plan.cwd = spec
-            .cwd
-            .as_ref()
-            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
+        plan.cwd = match &spec.cwd {
+            None => None,
+            Some(dir) => Some(
+                std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("its directory {} contains a NUL byte", dir.display()))?,
+            ),
+        };
         plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
         if spec.stdout == Output::Null {
             plan.stdout = Some(open_null()?);

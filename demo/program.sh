@@ -10,7 +10,7 @@ for i in 1 2 3; do sh -c 'sleep 0.1 & exit 0'; done
 # A daemon that cleans up when told to stop.
 sh -c 'trap "echo daemon: SIGTERM received, cleaning up; exit 0" TERM
        echo "daemon: running as pid $$"
-       while :; do sleep 0.2; done' &
+       while :; do sleep 1 & wait $!; done' &
 sleep 2.5
 echo "program: processes now:"
 ps -eo pid,ppid,stat,args 2>/dev/null || ls /proc | grep -E '^[0-9]+$' | tr '\n' ' '

@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::config::{self, Config, Output, ProgramSpec};
+use crate::output::{Outputs, Stream};
 use crate::reaper::{self, Exit};
 use crate::signals::{self, SignalSource};
 use crate::single::{Action, Single, Target};
@@ -31,6 +32,10 @@ fn poll_timeout(deadline: Option<std::time::Instant>, now: Instant) -> i32 {
         }
     }
 }
+
+/// How long ginit, once everything has stopped, keeps copying what programs left in their
+/// output pipes before it exits.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Waits until `fd` is readable or `timeout_ms` passes.
 fn wait_readable(fd: i32, timeout_ms: i32) {
@@ -140,6 +145,7 @@ struct SystemOps {
     base_env: Vec<(OsString, OsString)>,
     /// stdin is a terminal: `main` gets its foreground.
     terminal: bool,
+    outputs: Outputs,
 }
 
 impl SystemOps {
@@ -191,13 +197,39 @@ impl Ops for SystemOps {
             ),
         };
         plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
-        if spec.stdout == Output::Null {
-            plan.stdout = Some(open_null()?);
+        let mut readers = [None, None];
+        for (i, output) in [&spec.stdout, &spec.stderr].into_iter().enumerate() {
+            let fd = match output {
+                Output::Inherit => continue,
+                Output::Null => open_null()?,
+                _ => {
+                    let (reader, writer) = Outputs::pipe()
+                        .map_err(|e| format!("cannot create a pipe for its output: {e}"))?;
+                    readers[i] = Some(reader);
+                    writer
+                }
+            };
+            if i == 0 {
+                plan.stdout = Some(fd);
+            } else {
+                plan.stderr = Some(fd);
+            }
         }
-        if spec.stderr == Output::Null {
-            plan.stderr = Some(open_null()?);
+        let pid = plan.spawn().map_err(|e| e.to_string())?;
+        // The plan (and with it the write ends) is gone: the pipes end when the program's
+        // processes have all exited.
+        let streams = [
+            (&spec.stdout, Stream::Stdout),
+            (&spec.stderr, Stream::Stderr),
+        ];
+        for (reader, (output, stream)) in readers.into_iter().zip(streams) {
+            if let Some(reader) = reader {
+                let instances = spec.instances;
+                self.outputs
+                    .attach(reader, output, &spec.name, index, instances, stream);
+            }
         }
-        plan.spawn().map_err(|e| e.to_string())
+        Ok(pid)
     }
 
     fn signal(&mut self, pid: i32, sig: i32) {
@@ -228,19 +260,30 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
     let mut ops = SystemOps {
         base_env: std::env::vars_os().collect(),
         terminal: run.terminal,
+        outputs: Outputs::new(),
     };
     let mut sup = Supervisor::new(&run.config);
     sup.start(Instant::now(), &mut ops);
     let mut received = Vec::new();
     let mut exits: Vec<Exit> = Vec::new();
+    let mut fds = Vec::new();
     loop {
         if let Some(code) = sup.finished() {
+            ops.outputs.drain(Instant::now() + DRAIN_TIME);
             return code;
         }
-        wait_readable(
-            run.signals.raw_fd(),
-            poll_timeout(sup.deadline(), Instant::now()),
-        );
+        fds.clear();
+        fds.push(libc::pollfd {
+            fd: run.signals.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        ops.outputs.poll_fds(&mut fds);
+        let timeout = poll_timeout(sup.deadline(), Instant::now());
+        // SAFETY: `fds` is a valid array of its length. EINTR cannot occur with every signal
+        // blocked; on an error the loop looks at its sources again.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        ops.outputs.handle(&fds[1..]);
         let now = Instant::now();
         received.clear();
         run.signals.drain(&mut received);
@@ -253,7 +296,10 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
                     sup.request_shutdown(now, &mut ops);
                 }
                 libc::SIGHUP => reload_config(&mut run, &mut sup, now, &mut ops),
-                libc::SIGUSR1 => debug!("SIGUSR1: no log files to reopen"),
+                libc::SIGUSR1 => {
+                    let n = ops.outputs.reopen();
+                    info!("SIGUSR1: reopened {n} log files");
+                }
                 libc::SIGPIPE => {}
                 _ if run.main.is_some() => {
                     debug!("forwarding {} to main", signals::name(sig));

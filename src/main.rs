@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod event_loop;
 mod logger;
+mod output;
 mod program;
 mod reaper;
 mod signals;

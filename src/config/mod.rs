@@ -61,6 +61,45 @@ pub enum Output {
     Inherit,
     /// Discarded (/dev/null).
     Null,
+    /// Each line on ginit's matching stream as `name[.i] | line`.
+    Prefix,
+    /// Each line on ginit's matching stream as one JSON object.
+    Json,
+    /// Each line appended to a file, rotated by size when `rotate` is given.
+    File {
+        path: PathBuf,
+        rotate: Option<Rotate>,
+    },
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Inherit => f.write_str("inherit"),
+            Output::Null => f.write_str("null"),
+            Output::Prefix => f.write_str("prefix"),
+            Output::Json => f.write_str("json"),
+            Output::File { path, rotate: None } => write!(f, "file {}", path.display()),
+            Output::File {
+                path,
+                rotate: Some(r),
+            } => write!(
+                f,
+                "file {} (rotated at {} bytes, {} kept)",
+                path.display(),
+                r.size,
+                r.keep
+            ),
+        }
+    }
+}
+
+/// Size-based rotation of a log file: `path` becomes `path.1`, `path.1` becomes `path.2`, ...
+/// and the oldest beyond `keep` is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotate {
+    pub size: u64,
+    pub keep: u32,
 }
 
 /// One program of the config (immutable; instances are runtime state).
@@ -297,6 +336,11 @@ impl Config {
                 crate::signals::name(p.stop_signal),
                 units::format_duration(p.stop_timeout)
             );
+            for (stream, output) in [("stdout", &p.stdout), ("stderr", &p.stderr)] {
+                if *output != Output::Inherit {
+                    let _ = writeln!(out, "  {stream}: {output}");
+                }
+            }
         }
         let _ = writeln!(
             out,

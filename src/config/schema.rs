@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    Backoff, Config, ConfigError, LogFormat, LogSpec, Output, ProgramSpec, Restart, ShutdownSpec,
-    units,
+    Backoff, Config, ConfigError, LogFormat, LogSpec, Output, ProgramSpec, Restart, Rotate,
+    ShutdownSpec, units,
 };
 use crate::signals;
 use crate::users::{self, Credentials};
@@ -173,6 +173,8 @@ fn hint(word: &str, choices: &[&str]) -> String {
 struct Validator<'r> {
     errors: Vec<ConfigError>,
     resolver: &'r dyn Resolver,
+    /// Log files seen so far, with their rotation and where they were first named.
+    files: Vec<(PathBuf, Option<Rotate>, String)>,
 }
 
 type Entries<'n> = Vec<(&'n str, &'n Node)>;
@@ -288,6 +290,13 @@ impl Validator<'_> {
         }
     }
 
+    fn size(&mut self, node: &Node, path: &str) -> Option<u64> {
+        let text = self.string(node, path)?;
+        units::parse_size(&text)
+            .map_err(|e| self.error(node, path, e))
+            .ok()
+    }
+
     fn number(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
         let text = self.plain(node, path, "a whole number")?;
         match text.parse::<u32>() {
@@ -382,27 +391,73 @@ impl Validator<'_> {
         }
     }
 
-    /// `inherit` or `null`. The piped outputs of the design (`prefix`, `json`, files with
-    /// rotation) are refused until ginit has them, rather than quietly inherited.
+    /// `inherit`, `null`, `prefix`, `json` or `{file: PATH, rotate: {size, keep}}`.
     fn output(&mut self, node: &Node, path: &str) -> Output {
-        let later = |what: &str| {
-            format!("{what} output is part of ginit's design but not supported by this version yet")
-        };
         if let Value::Map(_) = node.value {
-            self.error(node, path, later("file"));
-            return Output::Inherit;
-        }
-        if let Some(text @ ("prefix" | "json")) = node.scalar() {
-            self.error(node, path, later(&format!("`{text}`")));
-            return Output::Inherit;
+            return self.file_output(node, path);
         }
         // `null` is YAML's null too; here it names the output that discards.
         if matches!(node.scalar(), Some("null" | "Null" | "NULL" | "~")) {
             return Output::Null;
         }
-        match self.choice(node, path, &["inherit", "null"]) {
+        match self.choice(node, path, &["inherit", "prefix", "json", "null"]) {
             Some("null") => Output::Null,
+            Some("prefix") => Output::Prefix,
+            Some("json") => Output::Json,
             _ => Output::Inherit,
+        }
+    }
+
+    fn file_output(&mut self, node: &Node, path: &str) -> Output {
+        let mut file = None;
+        let mut rotate = None;
+        for (key, value) in self.mapping(node, path, &["file", "rotate"], &[]) {
+            let at = join(path, key);
+            if key == "file" {
+                file = self.string(value, &at).map(PathBuf::from);
+                continue;
+            }
+            let mut r = Rotate {
+                size: 10 << 20,
+                keep: 5,
+            };
+            for (k, v) in self.mapping(value, &at, &["size", "keep"], &[]) {
+                let p = join(&at, k);
+                if k == "size" {
+                    r.size = self.size(v, &p).unwrap_or(r.size);
+                } else {
+                    r.keep = self.number(v, &p, 1).unwrap_or(r.keep);
+                }
+            }
+            rotate = Some(r);
+        }
+        match file {
+            Some(file) if file.is_absolute() => {
+                // Outputs may share a file (stdout and stderr together, say), but one file
+                // has one rotation.
+                match self.files.iter().find(|(f, _, _)| *f == file) {
+                    Some((_, r, first)) if *r != rotate => {
+                        let msg = format!(
+                            "`{}` is also written by `{first}` with a different `rotate`; \
+                             give both the same",
+                            file.display()
+                        );
+                        self.error(node, path, msg);
+                    }
+                    Some(_) => {}
+                    None => self.files.push((file.clone(), rotate, path.to_string())),
+                }
+                Output::File { path: file, rotate }
+            }
+            Some(file) => {
+                let msg = format!("`{}` must be an absolute path", file.display());
+                self.error(node, &join(path, "file"), msg);
+                Output::Inherit
+            }
+            None => {
+                self.error(node, path, "a file output needs `file: /path/to/log`");
+                Output::Inherit
+            }
         }
     }
 
@@ -725,6 +780,7 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
     let mut v = Validator {
         errors: Vec::new(),
         resolver,
+        files: Vec::new(),
     };
     let top = v.mapping(&root, "", TOP_KEYS, TOP_LATER);
     let mut config = Config {
@@ -916,8 +972,8 @@ programs:
     restart_window: 10s
     critical: true
     stop: {signal: SIGINT, timeout: 3s}
-    stdout: null
-    stderr: inherit
+    stdout: prefix
+    stderr: {file: /var/log/web.log, rotate: {size: 1MiB, keep: 2}}
 shutdown: {delay: 5s, timeout: 20s}
 log: {level: debug, format: json}
 "#);
@@ -936,8 +992,17 @@ log: {level: debug, format: json}
         assert_eq!(web.backoff.initial, Duration::ZERO);
         assert_eq!(web.backoff.factor, 1.5);
         assert_eq!(web.stop_signal, libc::SIGINT);
-        assert_eq!(web.stdout, Output::Null);
-        assert_eq!(web.stderr, Output::Inherit);
+        assert_eq!(web.stdout, Output::Prefix);
+        assert_eq!(
+            web.stderr,
+            Output::File {
+                path: "/var/log/web.log".into(),
+                rotate: Some(Rotate {
+                    size: 1 << 20,
+                    keep: 2
+                })
+            }
+        );
         let migrate = c.program("migrate").unwrap();
         assert_eq!(migrate.restart, Restart::OnFailure, "oneshot default");
         assert_eq!(c.start_order(), ["migrate", "web"]);
@@ -1011,6 +1076,25 @@ log: {level: debug, format: json}
             "{errs:?}"
         );
         assert!(errs[4].contains("expected a list"), "{errs:?}");
+    }
+
+    #[test]
+    fn file_outputs_are_checked() {
+        let errs = errors(
+            "programs:\n  a:\n    command: x\n    stdout: {file: a.log}\n    stderr: {rotate: {size: 1 parsec}}\n  b:\n    command: x\n    stdout: {file: /l, rotate: {keep: 2}}\n    stderr: {file: /l}\n    \n",
+        );
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[0].contains("programs.a.stdout.file: `a.log` must be an absolute path"));
+        assert!(errs[1].contains("needs `file: /path/to/log`"), "{errs:?}");
+        assert!(errs[2].contains("`1 parsec` is not a size"), "{errs:?}");
+        assert!(
+            errs[3].contains("also written by `programs.b.stdout` with a different `rotate`"),
+            "{errs:?}"
+        );
+        assert!(
+            errors("programs:\n  a:\n    command: x\n    stdout: pefix\n")[0]
+                .contains("did you mean `prefix`?")
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Units used on the command line and in the config: durations.
+//! Units used on the command line and in the config: durations and sizes.
 //!
-//! Durations: `250ms`, `10s`, `1m30s`, `2h`, `1.5s`; a bare `0` means zero.
-//! Pure functions; errors are sentences.
+//! Durations: `250ms`, `10s`, `1m30s`, `2h`, `1.5s`; a bare `0` means zero. Sizes: `4096`,
+//! `512KiB`, `300MiB`, `4GiB`, and the shorthands `K`/`M`/`G` (binary multiples, as in
+//! ulimit and most container tooling). Pure functions; errors are sentences.
 
 use std::time::Duration;
 
@@ -71,6 +72,30 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// Parses a size such as `4096`, `512KiB`, `300MiB`, `4GiB`, `64K` or `1.5G`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let bad = || format!("`{text}` is not a size (write it like 4096, 512KiB, 300MiB or 4GiB)");
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" | "KB" => 1 << 10,
+        "M" | "MiB" | "MB" => 1 << 20,
+        "G" | "GiB" | "GB" => 1 << 30,
+        "T" | "TiB" | "TB" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes.round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +123,18 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size("300MiB"), Ok(300 << 20));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        for bad in ["", "MiB", "4 parsecs", "-1", "1e3"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

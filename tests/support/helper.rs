@@ -22,6 +22,8 @@
 //!                             leave a daemonised grandchild behind (prints
 //!                             `daemon got SIGTERM` when asked to stop; --stubborn ignores
 //!                             SIGTERM), print `daemon-ready PID`, then exit CODE (default 0)
+//!   print [--stderr] TEXT [N]
+//!                             write TEXT repeated N times (default 1) and a newline
 //!   orphans-bench N           benchmark: N orphans; print `elapsed_ms= init_cpu_ms= zombies=`
 #![allow(clippy::print_stdout)]
 
@@ -380,6 +382,23 @@ fn tty() {
     exit(0);
 }
 
+fn print(args: &[String]) {
+    let (stderr, args) = match args.first().map(String::as_str) {
+        Some("--stderr") => (true, &args[1..]),
+        _ => (false, args),
+    };
+    let text = args.first().map(String::as_str).unwrap_or("");
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mut line = text.repeat(n);
+    line.push('\n');
+    let written = if stderr {
+        io::stderr().lock().write_all(line.as_bytes())
+    } else {
+        io::stdout().lock().write_all(line.as_bytes())
+    };
+    exit(i32::from(written.is_err()))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
@@ -416,6 +435,7 @@ fn main() {
         "orphans" => orphans(num(0)),
         "orphans-bench" => orphans_bench(num(0)),
         "daemon" => daemon(rest),
+        "print" => print(rest),
         other => {
             eprintln!("helper: unknown command {other}");
             exit(2)

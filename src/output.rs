@@ -1,0 +1,714 @@
+//! Child stdout/stderr for the piped outputs: `prefix`, `json` and files with rotation.
+//!
+//! `inherit` and `null` never come here (the child gets ginit's fd or /dev/null, no copy).
+//! For the others each started instance gets a pipe per stream; ginit reads it inside the one
+//! poll loop, cuts whole lines (a line longer than [`MAX_LINE`] is split at a UTF-8 boundary)
+//! and delivers them formatted.
+//!
+//! Never blocking, never dropping silently: ginit's own stdout/stderr are written through a
+//! non-blocking handle (a fresh open of `/proc/self/fd/N` for a pipe or terminal, so the
+//! children that inherit the same stream keep their blocking one; `MSG_DONTWAIT` for a socket;
+//! plain writes for a regular file). What cannot be written yet waits in a bounded buffer;
+//! while that buffer is full, ginit stops reading the pipes that feed it, their pipe buffers
+//! fill, and the programs block in `write` exactly as they would with `inherit`. Files are
+//! regular files, written directly. Only a stream that is gone for good (EPIPE) loses lines,
+//! and that is logged.
+//!
+//! This module owns fds and bytes only; it does not know about states or restarts.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use log::{error, warn};
+
+use crate::config::{Output, Rotate};
+use crate::logger::{json_string, rfc3339};
+
+/// Longest line delivered in one piece; longer ones are cut into pieces of at most this.
+pub const MAX_LINE: usize = 16 * 1024;
+/// Bytes read from a pipe per read call.
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads from one pipe per wake-up, so one chatty program cannot starve the loop.
+const READS_PER_WAKE: usize = 4;
+/// Above this many pending bytes for ginit's stdout or stderr, its pipes are not read.
+const HIGH_WATER: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where the lines of one pipe go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Dest {
+    Prefix,
+    Json,
+    File(PathBuf),
+}
+
+/// The read end of one instance's stdout or stderr.
+struct Pipe {
+    reader: File,
+    program: String,
+    instance: u32,
+    /// `name` or `name.i` (when the program has several instances).
+    label: String,
+    stream: Stream,
+    dest: Dest,
+    /// Bytes after the last newline.
+    partial: Vec<u8>,
+}
+
+/// How bytes reach one of ginit's own streams without blocking.
+enum Writer {
+    /// A handle of its own with O_NONBLOCK (pipe, FIFO, terminal).
+    Own(File),
+    /// A socket: `send` with MSG_DONTWAIT.
+    Socket(RawFd),
+    /// A regular file (never blocks for long), or the fd as it is when nothing better exists.
+    Plain(RawFd),
+    /// No way to write without blocking was found: poll for POLLOUT first, then write at most
+    /// PIPE_BUF bytes, which a pipe with room takes whole.
+    PollFirst(RawFd),
+}
+
+/// ginit's stdout or stderr as a destination.
+struct Sink {
+    name: &'static str,
+    fd: RawFd,
+    writer: Option<Writer>,
+    pending: Vec<u8>,
+    /// The stream is gone (EPIPE); what arrives is counted and reported, not kept.
+    broken: bool,
+    lost: u64,
+}
+
+struct FileSink {
+    file: Option<File>,
+    size: u64,
+    rotate: Option<Rotate>,
+    /// The last open or write failed: lines go to ginit's stderr until it works again.
+    failed: bool,
+}
+
+/// Every output pipe and destination of the supervisor.
+pub struct Outputs {
+    pipes: Vec<Pipe>,
+    sinks: [Sink; 2],
+    files: HashMap<PathBuf, FileSink>,
+    scratch: Vec<u8>,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs::new()
+    }
+}
+
+impl Outputs {
+    pub fn new() -> Outputs {
+        Outputs {
+            pipes: Vec::new(),
+            sinks: [Sink::new(1, "stdout"), Sink::new(2, "stderr")],
+            files: HashMap::new(),
+            scratch: vec![0; READ_CHUNK],
+        }
+    }
+
+    /// A pipe for a program's stream: the write end is for the child, the read end stays
+    /// here. Register it with [`Outputs::attach`] once the child is started.
+    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        let (reader, writer) = io::pipe()?;
+        let reader = OwnedFd::from(reader);
+        // Only the read end is non-blocking: the child's write end must block like any stdout.
+        // SAFETY: F_GETFL/F_SETFL on an fd this function owns.
+        unsafe {
+            let flags = libc::fcntl(reader.as_raw_fd(), libc::F_GETFL);
+            if flags == -1
+                || libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok((reader, OwnedFd::from(writer)))
+    }
+
+    /// Starts copying from `reader`, the read end of an instance's `stream`.
+    pub fn attach(
+        &mut self,
+        reader: OwnedFd,
+        output: &Output,
+        program: &str,
+        instance: u32,
+        instances: u32,
+        stream: Stream,
+    ) {
+        let dest = match output {
+            Output::Prefix => Dest::Prefix,
+            Output::Json => Dest::Json,
+            Output::File { path, rotate } => {
+                let sink = self.files.entry(path.clone()).or_insert(FileSink {
+                    file: None,
+                    size: 0,
+                    rotate: *rotate,
+                    failed: false,
+                });
+                sink.rotate = *rotate;
+                Dest::File(path.clone())
+            }
+            Output::Inherit | Output::Null => return,
+        };
+        if matches!(dest, Dest::Prefix | Dest::Json) {
+            self.sinks[stream.index()].prepare();
+        }
+        let label = if instances > 1 {
+            format!("{program}.{instance}")
+        } else {
+            program.to_string()
+        };
+        self.pipes.push(Pipe {
+            reader: File::from(reader),
+            program: program.to_string(),
+            instance,
+            label,
+            stream,
+            dest,
+            partial: Vec::new(),
+        });
+    }
+
+    /// Appends what to poll: ginit's stdout and stderr (POLLOUT while bytes wait), then each
+    /// pipe (POLLIN unless its destination is full). [`Outputs::handle`] takes the same slice.
+    pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
+        for sink in &self.sinks {
+            let waiting = !sink.pending.is_empty() && !sink.broken;
+            out.push(libc::pollfd {
+                fd: if waiting { sink.fd } else { -1 },
+                events: libc::POLLOUT,
+                revents: 0,
+            });
+        }
+        for pipe in &self.pipes {
+            let paused = self.blocked(pipe);
+            out.push(libc::pollfd {
+                fd: if paused { -1 } else { pipe.reader.as_raw_fd() },
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+
+    /// Acts on what poll reported for the fds [`Outputs::poll_fds`] appended.
+    pub fn handle(&mut self, fds: &[libc::pollfd]) {
+        for (i, pfd) in fds.iter().take(2).enumerate() {
+            if pfd.revents != 0 {
+                self.sinks[i].flush();
+            }
+        }
+        let mut i = 0;
+        let mut index = 2;
+        while i < self.pipes.len() {
+            let ready = fds.get(index).is_some_and(|p| p.revents != 0);
+            index += 1;
+            if ready && self.read_pipe(i) {
+                self.close_pipe(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Whether anything is still open or waiting to be written.
+    pub fn is_idle(&self) -> bool {
+        self.pipes.is_empty() && self.sinks.iter().all(|s| s.pending.is_empty() || s.broken)
+    }
+
+    /// Reopens every log file (SIGUSR1, after an external rotation). Returns how many.
+    pub fn reopen(&mut self) -> usize {
+        for (path, sink) in &mut self.files {
+            sink.file = None;
+            sink.open(path);
+        }
+        self.files.len()
+    }
+
+    /// Reads what the programs left in their pipes and writes it out, until every pipe is
+    /// closed and ginit's streams took everything, or `deadline`. Called before ginit exits.
+    pub fn drain(&mut self, deadline: Instant) {
+        let mut fds = Vec::new();
+        while !self.is_idle() {
+            let now = Instant::now();
+            if now >= deadline {
+                let open = self.pipes.len();
+                let bytes: usize = self.sinks.iter().map(|s| s.pending.len()).sum();
+                warn!("exiting with {open} output pipes open and {bytes} bytes not yet written");
+                return;
+            }
+            fds.clear();
+            self.poll_fds(&mut fds);
+            let ms = deadline.saturating_duration_since(now).as_millis().max(1);
+            // SAFETY: `fds` is a valid array of its length.
+            unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    i32::try_from(ms).unwrap_or(i32::MAX),
+                )
+            };
+            self.handle(&fds);
+        }
+    }
+
+    fn blocked(&self, pipe: &Pipe) -> bool {
+        match pipe.dest {
+            Dest::Prefix | Dest::Json => {
+                let sink = &self.sinks[pipe.stream.index()];
+                !sink.broken && sink.pending.len() >= HIGH_WATER
+            }
+            Dest::File(_) => false,
+        }
+    }
+
+    /// Reads up to a few chunks from pipe `i`; true at end of file (or a read error).
+    fn read_pipe(&mut self, i: usize) -> bool {
+        for _ in 0..READS_PER_WAKE {
+            if self.blocked(&self.pipes[i]) {
+                return false;
+            }
+            let n = match self.pipes[i].reader.read(&mut self.scratch) {
+                Ok(0) => return true,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let p = &self.pipes[i];
+                    warn!("cannot read the {} of {}: {e}", p.stream.name(), p.label);
+                    return true;
+                }
+            };
+            let mut partial = std::mem::take(&mut self.pipes[i].partial);
+            partial.extend_from_slice(&self.scratch[..n]);
+            let mut start = 0;
+            while let Some(end) = next_line(&partial[start..]) {
+                let (line, used) = end;
+                self.deliver(i, &partial[start..start + line]);
+                start += used;
+            }
+            partial.drain(..start);
+            self.pipes[i].partial = partial;
+            self.flush_sinks();
+        }
+        false
+    }
+
+    fn close_pipe(&mut self, i: usize) {
+        let rest = std::mem::take(&mut self.pipes[i].partial);
+        if !rest.is_empty() {
+            self.deliver(i, &rest);
+        }
+        let pipe = self.pipes.remove(i);
+        self.flush_sinks();
+        if let Dest::File(path) = &pipe.dest
+            && !self.pipes.iter().any(|p| p.dest == pipe.dest)
+        {
+            self.files.remove(path);
+        }
+    }
+
+    fn flush_sinks(&mut self) {
+        for sink in &mut self.sinks {
+            sink.flush();
+        }
+    }
+
+    /// Formats one line (without its newline) of pipe `i` to its destination.
+    fn deliver(&mut self, i: usize, line: &[u8]) {
+        let pipe = &self.pipes[i];
+        let sink = &mut self.sinks[pipe.stream.index()];
+        match &pipe.dest {
+            Dest::Prefix => sink.push_prefixed(&pipe.label, line),
+            Dest::Json => {
+                let text = String::from_utf8_lossy(line);
+                let record = format!(
+                    "{{\"time\":\"{}\",\"program\":{},\"instance\":{},\"stream\":\"{}\",\"line\":{}}}\n",
+                    rfc3339(SystemTime::now()),
+                    json_string(&pipe.program),
+                    pipe.instance,
+                    pipe.stream.name(),
+                    json_string(&text),
+                );
+                sink.push(record.as_bytes());
+            }
+            Dest::File(path) => {
+                let file = self
+                    .files
+                    .get_mut(path)
+                    .expect("file sinks outlive their pipes");
+                if !file.write_line(path, line) {
+                    // The file cannot take it: the line goes to ginit's stderr, not nowhere.
+                    self.sinks[1].push_prefixed(&pipe.label, line);
+                }
+            }
+        }
+    }
+}
+
+/// The next line in `buf`: (length without the newline, bytes consumed), or None when `buf`
+/// holds only the start of a line of at most [`MAX_LINE`] bytes. A longer one is cut at the
+/// last UTF-8 character boundary within [`MAX_LINE`].
+pub fn next_line(buf: &[u8]) -> Option<(usize, usize)> {
+    let window = &buf[..buf.len().min(MAX_LINE + 1)];
+    if let Some(n) = window.iter().position(|&b| b == b'\n') {
+        return Some((n, n + 1));
+    }
+    if buf.len() <= MAX_LINE {
+        return None;
+    }
+    // Back up over at most three continuation bytes (10xxxxxx) to the start of a character.
+    let mut cut = MAX_LINE;
+    while cut > MAX_LINE - 3 && buf[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    if buf[cut] & 0xC0 == 0x80 {
+        cut = MAX_LINE; // not UTF-8 at all: cut anywhere
+    }
+    Some((cut, cut))
+}
+
+impl Sink {
+    fn new(fd: RawFd, name: &'static str) -> Sink {
+        Sink {
+            name,
+            fd,
+            writer: None,
+            pending: Vec::new(),
+            broken: false,
+            lost: 0,
+        }
+    }
+
+    /// Finds a way to write to the stream without blocking (once).
+    fn prepare(&mut self) {
+        if self.writer.is_some() {
+            return;
+        }
+        // SAFETY: fstat fills a zeroed stat for an fd number; no memory is shared.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let kind = if unsafe { libc::fstat(self.fd, &mut st) } == 0 {
+            st.st_mode & libc::S_IFMT
+        } else {
+            0
+        };
+        let writer = match kind {
+            libc::S_IFREG => Writer::Plain(self.fd),
+            libc::S_IFSOCK => Writer::Socket(self.fd),
+            _ => {
+                let path = format!("/proc/self/fd/{}", self.fd);
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(&path)
+                {
+                    Ok(file) => Writer::Own(file),
+                    Err(_) => Writer::PollFirst(self.fd),
+                }
+            }
+        };
+        if let Writer::Own(file) = &writer {
+            // poll must watch the handle that is written.
+            self.fd = file.as_raw_fd();
+        }
+        self.writer = Some(writer);
+    }
+
+    fn push_prefixed(&mut self, label: &str, line: &[u8]) {
+        let mut record = Vec::with_capacity(label.len() + line.len() + 4);
+        record.extend_from_slice(label.as_bytes());
+        record.extend_from_slice(b" | ");
+        record.extend_from_slice(line);
+        record.push(b'\n');
+        self.push(&record);
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.broken {
+            self.lost += 1;
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Writes what is pending until the stream would block.
+    fn flush(&mut self) {
+        while !self.pending.is_empty() && !self.broken {
+            let result = match &mut self.writer {
+                Some(Writer::Own(file)) => file.write(&self.pending),
+                Some(Writer::Socket(fd)) => send(*fd, &self.pending),
+                Some(Writer::Plain(fd)) => write_fd(*fd, &self.pending),
+                Some(Writer::PollFirst(fd)) => {
+                    if writable_now(*fd) {
+                        let n = self.pending.len().min(libc::PIPE_BUF);
+                        write_fd(*fd, &self.pending[..n])
+                    } else {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                }
+                None => {
+                    self.prepare();
+                    continue;
+                }
+            };
+            match result {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.broken = true;
+                    self.lost += 1;
+                    self.pending.clear();
+                    error!(
+                        "cannot write program output to ginit's {} any more: {e}",
+                        self.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: write from a valid slice; the fd is one of ginit's standard streams.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: send from a valid slice; MSG_NOSIGNAL turns a closed peer into EPIPE.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn writable_now(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLOUT != 0 }
+}
+
+impl FileSink {
+    fn open(&mut self, path: &Path) -> bool {
+        match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+        {
+            Ok(file) => {
+                self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                self.file = Some(file);
+                if self.failed {
+                    warn!("writing to {} again", path.display());
+                }
+                self.failed = false;
+                true
+            }
+            Err(e) => {
+                if !self.failed {
+                    error!(
+                        "cannot open {}: {e}; its lines go to ginit's stderr",
+                        path.display()
+                    );
+                }
+                self.failed = true;
+                false
+            }
+        }
+    }
+
+    /// Appends one line, rotating first when it would pass the size. False when the line
+    /// could not be written.
+    fn write_line(&mut self, path: &Path, line: &[u8]) -> bool {
+        if self.file.is_none() && !self.open(path) {
+            return false;
+        }
+        let len = line.len() as u64 + 1;
+        if let Some(rotate) = self.rotate
+            && self.size > 0
+            && self.size + len > rotate.size
+        {
+            self.rotate(path, rotate.keep);
+            if self.file.is_none() && !self.open(path) {
+                return false;
+            }
+        }
+        let Some(file) = &mut self.file else {
+            return false;
+        };
+        // One write per line keeps lines whole when several programs share the file.
+        let mut record = Vec::with_capacity(line.len() + 1);
+        record.extend_from_slice(line);
+        record.push(b'\n');
+        match file.write_all(&record) {
+            Ok(()) => {
+                self.size += len;
+                true
+            }
+            Err(e) => {
+                if !self.failed {
+                    error!(
+                        "cannot write to {}: {e}; its lines go to ginit's stderr",
+                        path.display()
+                    );
+                }
+                self.failed = true;
+                self.file = None;
+                false
+            }
+        }
+    }
+
+    /// `path.{keep-1}` -> `path.{keep}`, ..., `path` -> `path.1`, then a new `path`.
+    fn rotate(&mut self, path: &Path, keep: u32) {
+        self.file = None;
+        let numbered = |n: u32| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        for n in (1..keep).rev() {
+            let _ = std::fs::rename(numbered(n), numbered(n + 1));
+        }
+        if let Err(e) = std::fs::rename(path, numbered(1)) {
+            warn!("cannot rotate {}: {e}", path.display());
+        }
+        self.open(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_at_newlines() {
+        assert_eq!(next_line(b"abc\ndef"), Some((3, 4)));
+        assert_eq!(next_line(b"\n"), Some((0, 1)));
+        assert_eq!(next_line(b"abc"), None);
+        assert_eq!(next_line(b""), None);
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_a_character_boundary() {
+        let mut buf = vec![b'a'; MAX_LINE - 1];
+        buf.extend_from_slice("é".as_bytes()); // 2 bytes across the limit
+        buf.extend_from_slice(b"tail");
+        assert_eq!(next_line(&buf), Some((MAX_LINE - 1, MAX_LINE - 1)));
+        let exact = vec![b'a'; MAX_LINE];
+        assert_eq!(next_line(&exact), None);
+        let mut over = vec![b'a'; MAX_LINE + 1];
+        assert_eq!(next_line(&over), Some((MAX_LINE, MAX_LINE)));
+        over[MAX_LINE] = b'\n';
+        assert_eq!(next_line(&over), Some((MAX_LINE, MAX_LINE + 1)));
+        let junk = vec![0x80; MAX_LINE + 5];
+        assert_eq!(next_line(&junk), Some((MAX_LINE, MAX_LINE)));
+    }
+
+    #[test]
+    fn files_rotate_and_keep_the_newest() {
+        let dir = std::env::temp_dir().join(format!("ginit-output-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("app.log");
+        let mut sink = FileSink {
+            file: None,
+            size: 0,
+            rotate: Some(Rotate { size: 9, keep: 2 }),
+            failed: false,
+        };
+        for line in ["one", "two", "three", "four", "five"] {
+            assert!(sink.write_line(&path, line.as_bytes()));
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        assert_eq!(read(&path), "five\n");
+        assert_eq!(read(&dir.join("app.log.1")), "four\n");
+        assert_eq!(read(&dir.join("app.log.2")), "three\n");
+        assert!(!dir.join("app.log.3").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prefixed_and_json_lines() {
+        let mut outputs = Outputs::new();
+        let (r, w) = Outputs::pipe().unwrap();
+        outputs.attach(r, &Output::Prefix, "web", 1, 2, Stream::Stdout);
+        let (r2, w2) = Outputs::pipe().unwrap();
+        outputs.attach(r2, &Output::Json, "web", 0, 1, Stream::Stderr);
+        // Keep the records in the buffer: pretend both streams would block.
+        for sink in &mut outputs.sinks {
+            sink.writer = Some(Writer::PollFirst(-1));
+        }
+        File::from(w).write_all(b"hello\npart").unwrap();
+        File::from(w2).write_all(b"say \"hi\"\n").unwrap();
+        let fds: Vec<libc::pollfd> = (0..4)
+            .map(|_| libc::pollfd {
+                fd: 0,
+                events: 0,
+                revents: libc::POLLIN,
+            })
+            .collect();
+        outputs.handle(&fds);
+        outputs.handle(&fds);
+        assert!(outputs.pipes.is_empty(), "both writers closed");
+        assert_eq!(
+            String::from_utf8_lossy(&outputs.sinks[0].pending),
+            "web.1 | hello\nweb.1 | part\n"
+        );
+        let json = String::from_utf8_lossy(&outputs.sinks[1].pending).into_owned();
+        assert!(json.starts_with("{\"time\":\""), "{json}");
+        assert!(
+            json.ends_with(
+                "\",\"program\":\"web\",\"instance\":0,\"stream\":\"stderr\",\"line\":\"say \\\"hi\\\"\"}\n"
+            ),
+            "{json}"
+        );
+    }
+}

@@ -9,11 +9,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::units::parse_duration;
+use crate::control::protocol::Request;
 
 pub const USAGE: &str = "\
 usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM under ginit as init
        ginit [OPTIONS] -c CONFIG [-- PROGRAM...]  supervise the programs of CONFIG
        ginit check [-c CONFIG]                    validate a config, print the plan
+       ginit COMMAND [--socket PATH]              talk to a running ginit:
+         status [--json]                status of every program instance
+         start|stop|restart|reload NAME...   (NAME may be `all`)
+         signal SIGNAL NAME...          send a signal to programs
+         ready                          exit 0 when every program is ready
+         reload-config                  re-read the config (as SIGHUP)
+         shutdown                       stop everything and exit (as SIGTERM)
 
 Runs PROGRAM as the child of an init that reaps zombies, forwards signals and, when the
 program exits, gives leftover processes SIGTERM and a grace period before SIGKILL.
@@ -23,6 +31,10 @@ PROGRAM given too runs beside them as `main`, and its exit ends the run.
 
 options:
   -c, --config PATH     the YAML config
+      --socket PATH     the control socket (default: $GINIT_SOCKET, else control.socket
+                        of the config, else /run/ginit/control.sock)
+      --daemon          detach from the terminal and keep supervising (outside containers)
+      --pidfile PATH    with --daemon: write ginit's pid there
   -g, --pgroup          forward signals to the program's whole process group
       --grace DURATION  time leftovers get between SIGTERM and SIGKILL (default 2s)
   -v, --verbose         more log output (repeat for trace); or GINIT_LOG=debug
@@ -32,9 +44,17 @@ options:
 ";
 
 /// What ginit was asked to do.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Command {
     Run(RunOptions),
+    /// A control command for a running ginit (SPEC section 6).
+    Control {
+        request: Request,
+        /// `--socket PATH` (else $GINIT_SOCKET, else the default).
+        socket: Option<PathBuf>,
+        /// `status --json`: print the raw JSON status.
+        json: bool,
+    },
     /// `ginit check [-c PATH]`: validate the config and print the plan.
     Check {
         config: Option<PathBuf>,
@@ -53,10 +73,15 @@ pub struct RunOptions {
     pub grace: Duration,
     /// -v count minus -q count.
     pub verbosity: i32,
+    /// `--socket PATH`: the control socket (overrides the config's).
+    pub socket: Option<PathBuf>,
+    /// `--daemon`: detach (outside containers).
+    pub daemon: bool,
+    /// `--pidfile PATH` with --daemon.
+    pub pidfile: Option<PathBuf>,
 }
 
-/// The names reserved for talking to a running ginit (SPEC section 6). Until the control
-/// socket exists they are refused with a clear message rather than run as programs.
+/// The names reserved for talking to a running ginit (SPEC section 6).
 const CONTROL_COMMANDS: [&str; 9] = [
     "status",
     "start",
@@ -83,6 +108,9 @@ where
         pgroup: false,
         grace: Duration::from_secs(2),
         verbosity: 0,
+        socket: None,
+        daemon: false,
+        pidfile: None,
     };
     let err = |e: lexopt::Error| e.to_string();
     loop {
@@ -108,6 +136,9 @@ where
                 let text = value.to_string_lossy();
                 opts.grace = parse_duration(&text).map_err(|e| format!("--grace: {e}"))?;
             }
+            Long("socket") => opts.socket = Some(PathBuf::from(parser.value().map_err(err)?)),
+            Long("daemon") => opts.daemon = true,
+            Long("pidfile") => opts.pidfile = Some(PathBuf::from(parser.value().map_err(err)?)),
             Short('v') | Long("verbose") => opts.verbosity += 1,
             Short('q') | Long("quiet") => opts.verbosity -= 1,
             Short('V') | Long("version") => return Ok(Command::Version),
@@ -115,10 +146,7 @@ where
             Value(first) if first == "check" => return parse_check(parser),
             Value(first) => {
                 if let Some(name) = first.to_str().filter(|n| CONTROL_COMMANDS.contains(n)) {
-                    return Err(format!(
-                        "`{name}` is a control command, which this version of ginit does not \
-                         have yet; to run a program of that name, write `ginit -- {name}`"
-                    ));
+                    return parse_control(name, parser, opts.socket);
                 }
                 opts.program.push(first);
                 opts.program.extend(parser.raw_args().map_err(err)?);
@@ -127,7 +155,77 @@ where
             other => return Err(err(other.unexpected())),
         }
     }
+    if opts.pidfile.is_some() && !opts.daemon {
+        return Err("--pidfile goes with --daemon".into());
+    }
     Ok(Command::Run(opts))
+}
+
+/// `NAME [ARGS] [--socket PATH] [--json]` for the control commands.
+fn parse_control(
+    name: &str,
+    mut parser: lexopt::Parser,
+    mut socket: Option<PathBuf>,
+) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let err = |e: lexopt::Error| format!("{name}: {e}");
+    let mut json = false;
+    let mut words: Vec<String> = Vec::new();
+    while let Some(arg) = parser.next().map_err(err)? {
+        match arg {
+            Long("socket") => socket = Some(PathBuf::from(parser.value().map_err(err)?)),
+            Long("json") if name == "status" => json = true,
+            Value(v) => words.push(
+                v.into_string()
+                    .map_err(|v| format!("{name}: `{}` is not UTF-8", v.to_string_lossy()))?,
+            ),
+            other => return Err(err(other.unexpected())),
+        }
+    }
+    let none = |req: Request, words: &[String]| match words.first() {
+        None => Ok(req),
+        Some(w) => Err(format!("{name}: unexpected argument `{w}`")),
+    };
+    let programs = |words: Vec<String>| {
+        if words.is_empty() {
+            Err(format!("{name}: name at least one program (or `all`)"))
+        } else {
+            Ok(words)
+        }
+    };
+    let request = match name {
+        "status" => none(Request::Status {}, &words)?,
+        "ready" => none(Request::Ready {}, &words)?,
+        "reload-config" => none(Request::ReloadConfig {}, &words)?,
+        "shutdown" => none(Request::Shutdown {}, &words)?,
+        "start" => Request::Start {
+            programs: programs(words)?,
+        },
+        "stop" => Request::Stop {
+            programs: programs(words)?,
+        },
+        "restart" => Request::Restart {
+            programs: programs(words)?,
+        },
+        "reload" => Request::Reload {
+            programs: programs(words)?,
+        },
+        _ => {
+            let mut words = words.into_iter();
+            let Some(signal) = words.next() else {
+                return Err("signal: usage: ginit signal SIGNAL NAME...".into());
+            };
+            Request::Signal {
+                signal,
+                programs: programs(words.collect())?,
+            }
+        }
+    };
+    Ok(Command::Control {
+        request,
+        socket,
+        json,
+    })
 }
 
 /// `check [-c PATH]`.
@@ -182,9 +280,54 @@ mod tests {
     }
 
     #[test]
-    fn control_names_are_reserved_but_reachable_after_dashes() {
-        assert!(parse(["status"]).unwrap_err().contains("control command"));
+    fn control_commands_and_programs_of_the_same_name() {
+        assert_eq!(
+            parse(["status", "--json"]),
+            Ok(Command::Control {
+                request: Request::Status {},
+                socket: None,
+                json: true
+            })
+        );
+        assert_eq!(
+            parse(["--socket", "/s", "restart", "web", "db"]),
+            Ok(Command::Control {
+                request: Request::Restart {
+                    programs: vec!["web".into(), "db".into()]
+                },
+                socket: Some("/s".into()),
+                json: false
+            })
+        );
+        assert_eq!(
+            parse(["signal", "HUP", "web", "--socket=/t"]),
+            Ok(Command::Control {
+                request: Request::Signal {
+                    signal: "HUP".into(),
+                    programs: vec!["web".into()]
+                },
+                socket: Some("/t".into()),
+                json: false
+            })
+        );
+        assert!(
+            parse(["stop"])
+                .unwrap_err()
+                .contains("at least one program")
+        );
+        assert!(
+            parse(["signal", "HUP"])
+                .unwrap_err()
+                .contains("at least one")
+        );
+        assert!(
+            parse(["ready", "x"])
+                .unwrap_err()
+                .contains("unexpected argument")
+        );
+        assert!(parse(["restart", "--json", "x"]).is_err());
         assert_eq!(prog(&run(&["--", "status"])), ["status"]);
+        assert!(parse(["--pidfile", "/p", "-c", "x"]).is_err());
     }
 
     #[test]

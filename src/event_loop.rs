@@ -12,13 +12,18 @@ use log::{debug, error, info, warn};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::config::{self, Config, Output, ProgramSpec};
+use std::collections::HashMap;
+
+use crate::config::{self, Config, CpuAction, Output, ProgramSpec, ReloadStrategy};
+use crate::control::protocol::{InstanceStatus, Request, Response, Status};
+use crate::control::server::{ConnId, Server};
+use crate::monitor;
 use crate::output::{Outputs, Stream};
 use crate::reaper::{self, Exit};
 use crate::signals::{self, SignalSource};
 use crate::single::{Action, Single, Target};
 use crate::spawn;
-use crate::supervisor::{Ops, Supervisor};
+use crate::supervisor::{Control, Ops, Supervisor};
 
 /// Milliseconds from `now` to `deadline` for poll, rounded up so a deadline is never polled
 /// for early (which would spin), or -1 for none.
@@ -197,6 +202,24 @@ impl Ops for SystemOps {
             ),
         };
         plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        plan.rlimits = spec
+            .limits
+            .rlimits
+            .iter()
+            .map(|&(r, value)| {
+                let v = value.map_or(libc::RLIM_INFINITY, |n| n as libc::rlim_t);
+                let limit = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
+                (r.key(), r.resource(), limit)
+            })
+            .collect();
+        plan.nice = spec.limits.nice;
+        plan.oom_score_adj = spec
+            .limits
+            .oom_score_adj
+            .map(|n| n.to_string().into_bytes());
         let mut readers = [None, None];
         for (i, output) in [&spec.stdout, &spec.stderr].into_iter().enumerate() {
             let fd = match output {
@@ -253,93 +276,447 @@ pub struct SupervisorRun {
     /// The PROGRAM given after `--`, run as `main`.
     pub main: Option<Vec<String>>,
     pub terminal: bool,
+    /// Where to serve the control socket.
+    pub socket: PathBuf,
+}
+
+/// How often programs with `memory_max` or `cpu_max` are sampled.
+const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A start/stop/restart request answered once the programs have settled.
+struct Pending {
+    conn: ConnId,
+    names: Vec<String>,
+    what: Control,
+}
+
+/// Supervisor mode's state besides the supervisor itself.
+struct Daemon {
+    run: SupervisorRun,
+    ops: SystemOps,
+    sup: Supervisor,
+    server: Server,
+    pending: Vec<Pending>,
+    /// Why the last config reload failed, until one succeeds (shown by `status`).
+    reload_error: Option<String>,
+    /// The previous CPU sample of each process tree, by pid: (when, CPU time).
+    samples: HashMap<i32, (Instant, std::time::Duration)>,
+    watches: HashMap<i32, monitor::Watch>,
+    next_sample: Option<Instant>,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
-pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
-    let mut ops = SystemOps {
+pub fn run_supervisor(run: SupervisorRun) -> i32 {
+    let server = match Server::bind(&run.socket) {
+        Ok(server) => {
+            debug!("control socket at {}", run.socket.display());
+            server
+        }
+        Err(e) => {
+            warn!("no control socket: {e}; `ginit status` and friends will not work here");
+            Server::disabled()
+        }
+    };
+    let ops = SystemOps {
         base_env: std::env::vars_os().collect(),
         terminal: run.terminal,
         outputs: Outputs::new(),
     };
-    let mut sup = Supervisor::new(&run.config);
-    sup.start(Instant::now(), &mut ops);
-    let mut received = Vec::new();
-    let mut exits: Vec<Exit> = Vec::new();
-    let mut fds = Vec::new();
-    loop {
-        if let Some(code) = sup.finished() {
-            ops.outputs.drain(Instant::now() + DRAIN_TIME);
-            return code;
-        }
-        fds.clear();
-        fds.push(libc::pollfd {
-            fd: run.signals.raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        ops.outputs.poll_fds(&mut fds);
-        let timeout = poll_timeout(sup.deadline(), Instant::now());
-        // SAFETY: `fds` is a valid array of its length. EINTR cannot occur with every signal
-        // blocked; on an error the loop looks at its sources again.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        ops.outputs.handle(&fds[1..]);
-        let now = Instant::now();
-        received.clear();
-        run.signals.drain(&mut received);
-        let mut reap = false;
-        for &sig in &received {
-            match sig {
-                libc::SIGCHLD => reap = true,
-                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
-                    info!("received {}", signals::name(sig));
-                    sup.request_shutdown(now, &mut ops);
-                }
-                libc::SIGHUP => reload_config(&mut run, &mut sup, now, &mut ops),
-                libc::SIGUSR1 => {
-                    let n = ops.outputs.reopen();
-                    info!("SIGUSR1: reopened {n} log files");
-                }
-                libc::SIGPIPE => {}
-                _ if run.main.is_some() => {
-                    debug!("forwarding {} to main", signals::name(sig));
-                    sup.signal_program("main", sig, &mut ops);
-                }
-                _ => debug!("ignoring {}", signals::name(sig)),
-            }
-        }
-        if reap {
-            exits.clear();
-            let children_left = reaper::reap(&mut exits);
-            sup.on_reaped(&exits, children_left, now, &mut ops);
-        }
-        sup.on_time(now, &mut ops);
-    }
+    let sup = Supervisor::new(&run.config);
+    let mut d = Daemon {
+        run,
+        ops,
+        sup,
+        server,
+        pending: Vec::new(),
+        reload_error: None,
+        samples: HashMap::new(),
+        watches: HashMap::new(),
+        next_sample: None,
+    };
+    d.sup.start(Instant::now(), &mut d.ops);
+    d.schedule_sampling(Instant::now());
+    d.run()
 }
 
-/// SIGHUP: re-reads the config. An invalid file changes nothing; a valid one is applied as
-/// a difference.
-fn reload_config(run: &mut SupervisorRun, sup: &mut Supervisor, now: Instant, ops: &mut SystemOps) {
-    if sup.is_shutting_down() {
-        warn!("not reloading the config: shutting down");
-        return;
-    }
-    info!("reloading {}", run.config_path.display());
-    let mut new = match config::load(&run.config_path, &config::SystemResolver::new()) {
-        Ok(new) => new,
-        Err(errors) => {
-            error!("the new config is invalid; nothing changed:\n{errors}");
-            return;
+impl Daemon {
+    fn run(&mut self) -> i32 {
+        let mut received = Vec::new();
+        let mut exits: Vec<Exit> = Vec::new();
+        let mut fds = Vec::new();
+        loop {
+            if let Some(code) = self.sup.finished() {
+                self.server.remove();
+                self.ops.outputs.drain(Instant::now() + DRAIN_TIME);
+                return code;
+            }
+            fds.clear();
+            fds.push(libc::pollfd {
+                fd: self.run.signals.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            self.server.poll_fds(&mut fds);
+            let control_fds = self.server.poll_len();
+            self.ops.outputs.poll_fds(&mut fds);
+            let deadline = [
+                self.sup.deadline(),
+                self.server.deadline(),
+                self.next_sample,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = poll_timeout(deadline, Instant::now());
+            // SAFETY: `fds` is a valid array of its length. EINTR cannot occur with every
+            // signal blocked; on an error the loop looks at its sources again.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let now = Instant::now();
+            let requests = self.server.handle(&fds[1..1 + control_fds], now);
+            self.ops.outputs.handle(&fds[1 + control_fds..]);
+
+            received.clear();
+            self.run.signals.drain(&mut received);
+            let mut reap = false;
+            for &sig in &received {
+                match sig {
+                    libc::SIGCHLD => reap = true,
+                    libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                        info!("received {}", signals::name(sig));
+                        self.sup.request_shutdown(now, &mut self.ops);
+                    }
+                    libc::SIGHUP => {
+                        let _ = self.reload_config(now);
+                    }
+                    libc::SIGUSR1 => {
+                        let n = self.ops.outputs.reopen();
+                        info!("SIGUSR1: reopened {n} log files");
+                    }
+                    libc::SIGPIPE => {}
+                    _ if self.run.main.is_some() => {
+                        debug!("forwarding {} to main", signals::name(sig));
+                        self.sup.signal_program("main", sig, &mut self.ops);
+                    }
+                    _ => debug!("ignoring {}", signals::name(sig)),
+                }
+            }
+            if reap {
+                exits.clear();
+                let children_left = reaper::reap(&mut exits);
+                self.sup
+                    .on_reaped(&exits, children_left, now, &mut self.ops);
+            }
+            for (conn, request) in requests {
+                self.dispatch(conn, request, now);
+            }
+            self.server.on_time(now);
+            self.sup.on_time(now, &mut self.ops);
+            if self.next_sample.is_some_and(|t| now >= t) {
+                self.sample(now);
+            }
+            self.answer_settled(now);
         }
-    };
-    if let Some(main) = &run.main
-        && let Err(e) = new.add_main(main.clone())
-    {
-        error!("the new config is invalid; nothing changed: {e}");
-        return;
     }
-    sup.reload(&run.config, &new, now, ops);
-    run.config = new;
+
+    /// Carries out one control request; start/stop/restart are answered once settled.
+    fn dispatch(&mut self, conn: ConnId, request: Request, now: Instant) {
+        debug!("control request: {request:?}");
+        let response = match request {
+            Request::Status {} => self.status(now),
+            Request::Ready {} => self.readiness(),
+            Request::ReloadConfig {} => match self.reload_config(now) {
+                Ok(msg) => Response::ok(msg),
+                Err(e) => Response::error(e),
+            },
+            Request::Shutdown {} => {
+                info!("shutdown requested over the control socket");
+                self.sup.request_shutdown(now, &mut self.ops);
+                Response::ok("shutting down")
+            }
+            Request::Signal { signal, programs } => self.signal(&signal, &programs),
+            Request::Start { programs } => {
+                return self.control(conn, &programs, Control::Start, now);
+            }
+            Request::Stop { programs } => return self.control(conn, &programs, Control::Stop, now),
+            Request::Restart { programs } => {
+                return self.control(conn, &programs, Control::Restart, now);
+            }
+            Request::Reload { programs } => return self.reload(conn, &programs, now),
+        };
+        self.server.respond(conn, &response, now);
+    }
+
+    fn control(&mut self, conn: ConnId, names: &[String], what: Control, now: Instant) {
+        if self.sup.is_shutting_down() {
+            let r = Response::error("ginit is shutting down");
+            return self.server.respond(conn, &r, now);
+        }
+        match self.sup.resolve_names(names) {
+            Ok(names) => {
+                self.sup.control(&names, what, now, &mut self.ops);
+                self.pending.push(Pending { conn, names, what });
+            }
+            Err(e) => self.server.respond(conn, &Response::error(e), now),
+        }
+    }
+
+    /// `reload NAME...`: each program by its strategy (a signal is sent at once; a restart
+    /// is answered when the program runs again).
+    fn reload(&mut self, conn: ConnId, names: &[String], now: Instant) {
+        let names = match self.sup.resolve_names(names) {
+            Ok(names) => names,
+            Err(e) => return self.server.respond(conn, &Response::error(e), now),
+        };
+        let mut restart = Vec::new();
+        let mut signalled = Vec::new();
+        for name in names {
+            match self.sup.spec(&name).map(|s| s.reload) {
+                Some(ReloadStrategy::Signal(sig)) => {
+                    self.sup.signal_program(&name, sig, &mut self.ops);
+                    signalled.push(format!("sent {} to {name}", signals::name(sig)));
+                }
+                _ => restart.push(name),
+            }
+        }
+        if restart.is_empty() {
+            return self
+                .server
+                .respond(conn, &Response::ok(signalled.join("; ")), now);
+        }
+        self.control(conn, &restart, Control::Restart, now);
+    }
+
+    fn signal(&mut self, signal: &str, names: &[String]) -> Response {
+        let Some(sig) = signals::parse(signal) else {
+            return Response::error(format!("`{signal}` is not a signal name or number"));
+        };
+        let names = match self.sup.resolve_names(names) {
+            Ok(names) => names,
+            Err(e) => return Response::error(e),
+        };
+        let mut none = Vec::new();
+        for name in &names {
+            if !self.sup.signal_program(name, sig, &mut self.ops) {
+                none.push(name.as_str());
+            }
+        }
+        if none.is_empty() {
+            Response::ok(format!(
+                "sent {} to {}",
+                signals::name(sig),
+                names.join(", ")
+            ))
+        } else {
+            Response::error(format!("not running: {}", none.join(", ")))
+        }
+    }
+
+    fn answer_settled(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &self.pending[i];
+            if let Some(result) = self.sup.settled(&p.names, p.what) {
+                let response = match result {
+                    Ok(msg) => Response::ok(msg),
+                    Err(e) => Response::error(e),
+                };
+                let conn = self.pending.remove(i).conn;
+                self.server.respond(conn, &response, now);
+            } else {
+                i += 1;
+            }
+        }
+        // Requests that waited behind an answered one on the same connection.
+        loop {
+            let more = self.server.more_requests(now);
+            if more.is_empty() {
+                break;
+            }
+            for (conn, request) in more {
+                self.dispatch(conn, request, now);
+            }
+        }
+        self.schedule_sampling(now);
+    }
+
+    fn readiness(&self) -> Response {
+        if self.sup.ready() {
+            return Response::ok("ready");
+        }
+        if self.sup.is_shutting_down() {
+            return Response::error("not ready: shutting down");
+        }
+        let waiting: Vec<String> = self
+            .sup
+            .status()
+            .into_iter()
+            .filter(|i| !i.ready)
+            .map(|i| format!("{}.{} is {}", i.program, i.index, i.state))
+            .collect();
+        Response::error(format!("not ready: {}", waiting.join(", ")))
+    }
+
+    fn status(&mut self, now: Instant) -> Response {
+        let table = monitor::Table::scan();
+        let rows = self.sup.status();
+        let instances = rows
+            .into_iter()
+            .map(|i| {
+                let usage = i.pid.and_then(|pid| table.tree(pid));
+                let cpu_percent = match (i.pid, usage) {
+                    (Some(pid), Some(u)) => {
+                        let before = self
+                            .samples
+                            .get(&pid)
+                            .copied()
+                            .or(i.started.map(|t| (t, std::time::Duration::ZERO)));
+                        self.samples.insert(pid, (now, u.cpu));
+                        before.and_then(|b| monitor::cpu_percent(b, (now, u.cpu)))
+                    }
+                    _ => None,
+                };
+                InstanceStatus {
+                    program: i.program,
+                    instance: i.index,
+                    pid: i.pid,
+                    state: i.state.to_string(),
+                    ready: i.ready,
+                    uptime_secs: i
+                        .started
+                        .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    restarts: i.restarts,
+                    cpu_percent,
+                    rss_bytes: usage.map(|u| u.rss_bytes),
+                    last_exit: i.last_exit,
+                }
+            })
+            .collect::<Vec<_>>();
+        self.forget_gone_processes();
+        Response {
+            ok: true,
+            status: Some(Status {
+                ready: self.sup.ready(),
+                shutting_down: self.sup.is_shutting_down(),
+                config_error: self.reload_error.clone(),
+                instances,
+            }),
+            ..Response::default()
+        }
+    }
+
+    fn forget_gone_processes(&mut self) {
+        let live: Vec<i32> = self.sup.status().iter().filter_map(|i| i.pid).collect();
+        self.samples.retain(|pid, _| live.contains(pid));
+        self.watches.retain(|pid, _| live.contains(pid));
+    }
+
+    /// Sampling runs only while some program has `memory_max` or `cpu_max`.
+    fn schedule_sampling(&mut self, now: Instant) {
+        let wanted = !self.sup.is_shutting_down()
+            && self
+                .run
+                .config
+                .programs
+                .iter()
+                .any(ProgramSpec::is_monitored);
+        self.next_sample = match (wanted, self.next_sample) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(now + SAMPLE_INTERVAL),
+        };
+    }
+
+    /// Samples the monitored programs and acts on `memory_max` / `cpu_max`.
+    fn sample(&mut self, now: Instant) {
+        self.next_sample = None;
+        let table = monitor::Table::scan();
+        for i in self.sup.status() {
+            let (Some(pid), Some(spec)) = (i.pid, self.sup.spec(&i.program)) else {
+                continue;
+            };
+            if !spec.is_monitored() || i.state != "running" {
+                continue;
+            }
+            let Some(usage) = table.tree(pid) else {
+                continue;
+            };
+            let cpu = self
+                .samples
+                .insert(pid, (now, usage.cpu))
+                .and_then(|before| monitor::cpu_percent(before, (now, usage.cpu)));
+            let verdict = self.watches.entry(pid).or_default().judge(
+                now,
+                usage.rss_bytes,
+                cpu,
+                spec.memory_max,
+                spec.cpu_max,
+                spec.monitor_window,
+            );
+            let label = format!("{}.{}", i.program, i.index);
+            let (reload, strategy) = match verdict {
+                None => continue,
+                Some(monitor::Verdict::MemoryOver { rss, max }) => {
+                    warn!(
+                        "{label} (pid {pid}) uses {} KiB of memory, over its memory_max of {} KiB: reloading it",
+                        rss / 1024,
+                        max / 1024
+                    );
+                    (true, spec.reload)
+                }
+                Some(monitor::Verdict::CpuOver { percent, max }) => {
+                    let restart = spec.cpu_action == CpuAction::Restart;
+                    warn!(
+                        "{label} (pid {pid}) has used {percent:.0}% CPU for {}, over its cpu_max of {max:.0}%{}",
+                        config::units::format_duration(spec.monitor_window),
+                        if restart { ": reloading it" } else { "" }
+                    );
+                    (restart, spec.reload)
+                }
+            };
+            if reload {
+                match strategy {
+                    ReloadStrategy::Signal(sig) => self.ops.signal(pid, sig),
+                    ReloadStrategy::Restart => {
+                        self.sup
+                            .restart_instance(&i.program, i.index, now, &mut self.ops)
+                    }
+                }
+            }
+        }
+        self.forget_gone_processes();
+        self.schedule_sampling(now);
+    }
+
+    /// SIGHUP or `reload-config`: re-reads the config. An invalid file changes nothing; a
+    /// valid one is applied as a difference.
+    fn reload_config(&mut self, now: Instant) -> Result<String, String> {
+        if self.sup.is_shutting_down() {
+            warn!("not reloading the config: shutting down");
+            return Err("not reloading the config: ginit is shutting down".into());
+        }
+        let path = &self.run.config_path;
+        info!("reloading {}", path.display());
+        let loaded = config::load(path, &config::SystemResolver::new())
+            .map_err(|errors| errors.to_string())
+            .and_then(|mut new| match &self.run.main {
+                Some(main) => new.add_main(main.clone()).map(|()| new),
+                None => Ok(new),
+            });
+        let new = match loaded {
+            Ok(new) => new,
+            Err(e) => {
+                error!("the new config is invalid; nothing changed:\n{e}");
+                self.reload_error = Some(e.clone());
+                return Err(format!("the new config is invalid; nothing changed:\n{e}"));
+            }
+        };
+        self.reload_error = None;
+        let summary = self.sup.reload(&self.run.config, &new, now, &mut self.ops);
+        self.run.config = new;
+        self.next_sample = None;
+        self.schedule_sampling(now);
+        Ok(summary)
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@
 
 mod cli;
 mod config;
+mod control;
 mod event_loop;
 mod logger;
+mod monitor;
 mod output;
 mod program;
 mod reaper;
@@ -57,6 +59,15 @@ fn entry() -> i32 {
         }
         Ok(Command::Run(opts)) => run(opts),
         Ok(Command::Check { config }) => check(config),
+        Ok(Command::Control {
+            request,
+            socket,
+            json,
+        }) => control::client::run(
+            &control::socket_path(socket, config::DEFAULT_SOCKET),
+            &request,
+            json,
+        ),
         Err(reason) => {
             eprintln!("ginit: {reason} (see `ginit --help`)");
             2
@@ -146,6 +157,7 @@ fn run(opts: RunOptions) -> i32 {
         }
     }
     logger::init(opts.verbosity, Some(&cfg.log));
+    let socket = control::socket_path(opts.socket.clone(), &cfg.control_socket.to_string_lossy());
     let signals = match setup_init() {
         Ok(s) => s,
         Err(code) => return code,
@@ -156,6 +168,7 @@ fn run(opts: RunOptions) -> i32 {
         config_path: path,
         main,
         terminal: std::io::stdin().is_terminal(),
+        socket,
     })
 }
 

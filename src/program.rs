@@ -28,8 +28,7 @@ pub enum State {
 }
 
 impl State {
-    /// The word `ginit status` shows (until the control socket exists, only tests read it).
-    #[cfg(test)]
+    /// The word `ginit status` shows.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Stopped => "stopped",
@@ -198,6 +197,18 @@ impl Instance {
             .mul_f64(spec.backoff.factor)
             .min(spec.backoff.max);
         Vec::new()
+    }
+
+    /// Stops it and starts it again once it is down (at once when it is not running). A
+    /// failed instance starts afresh, its failures forgotten.
+    pub fn restart(&mut self, spec: &ProgramSpec, now: Instant) -> Vec<Action> {
+        if self.state == State::Running {
+            let actions = self.stop(spec, now);
+            self.restart_after_stop = true;
+            actions
+        } else {
+            self.start(spec)
+        }
     }
 
     /// Asks the instance to stop: its stop signal now, SIGKILL at the stop timeout.
@@ -404,6 +415,27 @@ mod tests {
         assert!(i.stop(&s, t).is_empty());
         assert_eq!(i.state, State::Stopped);
         assert!(i.on_time(t + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn restart_stops_then_spawns() {
+        let s = spec(Restart::Never);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        assert_eq!(i.restart(&s, t), vec![Action::Signal(libc::SIGTERM)]);
+        assert_eq!(
+            i.on_exit(&s, 143, Some(libc::SIGTERM), true, t),
+            vec![Action::Spawn]
+        );
+        // ...but not while shutting down.
+        let mut i = running(&s, t);
+        i.restart(&s, t);
+        assert!(i.on_exit(&s, 0, None, false, t).is_empty());
+        // A failed instance restarts at once, its failures forgotten.
+        let mut i = running(&s, t);
+        i.on_exit(&s, 1, None, true, t);
+        assert_eq!(i.state, State::Failed);
+        assert_eq!(i.restart(&s, t), vec![Action::Spawn]);
     }
 
     #[test]

@@ -133,6 +133,12 @@ pub struct SpawnPlan {
     /// Fds to put on the child's stdout and stderr (closed in ginit after the spawn).
     pub stdout: Option<std::os::fd::OwnedFd>,
     pub stderr: Option<std::os::fd::OwnedFd>,
+    /// setrlimit(resource, soft = hard = value) in the child, with the key for messages.
+    pub rlimits: Vec<(&'static str, i32, libc::rlimit)>,
+    /// setpriority for the child itself.
+    pub nice: Option<i32>,
+    /// Written to /proc/self/oom_score_adj (the decimal text).
+    pub oom_score_adj: Option<Vec<u8>>,
 }
 
 /// The step of the child's setup that failed, reported with errno through the pipe.
@@ -140,6 +146,10 @@ const STAGE_EXEC: i32 = 0;
 const STAGE_CHDIR: i32 = 1;
 const STAGE_CREDENTIALS: i32 = 2;
 const STAGE_REDIRECT: i32 = 3;
+const STAGE_NICE: i32 = 4;
+const STAGE_OOM: i32 = 5;
+/// STAGE_RLIMIT + i: the i-th rlimit.
+const STAGE_RLIMIT: i32 = 100;
 
 fn cstring(bytes: Vec<u8>) -> CString {
     // Arguments and environment entries from the OS cannot hold NUL bytes; a config-provided
@@ -209,6 +219,9 @@ impl SpawnPlan {
             credentials: None,
             stdout: None,
             stderr: None,
+            rlimits: Vec::new(),
+            nice: None,
+            oom_score_adj: None,
         })
     }
 
@@ -312,6 +325,23 @@ impl SpawnPlan {
                 program,
                 reason: format!("cannot switch to its user: {err}"),
             },
+            (STAGE_NICE, _) => SpawnError::NotExecutable {
+                program,
+                reason: format!("cannot set its nice value: {err}"),
+            },
+            (STAGE_OOM, _) => SpawnError::NotExecutable {
+                program,
+                reason: format!("cannot set its oom_score_adj: {err}"),
+            },
+            (n, _) if n >= STAGE_RLIMIT => SpawnError::NotExecutable {
+                program,
+                reason: format!(
+                    "cannot set its limit `{}`: {err}",
+                    self.rlimits
+                        .get((n - STAGE_RLIMIT) as usize)
+                        .map_or("?", |l| l.0)
+                ),
+            },
             _ => SpawnError::NotExecutable {
                 program,
                 reason: format!("cannot set up its output: {err}"),
@@ -370,6 +400,28 @@ impl SpawnPlan {
                 && libc::chdir(dir.as_ptr()) != 0
             {
                 fail(STAGE_CHDIR);
+            }
+            // Limits before the user switch: raising a limit, a lower nice value or a lower
+            // oom_score_adj need privileges the target user may not have.
+            for (i, (_, resource, limit)) in self.rlimits.iter().enumerate() {
+                if libc::setrlimit(*resource as _, limit) != 0 {
+                    fail(STAGE_RLIMIT + i as i32);
+                }
+            }
+            if let Some(nice) = self.nice
+                && libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0
+            {
+                fail(STAGE_NICE);
+            }
+            if let Some(text) = &self.oom_score_adj {
+                let fd = libc::open(
+                    c"/proc/self/oom_score_adj".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                );
+                if fd < 0 || libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
+                    fail(STAGE_OOM);
+                }
+                libc::close(fd);
             }
             if let Some((uid, gid, groups)) = &self.credentials
                 && (libc::setgroups(groups.len(), groups.as_ptr()) != 0

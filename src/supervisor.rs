@@ -125,16 +125,25 @@ enum Phase {
     Done,
 }
 
-/// One status line per instance (what `ginit status` will show; only tests read it so far).
-#[cfg(test)]
+/// One status line per instance (what `ginit status` shows).
 #[derive(Debug, PartialEq)]
 pub struct InstanceStatus {
     pub program: String,
     pub index: u32,
     pub pid: Option<i32>,
     pub state: &'static str,
+    pub ready: bool,
+    pub started: Option<Instant>,
     pub restarts: u32,
     pub last_exit: Option<i32>,
+}
+
+/// What `ginit start|stop|restart` asks of programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Start,
+    Stop,
+    Restart,
 }
 
 pub struct Supervisor {
@@ -190,7 +199,6 @@ impl Supervisor {
         self.phase != Phase::Running
     }
 
-    #[cfg(test)]
     pub fn status(&self) -> Vec<InstanceStatus> {
         self.programs
             .iter()
@@ -200,11 +208,136 @@ impl Supervisor {
                     index: i.index,
                     pid: i.pid,
                     state: i.state.as_str(),
+                    ready: Self::instance_ready(p, i),
+                    started: i.pid.and(i.started),
                     restarts: i.restarts,
                     last_exit: i.last_exit,
                 })
             })
             .collect()
+    }
+
+    /// An instance counts as ready when it runs (no readiness checks yet), a oneshot when it
+    /// is done, and one that was stopped on purpose (or ended without failing) once it
+    /// was started at all.
+    fn instance_ready(p: &Program, i: &Instance) -> bool {
+        match i.state {
+            State::Running | State::Done => true,
+            State::Stopped => p.launched && !p.spec.oneshot,
+            State::Stopping | State::Backoff | State::Failed => false,
+        }
+    }
+
+    /// `ginit ready`: every instance ready and no shutdown under way (the shutdown delay
+    /// turns it false first, so load balancers stop sending traffic).
+    pub fn ready(&self) -> bool {
+        self.phase == Phase::Running
+            && self
+                .programs
+                .iter()
+                .all(|p| p.instances.iter().all(|i| Self::instance_ready(p, i)))
+    }
+
+    /// The names a control request means: `all` is every program. Unknown names are an error.
+    pub fn resolve_names(&self, names: &[String]) -> Result<Vec<String>, String> {
+        if names.iter().any(|n| n == "all") && self.program_index("all").is_none() {
+            return Ok(self.programs.iter().map(|p| p.spec.name.clone()).collect());
+        }
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| self.program_index(n).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!("no program named `{}`", unknown.join("`, `")));
+        }
+        Ok(names.to_vec())
+    }
+
+    fn program_index(&self, name: &str) -> Option<usize> {
+        self.programs.iter().position(|p| p.spec.name == name)
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&ProgramSpec> {
+        self.program_index(name).map(|p| &self.programs[p].spec)
+    }
+
+    /// Starts, stops or restarts programs on request (names already resolved).
+    pub fn control(&mut self, names: &[String], what: Control, now: Instant, ops: &mut dyn Ops) {
+        for name in names {
+            let Some(p) = self.program_index(name) else {
+                continue;
+            };
+            info!(
+                "{} {name} on request",
+                match what {
+                    Control::Start => "starting",
+                    Control::Stop => "stopping",
+                    Control::Restart => "restarting",
+                }
+            );
+            // Start order no longer applies to a program someone handles by hand.
+            self.programs[p].launched = true;
+            self.each_instance(p, now, ops, |inst, spec| match what {
+                Control::Start => inst.start(spec),
+                Control::Stop => inst.stop(spec, now),
+                Control::Restart => inst.restart(spec, now),
+            });
+        }
+        self.progress(now, ops);
+    }
+
+    /// Restarts one instance (a `memory_max` or `cpu_max` verdict).
+    pub fn restart_instance(&mut self, name: &str, index: u32, now: Instant, ops: &mut dyn Ops) {
+        let Some(p) = self.program_index(name) else {
+            return;
+        };
+        if let Some(i) = self.programs[p]
+            .instances
+            .iter()
+            .position(|i| i.index == index)
+        {
+            let program = &mut self.programs[p];
+            let actions = program.instances[i].restart(&program.spec, now);
+            self.apply(p, i, actions, now, ops);
+        }
+    }
+
+    /// Whether a `control` request has finished: `None` while instances are still stopping,
+    /// then `Ok(message)` or `Err(why)`.
+    pub fn settled(&self, names: &[String], what: Control) -> Option<Result<String, String>> {
+        let mut problems = Vec::new();
+        for name in names {
+            let Some(p) = self.program_index(name) else {
+                problems.push(format!("{name} was removed from the config"));
+                continue;
+            };
+            let program = &self.programs[p];
+            for inst in &program.instances {
+                let label = program.label(inst.index);
+                match (what, inst.state) {
+                    (_, State::Stopping) => return None,
+                    (Control::Stop, _) => {}
+                    (_, State::Running | State::Done) => {}
+                    (_, state) => problems.push(format!(
+                        "{label} is {}{}",
+                        state.as_str(),
+                        inst.last_exit
+                            .map(|c| format!(" (last exit status {c})"))
+                            .unwrap_or_default()
+                    )),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Some(Err(problems.join("; ")));
+        }
+        let done = match what {
+            Control::Start => "started",
+            Control::Stop => "stopped",
+            Control::Restart => "restarted",
+        };
+        Some(Ok(format!("{done} {}", names.join(", "))))
     }
 
     fn apply(&mut self, p: usize, i: usize, actions: Vec<Action>, now: Instant, ops: &mut dyn Ops) {
@@ -563,15 +696,22 @@ impl Supervisor {
 
     /// Applies a new, valid config as a difference: new programs start, removed ones stop,
     /// changed ones restart with their new spec, unchanged ones are not touched.
-    pub fn reload(&mut self, old: &Config, new: &Config, now: Instant, ops: &mut dyn Ops) {
+    pub fn reload(
+        &mut self,
+        old: &Config,
+        new: &Config,
+        now: Instant,
+        ops: &mut dyn Ops,
+    ) -> String {
         let d = diff::diff(old, new);
-        info!(
+        let summary = format!(
             "config reloaded: {} added, {} removed, {} changed, {} unchanged",
             d.added.len(),
             d.removed.len(),
             d.changed.len(),
             d.unchanged.len()
         );
+        info!("{summary}");
         self.shutdown = new.shutdown;
         for name in &d.removed {
             if let Some(p) = self.programs.iter().position(|q| &q.spec.name == name) {
@@ -602,6 +742,7 @@ impl Supervisor {
                 .unwrap_or(usize::MAX)
         });
         self.progress(now, ops);
+        summary
     }
 
     /// Drops removed programs and restarts changed ones once they are down.

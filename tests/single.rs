@@ -80,7 +80,7 @@ fn usage_errors_exit_2_with_a_reason() {
         (&["--"][..], "nothing to run"),
         (&["--bogus", "true"][..], "--bogus"),
         (&["--grace", "soon", "true"][..], "not a duration"),
-        (&["status"][..], "control command"),
+        (&["stop"][..], "name at least one program"),
     ] {
         let mut run = Run::start(Mode::Subreaper, args);
         assert_eq!(run.wait(), 2, "{args:?}");

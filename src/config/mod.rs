@@ -25,6 +25,97 @@ pub struct Config {
     pub programs: Vec<ProgramSpec>,
     pub shutdown: ShutdownSpec,
     pub log: LogSpec,
+    /// `control.socket`: where ginit serves its control socket.
+    pub control_socket: PathBuf,
+}
+
+/// The control socket when the config does not name one.
+pub const DEFAULT_SOCKET: &str = "/run/ginit/control.sock";
+
+/// How `ginit reload NAME` (and a `memory_max` or `cpu_action: restart`) renews a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadStrategy {
+    /// Stop each instance, then start it again.
+    Restart,
+    /// Send this signal; the program reloads itself.
+    Signal(i32),
+}
+
+/// What exceeding `cpu_max` for `monitor_window` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuAction {
+    Warn,
+    Restart,
+}
+
+/// A resource limit set with setrlimit in the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rlimit {
+    AddressSpace,
+    Data,
+    Stack,
+    CpuSeconds,
+    OpenFiles,
+    Processes,
+    Core,
+    FileSize,
+}
+
+impl Rlimit {
+    pub const ALL: [Rlimit; 8] = [
+        Rlimit::AddressSpace,
+        Rlimit::Data,
+        Rlimit::Stack,
+        Rlimit::CpuSeconds,
+        Rlimit::OpenFiles,
+        Rlimit::Processes,
+        Rlimit::Core,
+        Rlimit::FileSize,
+    ];
+
+    /// The config key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Rlimit::AddressSpace => "address_space",
+            Rlimit::Data => "data",
+            Rlimit::Stack => "stack",
+            Rlimit::CpuSeconds => "cpu_seconds",
+            Rlimit::OpenFiles => "open_files",
+            Rlimit::Processes => "processes",
+            Rlimit::Core => "core",
+            Rlimit::FileSize => "file_size",
+        }
+    }
+
+    /// The resource number for setrlimit(2).
+    pub fn resource(self) -> i32 {
+        (match self {
+            Rlimit::AddressSpace => libc::RLIMIT_AS,
+            Rlimit::Data => libc::RLIMIT_DATA,
+            Rlimit::Stack => libc::RLIMIT_STACK,
+            Rlimit::CpuSeconds => libc::RLIMIT_CPU,
+            Rlimit::OpenFiles => libc::RLIMIT_NOFILE,
+            Rlimit::Processes => libc::RLIMIT_NPROC,
+            Rlimit::Core => libc::RLIMIT_CORE,
+            Rlimit::FileSize => libc::RLIMIT_FSIZE,
+        }) as i32
+    }
+
+    /// Counted in bytes (a size) rather than a plain number.
+    pub fn is_size(self) -> bool {
+        !matches!(
+            self,
+            Rlimit::CpuSeconds | Rlimit::OpenFiles | Rlimit::Processes
+        )
+    }
+}
+
+/// `limits:` of a program. A value of `None` in `rlimits` means unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rlimits: Vec<(Rlimit, Option<u64>)>,
+    pub nice: Option<i32>,
+    pub oom_score_adj: Option<i32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +215,14 @@ pub struct ProgramSpec {
     pub stop_timeout: Duration,
     pub stdout: Output,
     pub stderr: Output,
+    pub reload: ReloadStrategy,
+    pub limits: Limits,
+    /// Resident memory of the process tree above which the program is reloaded.
+    pub memory_max: Option<u64>,
+    /// CPU use in percent of one core (150 = one and a half cores).
+    pub cpu_max: Option<f64>,
+    pub monitor_window: Duration,
+    pub cpu_action: CpuAction,
 }
 
 impl ProgramSpec {
@@ -147,7 +246,18 @@ impl ProgramSpec {
             stop_timeout: schema::DEFAULT_STOP_TIMEOUT,
             stdout: Output::Inherit,
             stderr: Output::Inherit,
+            reload: ReloadStrategy::Restart,
+            limits: Limits::default(),
+            memory_max: None,
+            cpu_max: None,
+            monitor_window: Duration::from_secs(30),
+            cpu_action: CpuAction::Warn,
         }
+    }
+
+    /// Whether ginit must sample this program's resource use periodically.
+    pub fn is_monitored(&self) -> bool {
+        self.memory_max.is_some() || self.cpu_max.is_some()
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    Backoff, Config, ConfigError, LogFormat, LogSpec, Output, ProgramSpec, Restart, Rotate,
-    ShutdownSpec, units,
+    Backoff, Config, ConfigError, CpuAction, Limits, LogFormat, LogSpec, Output, ProgramSpec,
+    ReloadStrategy, Restart, Rlimit, Rotate, ShutdownSpec, units,
 };
 use crate::signals;
 use crate::users::{self, Credentials};
@@ -32,6 +32,9 @@ pub trait Resolver {
     fn euid(&self) -> u32;
     /// ginit's own PATH.
     fn path_var(&self) -> Option<String>;
+    /// ginit's hard limit for a setrlimit resource (None: unlimited), and whether ginit may
+    /// raise hard limits (CAP_SYS_RESOURCE).
+    fn hard_limit(&self, resource: i32) -> (Option<u64>, bool);
 }
 
 /// The real machine: /etc/passwd, the file system, ginit's environment.
@@ -73,6 +76,34 @@ impl Resolver for SystemResolver {
     fn path_var(&self) -> Option<String> {
         std::env::var("PATH").ok()
     }
+
+    fn hard_limit(&self, resource: i32) -> (Option<u64>, bool) {
+        (hard_limit(resource), can_raise_limits())
+    }
+}
+
+#[allow(unsafe_code)]
+fn hard_limit(resource: i32) -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills one rlimit; the resource number comes from libc's constants.
+    let ok = unsafe { libc::getrlimit(resource as _, &mut lim) } == 0;
+    (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
+}
+
+/// CAP_SYS_RESOURCE in ginit's effective set (from /proc; as root when /proc is missing).
+fn can_raise_limits() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    match std::fs::read_to_string("/proc/self/status") {
+        Ok(status) => status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0),
+        Err(_) => effective_uid() == 0,
+    }
 }
 
 #[allow(unsafe_code)]
@@ -81,8 +112,8 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-const TOP_KEYS: &[&str] = &["programs", "shutdown", "log"];
-const TOP_LATER: &[&str] = &["sockets", "control"];
+const TOP_KEYS: &[&str] = &["programs", "shutdown", "log", "control"];
+const TOP_LATER: &[&str] = &["sockets"];
 const PROGRAM_KEYS: &[&str] = &[
     "command",
     "env",
@@ -100,12 +131,6 @@ const PROGRAM_KEYS: &[&str] = &[
     "stop",
     "stdout",
     "stderr",
-];
-const PROGRAM_LATER: &[&str] = &[
-    "sockets",
-    "ready",
-    "health",
-    "watchdog",
     "reload",
     "limits",
     "memory_max",
@@ -113,6 +138,8 @@ const PROGRAM_LATER: &[&str] = &[
     "monitor_window",
     "cpu_action",
 ];
+const PROGRAM_LATER: &[&str] = &["sockets", "ready", "health", "watchdog"];
+const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
 
 /// Default stop timeout, as Docker's `docker stop`.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -285,6 +312,132 @@ impl Validator<'_> {
                     path,
                     format!("expected true or false, found `{other}`"),
                 );
+                None
+            }
+        }
+    }
+
+    /// `reload: {strategy: restart}` or `{strategy: signal, signal: SIGHUP}`.
+    fn reload(&mut self, node: &Node, path: &str) -> ReloadStrategy {
+        let mut strategy = "restart";
+        let mut signal = None;
+        for (k, v) in self.mapping(node, path, &["strategy", "signal"], &[]) {
+            let p = join(path, k);
+            if k == "signal" {
+                signal = self.signal(v, &p);
+            } else if let Some(s) = self.choice(v, &p, &["restart", "signal", "replace"]) {
+                if s == "replace" {
+                    self.error(
+                        v,
+                        &p,
+                        "`replace` needs `sockets`, which are part of ginit's design but not \
+                         supported by this version yet",
+                    );
+                } else {
+                    strategy = s;
+                }
+            }
+        }
+        match strategy {
+            "signal" => ReloadStrategy::Signal(signal.unwrap_or(libc::SIGHUP)),
+            _ => {
+                if signal.is_some() {
+                    self.error(
+                        node,
+                        &join(path, "signal"),
+                        "`signal` goes with `strategy: signal`",
+                    );
+                }
+                ReloadStrategy::Restart
+            }
+        }
+    }
+
+    /// `limits:`: rlimits (sizes or numbers, or `unlimited`), `nice`, `oom_score_adj`. A
+    /// limit above ginit's own hard limit that ginit cannot raise is an error here rather
+    /// than a program that fails to start.
+    fn limits(&mut self, node: &Node, path: &str) -> Limits {
+        let keys: Vec<&str> = Rlimit::ALL
+            .iter()
+            .map(|r| r.key())
+            .chain(LIMIT_EXTRA.iter().copied())
+            .collect();
+        let mut limits = Limits::default();
+        for (k, v) in self.mapping(node, path, &keys, &[]) {
+            let p = join(path, k);
+            match k {
+                "nice" => limits.nice = self.integer(v, &p, -20, 19),
+                "oom_score_adj" => limits.oom_score_adj = self.integer(v, &p, -1000, 1000),
+                _ => {
+                    let Some(r) = Rlimit::ALL.into_iter().find(|r| r.key() == k) else {
+                        continue;
+                    };
+                    let value = if v.scalar() == Some("unlimited") {
+                        None
+                    } else if r.is_size() {
+                        match self.size(v, &p) {
+                            Some(n) => Some(n),
+                            None => continue,
+                        }
+                    } else {
+                        match self.plain(v, &p, "a whole number or `unlimited`") {
+                            Some(t) => match t.parse::<u64>() {
+                                Ok(n) => Some(n),
+                                Err(_) => {
+                                    let msg = format!(
+                                        "expected a whole number or `unlimited`, found `{t}`"
+                                    );
+                                    self.error(v, &p, msg);
+                                    continue;
+                                }
+                            },
+                            None => continue,
+                        }
+                    };
+                    let (hard, can_raise) = self.resolver.hard_limit(r.resource());
+                    let above = match (value, hard) {
+                        (_, None) => false,
+                        (None, Some(_)) => true,
+                        (Some(n), Some(h)) => n > h,
+                    };
+                    if above && !can_raise {
+                        let shown =
+                            |x: Option<u64>| x.map_or("unlimited".into(), |n| n.to_string());
+                        let msg = format!(
+                            "{} is above ginit's own hard limit ({}), which ginit cannot raise \
+                             without CAP_SYS_RESOURCE",
+                            shown(value),
+                            shown(hard)
+                        );
+                        self.error(v, &p, msg);
+                    }
+                    limits.rlimits.push((r, value));
+                }
+            }
+        }
+        limits
+    }
+
+    fn integer(&mut self, node: &Node, path: &str, min: i32, max: i32) -> Option<i32> {
+        let text = self.plain(node, path, "a whole number")?;
+        match text.parse::<i32>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                let msg = format!("expected a whole number from {min} to {max}, found `{text}`");
+                self.error(node, path, msg);
+                None
+            }
+        }
+    }
+
+    /// `150%` (or `150`): percent of one core.
+    fn percent(&mut self, node: &Node, path: &str) -> Option<f64> {
+        let text = self.string(node, path)?;
+        match text.trim().trim_end_matches('%').parse::<f64>() {
+            Ok(n) if n > 0.0 && n.is_finite() => Some(n),
+            _ => {
+                let msg = format!("`{text}` is not a CPU share (write it like 50% or 150%)");
+                self.error(node, path, msg);
                 None
             }
         }
@@ -605,6 +758,19 @@ impl Validator<'_> {
                 }
                 "stdout" => spec.stdout = self.output(value, &at),
                 "stderr" => spec.stderr = self.output(value, &at),
+                "reload" => spec.reload = self.reload(value, &at),
+                "limits" => spec.limits = self.limits(value, &at),
+                "memory_max" => spec.memory_max = self.size(value, &at),
+                "cpu_max" => spec.cpu_max = self.percent(value, &at),
+                "monitor_window" => {
+                    spec.monitor_window = self.duration(value, &at).unwrap_or(spec.monitor_window)
+                }
+                "cpu_action" => {
+                    spec.cpu_action = match self.choice(value, &at, &["warn", "restart"]) {
+                        Some("restart") => CpuAction::Restart,
+                        _ => CpuAction::Warn,
+                    }
+                }
                 _ => {}
             }
         }
@@ -793,6 +959,7 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
             level: None,
             format: LogFormat::Text,
         },
+        control_socket: PathBuf::from(super::DEFAULT_SOCKET),
     };
     let mut dep_nodes: Vec<(String, Node)> = Vec::new();
     for (key, value) in &top {
@@ -839,6 +1006,13 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                         ("delay", Some(d)) => config.shutdown.delay = d,
                         (_, Some(d)) => config.shutdown.timeout = d,
                         _ => {}
+                    }
+                }
+            }
+            "control" => {
+                for (k, n) in v.mapping(value, "control", &["socket"], &[]) {
+                    if let Some(path) = v.string(n, &join("control", k)) {
+                        config.control_socket = PathBuf::from(path);
                     }
                 }
             }
@@ -937,6 +1111,12 @@ pub(super) mod tests {
         }
         fn path_var(&self) -> Option<String> {
             Some("/bin".into())
+        }
+
+        /// Open files are capped at 1024 for ginit, the rest unlimited; no CAP_SYS_RESOURCE.
+        fn hard_limit(&self, resource: i32) -> (Option<u64>, bool) {
+            let nofile = resource == libc::RLIMIT_NOFILE as i32;
+            (nofile.then_some(1024), false)
         }
     }
 
@@ -1076,6 +1256,54 @@ log: {level: debug, format: json}
             "{errs:?}"
         );
         assert!(errs[4].contains("expected a list"), "{errs:?}");
+    }
+
+    #[test]
+    fn limits_reload_and_monitoring() {
+        let c = ok(
+            "control: {socket: /tmp/c.sock}\nprograms:\n  a:\n    command: x\n    reload: {strategy: signal, signal: USR2}\n    limits: {open_files: 1000, address_space: 4GiB, core: 0, processes: unlimited, nice: 5, oom_score_adj: 500}\n    memory_max: 300MiB\n    cpu_max: 150%\n    monitor_window: 10s\n    cpu_action: restart\n",
+        );
+        assert_eq!(c.control_socket, PathBuf::from("/tmp/c.sock"));
+        let a = c.program("a").unwrap();
+        assert_eq!(a.reload, ReloadStrategy::Signal(libc::SIGUSR2));
+        assert_eq!(
+            a.limits,
+            Limits {
+                rlimits: vec![
+                    (Rlimit::OpenFiles, Some(1000)),
+                    (Rlimit::AddressSpace, Some(4 << 30)),
+                    (Rlimit::Core, Some(0)),
+                    (Rlimit::Processes, None),
+                ],
+                nice: Some(5),
+                oom_score_adj: Some(500),
+            }
+        );
+        assert_eq!(a.memory_max, Some(300 << 20));
+        assert_eq!(a.cpu_max, Some(150.0));
+        assert_eq!(a.monitor_window, Duration::from_secs(10));
+        assert_eq!(a.cpu_action, CpuAction::Restart);
+        assert_eq!(
+            ok("programs:\n  a: {command: x}\n").control_socket,
+            PathBuf::from("/run/ginit/control.sock")
+        );
+
+        let errs = errors(
+            "programs:\n  a:\n    command: x\n    limits: {open_files: 4096, stack: lots, nice: 40, cpu_seconds: 1.5, open_file: 3}\n    reload: {strategy: replace}\n    cpu_max: fast\n",
+        );
+        let want = [
+            "4:26: programs.a.limits.open_files: 4096 is above ginit's own hard limit (1024)",
+            "4:39: programs.a.limits.stack: `lots` is not a size",
+            "4:51: programs.a.limits.nice: expected a whole number from -20 to 19, found `40`",
+            "4:68: programs.a.limits.cpu_seconds: expected a whole number or `unlimited`",
+            "4:73: programs.a.limits.open_file: unknown key `open_file` (did you mean `open_files`?)",
+            "5:24: programs.a.reload.strategy: `replace` needs `sockets`",
+            "6:14: programs.a.cpu_max: `fast` is not a CPU share",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e} should contain {w}");
+        }
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub fn signal(pid: i32, sig: i32) {
 /// A running ginit with its output.
 pub struct Run {
     child: Child,
+    /// The control socket this run's ginit serves (unless the test chose another).
+    pub socket: std::path::PathBuf,
     /// ginit's pid as seen by the tests (outside any namespace).
     pub pid: i32,
     lines: Receiver<String>,
@@ -150,7 +152,15 @@ impl Run {
     /// (either the command itself or a child of it, as with unshare -f).
     pub fn command(argv: &[String], ginit_comm: &str, configure: impl FnOnce(&mut Command)) -> Run {
         let mut cmd = Command::new(&argv[0]);
+        // Each run serves its own control socket, so tests never meet at the default path.
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = std::env::temp_dir().join(format!(
+            "ginit-test-{}-{n}/control.sock",
+            std::process::id()
+        ));
         cmd.args(&argv[1..])
+            .env("GINIT_SOCKET", &socket)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -205,6 +215,7 @@ impl Run {
         }
         Run {
             child,
+            socket,
             pid,
             lines,
             seen: Vec::new(),
@@ -350,6 +361,9 @@ impl Drop for Run {
             kill_tree(self.pid);
             signal(self.child.id() as i32, libc::SIGKILL);
             let _ = self.child.wait();
+        }
+        if let Some(dir) = self.socket.parent() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

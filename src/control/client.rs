@@ -1,0 +1,219 @@
+//! `ginit status|start|stop|restart|reload|signal|ready|reload-config|shutdown`: one request
+//! over the control socket, one response, printed for people (or as JSON with
+//! `status --json`).
+//!
+//! Exit status: 0 done (for `ready`: ready), 1 refused or failed (not ready), 3 cannot
+//! connect to ginit.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use super::protocol::{InstanceStatus, Request, Response, Status};
+
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_NO_CONNECTION: i32 = 3;
+
+/// Sends `request` to the ginit serving `socket`, prints the answer, returns the exit status.
+pub fn run(socket: &Path, request: &Request, json: bool) -> i32 {
+    let response = match exchange(socket, request) {
+        Ok(r) => r,
+        Err((code, e)) => {
+            eprintln!("ginit: {e}");
+            return code;
+        }
+    };
+    if !response.ok {
+        if let Request::Ready {} = request {
+            println!("not ready");
+        }
+        eprintln!(
+            "ginit: {}",
+            response.error.as_deref().unwrap_or("request failed")
+        );
+        return EXIT_FAILED;
+    }
+    match (&response.status, json) {
+        (Some(status), true) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(status).unwrap_or_default()
+            );
+        }
+        (Some(status), false) => print!("{}", table(status)),
+        (None, _) => {
+            if let Some(m) = &response.message {
+                println!("{m}");
+            }
+        }
+    }
+    0
+}
+
+fn exchange(socket: &Path, request: &Request) -> Result<Response, (i32, String)> {
+    let no_conn = |e: std::io::Error| {
+        (
+            EXIT_NO_CONNECTION,
+            format!(
+                "cannot connect to ginit at {}: {e} (is ginit running? --socket or \
+                 GINIT_SOCKET name another socket)",
+                socket.display()
+            ),
+        )
+    };
+    let mut stream = UnixStream::connect(socket).map_err(no_conn)?;
+    // Quick commands answer at once; stop/restart/reload answer when done, which the
+    // programs' stop timeouts bound.
+    let wait = match request {
+        Request::Start { .. }
+        | Request::Stop { .. }
+        | Request::Restart { .. }
+        | Request::Reload { .. } => None,
+        _ => Some(Duration::from_secs(30)),
+    };
+    let _ = stream.set_read_timeout(wait);
+    let failed = |e: std::io::Error| (EXIT_FAILED, format!("talking to ginit: {e}"));
+    stream
+        .write_all(request.to_line().as_bytes())
+        .map_err(failed)?;
+    let mut line = Vec::new();
+    BufReader::new(&stream)
+        .read_until(b'\n', &mut line)
+        .map_err(failed)?;
+    if line.is_empty() {
+        return Err((EXIT_FAILED, "ginit closed the connection".into()));
+    }
+    Response::parse(&line).map_err(|e| (EXIT_FAILED, e))
+}
+
+/// The `ginit status` table.
+pub fn table(status: &Status) -> String {
+    let header = [
+        "NAME",
+        "INSTANCE",
+        "PID",
+        "STATE",
+        "READY",
+        "UPTIME",
+        "RESTARTS",
+        "CPU%",
+        "RSS",
+        "LAST-EXIT",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for i in &status.instances {
+        rows.push(row(i));
+    }
+    let mut widths = vec![0; header.len()];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (k, (cell, w)) in r.iter().zip(&widths).enumerate() {
+            if k + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if status.shutting_down {
+        out.push_str("ginit is shutting down\n");
+    }
+    if let Some(e) = &status.config_error {
+        out.push_str(&format!("last config reload failed:\n{e}\n"));
+    }
+    out
+}
+
+fn row(i: &InstanceStatus) -> Vec<String> {
+    let dash = || "-".to_string();
+    vec![
+        i.program.clone(),
+        i.instance.to_string(),
+        i.pid.map_or_else(dash, |p| p.to_string()),
+        i.state.clone(),
+        if i.ready { "yes" } else { "no" }.to_string(),
+        i.uptime_secs.map_or_else(dash, uptime),
+        i.restarts.to_string(),
+        i.cpu_percent.map_or_else(dash, |c| format!("{c:.1}")),
+        i.rss_bytes.map_or_else(dash, size),
+        i.last_exit.map_or_else(dash, |c| c.to_string()),
+    ]
+}
+
+fn uptime(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn size(bytes: u64) -> String {
+    const K: u64 = 1024;
+    match bytes {
+        0..K => format!("{bytes}B"),
+        K..0x10_0000 => format!("{:.1}KiB", bytes as f64 / K as f64),
+        0x10_0000..0x4000_0000 => format!("{:.1}MiB", bytes as f64 / (K * K) as f64),
+        _ => format!("{:.1}GiB", bytes as f64 / (K * K * K) as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lines_up() {
+        let status = Status {
+            ready: false,
+            shutting_down: false,
+            config_error: Some("ginit.yaml:3:5: bad".into()),
+            instances: vec![
+                InstanceStatus {
+                    program: "web".into(),
+                    instance: 0,
+                    pid: Some(42),
+                    state: "running".into(),
+                    ready: true,
+                    uptime_secs: Some(3725.0),
+                    restarts: 1,
+                    cpu_percent: Some(2.25),
+                    rss_bytes: Some(15 << 20),
+                    last_exit: Some(1),
+                },
+                InstanceStatus {
+                    program: "migrate".into(),
+                    state: "done".into(),
+                    last_exit: Some(0),
+                    ..InstanceStatus::default()
+                },
+            ],
+        };
+        let t = table(&status);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME     INSTANCE  PID  STATE    READY  UPTIME  RESTARTS  CPU%  RSS      LAST-EXIT"
+        );
+        assert_eq!(
+            lines[1],
+            "web      0         42   running  yes    1h2m    1         2.2   15.0MiB  1"
+        );
+        assert_eq!(
+            lines[2],
+            "migrate  0         -    done     no     -       0         -     -        0"
+        );
+        assert_eq!(lines[3], "last config reload failed:");
+    }
+}

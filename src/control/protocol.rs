@@ -1,0 +1,217 @@
+//! The control protocol: one JSON object per line each way (newline-delimited JSON).
+//!
+//! A client sends one request line and reads one response line; it may send more requests on
+//! the same connection. Requests are tagged by `command` (`{"command":"restart","programs":
+//! ["web"]}`); every response has `ok`, and either `error` or the command's result. The README
+//! documents the format for other tools. This module is types and (de)serialisation only; it
+//! imports no other ginit module.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest request line the server reads; anything longer is refused.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    // The commands without arguments are empty structs, not unit variants: serde ignores
+    // `deny_unknown_fields` for internally tagged unit variants.
+    Status {},
+    Start {
+        programs: Vec<String>,
+    },
+    Stop {
+        programs: Vec<String>,
+    },
+    Restart {
+        programs: Vec<String>,
+    },
+    Reload {
+        programs: Vec<String>,
+    },
+    Signal {
+        signal: String,
+        programs: Vec<String>,
+    },
+    Ready {},
+    ReloadConfig {},
+    Shutdown {},
+}
+
+impl Request {
+    /// Parses one request line; the error is a sentence for the client.
+    pub fn parse(line: &[u8]) -> Result<Request, String> {
+        serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    /// Why the request failed (with `ok: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What was done, for people (`restarted web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The answer to `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl Response {
+    pub fn ok(message: impl Into<String>) -> Response {
+        Response {
+            ok: true,
+            message: Some(message.into()),
+            ..Response::default()
+        }
+    }
+
+    pub fn error(error: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(error.into()),
+            ..Response::default()
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+
+    pub fn parse(line: &[u8]) -> Result<Response, String> {
+        serde_json::from_slice(line).map_err(|e| format!("malformed response from ginit: {e}"))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Every program's readiness holds and ginit is not shutting down.
+    pub ready: bool,
+    pub shutting_down: bool,
+    /// The error of the last config reload, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub program: String,
+    pub instance: u32,
+    pub pid: Option<i32>,
+    /// starting, running, ready, stopping, stopped, backoff, failed, done.
+    pub state: String,
+    pub ready: bool,
+    /// Seconds since the current process started.
+    pub uptime_secs: Option<f64>,
+    pub restarts: u32,
+    /// CPU use of the process tree in percent of one core, since the last sample.
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of the process tree.
+    pub rss_bytes: Option<u64>,
+    /// Exit status of the previous run (128+N for signal N).
+    pub last_exit: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let all = [
+            Request::Status {},
+            Request::Start {
+                programs: vec!["web".into()],
+            },
+            Request::Stop {
+                programs: vec!["a".into(), "b".into()],
+            },
+            Request::Restart { programs: vec![] },
+            Request::Reload {
+                programs: vec!["web".into()],
+            },
+            Request::Signal {
+                signal: "HUP".into(),
+                programs: vec!["web".into()],
+            },
+            Request::Ready {},
+            Request::ReloadConfig {},
+            Request::Shutdown {},
+        ];
+        for r in all {
+            let line = r.to_line();
+            assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+            assert_eq!(Request::parse(line.as_bytes()), Ok(r));
+        }
+        assert_eq!(
+            Request::Restart {
+                programs: vec!["web".into()]
+            }
+            .to_line(),
+            "{\"command\":\"restart\",\"programs\":[\"web\"]}\n"
+        );
+        assert_eq!(
+            Request::parse(b"{\"command\":\"reload-config\"}"),
+            Ok(Request::ReloadConfig {})
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_why() {
+        for bad in [
+            &b"not json"[..],
+            b"{}",
+            b"{\"command\":\"explode\"}",
+            b"{\"command\":\"start\"}",
+            b"{\"command\":\"status\",\"extra\":1}",
+            b"[1,2]",
+            b"\xff\xfe",
+        ] {
+            let e = Request::parse(bad).unwrap_err();
+            assert!(e.starts_with("malformed request: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let status = Response {
+            ok: true,
+            status: Some(Status {
+                ready: true,
+                shutting_down: false,
+                config_error: Some("bad".into()),
+                instances: vec![InstanceStatus {
+                    program: "web".into(),
+                    instance: 1,
+                    pid: Some(42),
+                    state: "running".into(),
+                    ready: true,
+                    uptime_secs: Some(1.5),
+                    restarts: 2,
+                    cpu_percent: Some(12.5),
+                    rss_bytes: Some(1 << 20),
+                    last_exit: None,
+                }],
+            }),
+            ..Response::default()
+        };
+        for r in [status, Response::ok("done"), Response::error("no")] {
+            assert_eq!(Response::parse(r.to_line().as_bytes()), Ok(r));
+        }
+        assert_eq!(
+            Response::error("no such program `x`").to_line(),
+            "{\"ok\":false,\"error\":\"no such program `x`\"}\n"
+        );
+    }
+}

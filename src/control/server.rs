@@ -1,0 +1,372 @@
+//! The control socket's server side: non-blocking, inside the one poll loop.
+//!
+//! The listener and every connection are polled with the rest; nothing here ever blocks or
+//! waits. A peer whose uid (SO_PEERCRED) is neither 0 nor ginit's own gets an error and is
+//! closed. A request line longer than [`MAX_REQUEST`] gets an error and the connection is
+//! closed; a malformed one gets an error and the connection stays; a connection that sends
+//! no complete request for [`STALL`] is dropped, and so is one that does not read its
+//! responses. Requests are handed out one at a time per connection: the next is read only
+//! once the previous was answered (some answers wait until a stop or restart has finished).
+#![allow(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+
+use super::protocol::{MAX_REQUEST, Request, Response};
+
+/// How long a connection may sit without sending a complete request.
+const STALL: Duration = Duration::from_secs(10);
+/// Connections served at once; more are told to come back later.
+const MAX_CONNECTIONS: usize = 64;
+/// Unread response bytes after which a connection is dropped.
+const MAX_OUTPUT: usize = 1 << 20;
+
+pub type ConnId = u64;
+
+struct Conn {
+    id: ConnId,
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// A request was handed out and is not answered yet.
+    busy: bool,
+    /// Close once the output is written (refused peer, oversized request, end of input).
+    closing: bool,
+    deadline: Option<Instant>,
+}
+
+pub struct Server {
+    listener: Option<UnixListener>,
+    path: PathBuf,
+    conns: Vec<Conn>,
+    next_id: ConnId,
+    uid: u32,
+}
+
+impl Server {
+    /// A server with no socket (it could not be created): every call is a no-op.
+    pub fn disabled() -> Server {
+        Server {
+            listener: None,
+            path: PathBuf::new(),
+            conns: Vec::new(),
+            next_id: 0,
+            uid: 0,
+        }
+    }
+
+    /// Creates the socket at `path` (mode 0600; the directory is created if missing). A socket
+    /// file nobody listens on is replaced; one another live ginit serves is left alone.
+    pub fn bind(path: &Path) -> Result<Server, String> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(format!("{} is in use by another process", path.display()));
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        // The socket is created with mode 0600 from the start: no window in which another
+        // user could connect. ginit is single-threaded, so the umask change is not racy.
+        // SAFETY: umask has no memory effects.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        let listener = bound.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
+        Ok(Server {
+            listener: Some(listener),
+            path: path.to_path_buf(),
+            conns: Vec::new(),
+            next_id: 1,
+            // SAFETY: geteuid cannot fail.
+            uid: unsafe { libc::geteuid() },
+        })
+    }
+
+    /// Appends the listener and each connection to poll; [`Server::handle`] takes the same.
+    pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
+        out.push(libc::pollfd {
+            fd: self.listener.as_ref().map_or(-1, |l| l.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for c in &self.conns {
+            let mut events = 0;
+            if !c.busy && !c.closing {
+                events |= libc::POLLIN;
+            }
+            if !c.output.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            // Nothing wanted (a request is being carried out): not polled at all, or a peer
+            // that hung up would wake the loop with POLLHUP over and over.
+            out.push(libc::pollfd {
+                fd: if events == 0 {
+                    -1
+                } else {
+                    c.stream.as_raw_fd()
+                },
+                events,
+                revents: 0,
+            });
+        }
+    }
+
+    /// How many pollfds [`Server::poll_fds`] appends.
+    pub fn poll_len(&self) -> usize {
+        1 + self.conns.len()
+    }
+
+    /// Acts on poll's report and returns the complete requests to carry out.
+    pub fn handle(&mut self, fds: &[libc::pollfd], now: Instant) -> Vec<(ConnId, Request)> {
+        let mut requests = Vec::new();
+        for (c, pfd) in self.conns.iter_mut().zip(fds.iter().skip(1)) {
+            if pfd.revents & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0 {
+                c.flush();
+            }
+            if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !c.closing {
+                c.read(now);
+            }
+        }
+        if fds.first().is_some_and(|p| p.revents != 0) {
+            self.accept(now);
+        }
+        for c in &mut self.conns {
+            if let Some(req) = c.next_request(now) {
+                requests.push((c.id, req));
+            }
+        }
+        self.conns
+            .retain(|c| !(c.closing && c.output.is_empty()) && c.output.len() <= MAX_OUTPUT);
+        requests
+    }
+
+    /// Sends the answer to the request handed out on connection `id` (gone: ignored).
+    pub fn respond(&mut self, id: ConnId, response: &Response, now: Instant) {
+        let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
+        c.output.extend_from_slice(response.to_line().as_bytes());
+        c.busy = false;
+        c.deadline = Some(now + STALL);
+        c.flush();
+        // A request that arrived meanwhile is picked up on the next round.
+    }
+
+    /// Connections whose request was answered and that have more lines waiting.
+    pub fn more_requests(&mut self, now: Instant) -> Vec<(ConnId, Request)> {
+        let mut requests = Vec::new();
+        for c in &mut self.conns {
+            if let Some(req) = c.next_request(now) {
+                requests.push((c.id, req));
+            }
+        }
+        requests
+    }
+
+    /// The earliest stall deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.conns.iter().filter_map(|c| c.deadline).min()
+    }
+
+    /// Drops connections that stalled.
+    pub fn on_time(&mut self, now: Instant) {
+        self.conns.retain(|c| {
+            let stalled = c.deadline.is_some_and(|d| now >= d);
+            if stalled {
+                debug!("control: dropping a connection that sent no complete request");
+            }
+            !stalled
+        });
+    }
+
+    fn accept(&mut self, now: Instant) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("control: cannot accept a connection: {e}");
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let mut conn = Conn {
+                id: self.next_id,
+                stream,
+                input: Vec::new(),
+                output: Vec::new(),
+                busy: false,
+                closing: false,
+                deadline: Some(now + STALL),
+            };
+            self.next_id += 1;
+            let refusal = match peer_uid(&conn.stream) {
+                Some(uid) if uid == 0 || uid == self.uid => None,
+                Some(uid) => Some(format!(
+                    "permission denied: uid {uid} may not control ginit (only root or uid {})",
+                    self.uid
+                )),
+                None => Some("permission denied: cannot tell who is asking".to_string()),
+            };
+            let refusal = refusal.or_else(|| {
+                (self.conns.len() >= MAX_CONNECTIONS)
+                    .then(|| "too many control connections; try again".to_string())
+            });
+            if let Some(why) = refusal {
+                debug!("control: {why}");
+                conn.output = Response::error(why).to_line().into_bytes();
+                conn.closing = true;
+                conn.flush();
+                if conn.output.is_empty() {
+                    continue;
+                }
+            }
+            self.conns.push(conn);
+        }
+    }
+
+    /// Removes the socket file (at exit).
+    pub fn remove(&mut self) {
+        if self.listener.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+impl Conn {
+    fn read(&mut self, now: Instant) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    // The peer is done sending; answer what it asked, then close.
+                    if !self.busy && !self.input.contains(&b'\n') {
+                        self.closing = true;
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    self.input.extend_from_slice(&buf[..n]);
+                    if self.input.len() > MAX_REQUEST && !self.input.contains(&b'\n') {
+                        self.refuse_oversized(now);
+                        return;
+                    }
+                    if self.input.contains(&b'\n') {
+                        return; // one request at a time; the rest waits in the socket
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.closing = true;
+                    self.output.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn refuse_oversized(&mut self, _now: Instant) {
+        self.input.clear();
+        let msg = format!("request too large (the limit is {MAX_REQUEST} bytes per line)");
+        self.output
+            .extend_from_slice(Response::error(msg).to_line().as_bytes());
+        self.closing = true;
+        self.flush();
+    }
+
+    /// The next complete request, if the connection is free to take one. Malformed lines are
+    /// answered here.
+    fn next_request(&mut self, now: Instant) -> Option<Request> {
+        while !self.busy && !self.closing {
+            let end = self.input.iter().position(|&b| b == b'\n')?;
+            let line: Vec<u8> = self.input.drain(..=end).collect();
+            let line = &line[..end];
+            if line.len() > MAX_REQUEST {
+                self.refuse_oversized(now);
+                return None;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match Request::parse(line) {
+                Ok(req) => {
+                    self.busy = true;
+                    self.deadline = None;
+                    return Some(req);
+                }
+                Err(e) => {
+                    self.output
+                        .extend_from_slice(Response::error(e).to_line().as_bytes());
+                    self.flush();
+                }
+            }
+        }
+        None
+    }
+
+    fn flush(&mut self) {
+        while !self.output.is_empty() {
+            match self.stream.write(&self.output) {
+                Ok(n) => {
+                    self.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The peer is gone: nothing more to say.
+                    self.output.clear();
+                    self.closing = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The uid of the process at the other end (SO_PEERCRED).
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}

@@ -1,0 +1,245 @@
+//! Resource use of a program's process tree, read from /proc: CPU time and resident memory.
+//!
+//! Sampling happens only when asked (a `status` request, or programs with `memory_max` /
+//! `cpu_max`): one pass over /proc/[pid]/stat builds the parent links, then each tree is
+//! summed. The verdict logic ([`Watch`]) is pure and unit-tested. This module imports no
+//! other ginit module.
+#![allow(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+/// One process as /proc/PID/stat shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    /// utime + stime, in clock ticks.
+    ticks: u64,
+    /// Resident pages.
+    rss_pages: u64,
+}
+
+/// A snapshot of every process.
+pub struct Table {
+    procs: Vec<Proc>,
+    page_size: u64,
+    ticks_per_sec: u64,
+}
+
+/// CPU time and resident memory of a process and all its descendants.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub rss_bytes: u64,
+}
+
+impl Table {
+    /// Reads /proc. A process that vanishes mid-read is skipped.
+    pub fn scan() -> Table {
+        let mut procs = Vec::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    && let Some(p) = parse_stat(pid, &text)
+                {
+                    procs.push(p);
+                }
+            }
+        }
+        // SAFETY: sysconf has no memory effects.
+        let (page, hz) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PAGESIZE),
+                libc::sysconf(libc::_SC_CLK_TCK),
+            )
+        };
+        Table {
+            procs,
+            page_size: u64::try_from(page).unwrap_or(4096).max(1),
+            ticks_per_sec: u64::try_from(hz).unwrap_or(100).max(1),
+        }
+    }
+
+    /// Usage of `root` and its descendants; None when `root` is not there.
+    pub fn tree(&self, root: i32) -> Option<Usage> {
+        let first = self.procs.iter().find(|p| p.pid == root)?;
+        let mut members = vec![*first];
+        let mut i = 0;
+        while i < members.len() {
+            let parent = members[i].pid;
+            members.extend(
+                self.procs
+                    .iter()
+                    .filter(|p| p.ppid == parent && p.pid != root),
+            );
+            i += 1;
+        }
+        let ticks: u64 = members.iter().map(|p| p.ticks).sum();
+        let pages: u64 = members.iter().map(|p| p.rss_pages).sum();
+        Some(Usage {
+            cpu: Duration::from_secs_f64(ticks as f64 / self.ticks_per_sec as f64),
+            rss_bytes: pages * self.page_size,
+        })
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name, which may hold spaces and parentheses.
+fn parse_stat(pid: i32, text: &str) -> Option<Proc> {
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // rest starts at field 3 (state): ppid is field 4, utime 14, stime 15, rss 24.
+    let field = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
+    Some(Proc {
+        pid,
+        ppid: f.get(1)?.parse().ok()?,
+        ticks: field(14)? + field(15)?,
+        rss_pages: field(24)?,
+    })
+}
+
+/// CPU use in percent of one core between two samples.
+pub fn cpu_percent(before: (Instant, Duration), after: (Instant, Duration)) -> Option<f64> {
+    let wall = after.0.checked_duration_since(before.0)?.as_secs_f64();
+    (wall > 0.0).then(|| after.1.saturating_sub(before.1).as_secs_f64() / wall * 100.0)
+}
+
+/// What a sample means for a program with `memory_max` / `cpu_max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// Resident memory above `memory_max`.
+    MemoryOver { rss: u64, max: u64 },
+    /// CPU above `cpu_max` for the whole `monitor_window`.
+    CpuOver { percent: f64, max: f64 },
+}
+
+/// Per-instance memory of the CPU check: since when it has been over the limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Watch {
+    over_since: Option<Instant>,
+}
+
+impl Watch {
+    /// Judges one sample. A CPU verdict comes once per window of sustained excess.
+    pub fn judge(
+        &mut self,
+        now: Instant,
+        rss: u64,
+        cpu: Option<f64>,
+        memory_max: Option<u64>,
+        cpu_max: Option<f64>,
+        window: Duration,
+    ) -> Option<Verdict> {
+        if let Some(max) = memory_max
+            && rss > max
+        {
+            return Some(Verdict::MemoryOver { rss, max });
+        }
+        let (Some(max), Some(percent)) = (cpu_max, cpu) else {
+            return None;
+        };
+        if percent <= max {
+            self.over_since = None;
+            return None;
+        }
+        let since = *self.over_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= window {
+            self.over_since = Some(now);
+            return Some(Verdict::CpuOver { percent, max });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_names() {
+        let text = "42 (a b) c) S 7 42 42 0 -1 4194560 100 0 0 0 25 5 0 0 20 0 1 0 100 1000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(
+            parse_stat(42, text),
+            Some(Proc {
+                pid: 42,
+                ppid: 7,
+                ticks: 30,
+                rss_pages: 300
+            })
+        );
+        assert_eq!(parse_stat(1, "garbage"), None);
+    }
+
+    #[test]
+    fn trees_sum_their_descendants_only() {
+        let p = |pid, ppid, ticks, rss_pages| Proc {
+            pid,
+            ppid,
+            ticks,
+            rss_pages,
+        };
+        let t = Table {
+            procs: vec![
+                p(10, 1, 100, 10),
+                p(11, 10, 50, 5),
+                p(12, 11, 50, 5),
+                p(20, 1, 999, 999),
+            ],
+            page_size: 4096,
+            ticks_per_sec: 100,
+        };
+        assert_eq!(
+            t.tree(10),
+            Some(Usage {
+                cpu: Duration::from_secs(2),
+                rss_bytes: 20 * 4096
+            })
+        );
+        assert_eq!(t.tree(99), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = Watch::default();
+        assert_eq!(
+            w.judge(t, 300, None, Some(200), None, s(30)),
+            Some(Verdict::MemoryOver { rss: 300, max: 200 })
+        );
+        assert_eq!(
+            w.judge(t, 100, Some(50.0), Some(200), Some(80.0), s(10)),
+            None
+        );
+        // Over for less than the window: nothing; for the whole window: one verdict.
+        assert_eq!(w.judge(t, 0, Some(90.0), None, Some(80.0), s(10)), None);
+        assert_eq!(
+            w.judge(t + s(5), 0, Some(95.0), None, Some(80.0), s(10)),
+            None
+        );
+        assert_eq!(
+            w.judge(t + s(10), 0, Some(99.0), None, Some(80.0), s(10)),
+            Some(Verdict::CpuOver {
+                percent: 99.0,
+                max: 80.0
+            })
+        );
+        assert_eq!(
+            w.judge(t + s(11), 0, Some(99.0), None, Some(80.0), s(10)),
+            None
+        );
+        // A dip resets the window.
+        assert_eq!(
+            w.judge(t + s(12), 0, Some(10.0), None, Some(80.0), s(10)),
+            None
+        );
+        assert_eq!(
+            w.judge(t + s(21), 0, Some(99.0), None, Some(80.0), s(10)),
+            None
+        );
+        assert_eq!(cpu_percent((t, s(1)), (t + s(2), s(2))), Some(50.0));
+    }
+}

@@ -652,7 +652,11 @@ impl Daemon {
                 spec.cpu_max,
                 spec.monitor_window,
             );
-            let label = format!("{}.{}", i.program, i.index);
+            let label = if spec.instances > 1 {
+                format!("{}.{}", i.program, i.index)
+            } else {
+                i.program.clone()
+            };
             let (reload, strategy) = match verdict {
                 None => continue,
                 Some(monitor::Verdict::MemoryOver { rss, max }) => {

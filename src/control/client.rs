@@ -74,13 +74,15 @@ fn exchange(socket: &Path, request: &Request) -> Result<Response, (i32, String)>
     };
     let _ = stream.set_read_timeout(wait);
     let failed = |e: std::io::Error| (EXIT_FAILED, format!("talking to ginit: {e}"));
-    stream
-        .write_all(request.to_line().as_bytes())
-        .map_err(failed)?;
+    // A refused peer is told why and closed before it is heard: a failed write is not the
+    // end, the answer may be waiting.
+    let sent = stream.write_all(request.to_line().as_bytes());
     let mut line = Vec::new();
-    BufReader::new(&stream)
-        .read_until(b'\n', &mut line)
-        .map_err(failed)?;
+    let read = BufReader::new(&stream).read_until(b'\n', &mut line);
+    if line.is_empty() {
+        sent.map_err(failed)?;
+        read.map_err(failed)?;
+    }
     if line.is_empty() {
         return Err((EXIT_FAILED, "ginit closed the connection".into()));
     }

@@ -22,6 +22,7 @@
 //!                             leave a daemonised grandchild behind (prints
 //!                             `daemon got SIGTERM` when asked to stop; --stubborn ignores
 //!                             SIGTERM), print `daemon-ready PID`, then exit CODE (default 0)
+//!   hog MIB                   allocate and touch MIB MiB of memory, print `hogging`, wait
 //!   print [--stderr] TEXT [N]
 //!                             write TEXT repeated N times (default 1) and a newline
 //!   orphans-bench N           benchmark: N orphans; print `elapsed_ms= init_cpu_ms= zombies=`
@@ -436,6 +437,19 @@ fn main() {
         "orphans-bench" => orphans_bench(num(0)),
         "daemon" => daemon(rest),
         "print" => print(rest),
+        "hog" => {
+            let mut memory = vec![0u8; num(0) << 20];
+            // Touch every page so it is resident, not just reserved.
+            for i in (0..memory.len()).step_by(4096) {
+                memory[i] = 1;
+            }
+            say("hogging");
+            std::hint::black_box(&memory);
+            loop {
+                // SAFETY: waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
         other => {
             eprintln!("helper: unknown command {other}");
             exit(2)

@@ -1,0 +1,458 @@
+//! The control plane through the real binary as PID 1: every client command, the socket's
+//! mode and peer check, a flood of bad requests that must not stall supervision, limits in
+//! the child's /proc/PID/limits, and memory and CPU monitoring.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Output};
+
+fn config(dir: &TempDir, yaml: &str) -> String {
+    let path = dir.path("ginit.yaml");
+    let text = yaml
+        .replace("DIR", dir.0.to_str().unwrap())
+        .replace("HELPER", HELPER);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Runs `ginit ARGS` as a client of `run`.
+fn client(run: &Run, args: &[&str]) -> Output {
+    Command::new(GINIT)
+        .args(args)
+        .env("GINIT_SOCKET", &run.socket)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `ginit status --json` parsed just enough: (program, instance) -> (pid, state).
+fn status(run: &Run) -> Vec<(String, u64, Option<i64>, String)> {
+    let out = client(run, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["program"].as_str().unwrap().to_string(),
+                i["instance"].as_u64().unwrap(),
+                i["pid"].as_i64(),
+                i["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pids(run: &Run, program: &str) -> Vec<i64> {
+    status(run)
+        .into_iter()
+        .filter(|s| s.0 == program)
+        .filter_map(|s| s.2)
+        .collect()
+}
+
+/// Waits until the control socket answers.
+fn wait_socket(run: &Run) {
+    let ok = wait_until(PATIENCE, || client(run, &["status"]).status.success());
+    assert!(ok, "the control socket never answered: {}", run.stderr());
+}
+
+#[test]
+fn every_command_does_what_it_says() {
+    let dir = TempDir::new("ctl-all");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  web:
+    command: [HELPER, sleep]
+    instances: 2
+    stop: {timeout: 5s}
+  hup:
+    command: [HELPER, trap]
+    reload: {strategy: signal, signal: SIGHUP}
+    stdout: prefix
+  once:
+    command: [HELPER, exit, "0"]
+    oneshot: true
+"#,
+    );
+    let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    assert!(wait_until(PATIENCE, || client(&run, &["ready"])
+        .status
+        .success()));
+
+    // status: the table with every instance.
+    let out = client(&run, &["status"]);
+    let t = text(&out);
+    assert!(t.starts_with("NAME"), "{t}");
+    for col in [
+        "INSTANCE",
+        "PID",
+        "STATE",
+        "READY",
+        "UPTIME",
+        "RESTARTS",
+        "CPU%",
+        "RSS",
+        "LAST-EXIT",
+    ] {
+        assert!(t.lines().next().unwrap().contains(col), "{t}");
+    }
+    assert_eq!(
+        t.lines().filter(|l| l.starts_with("web ")).count(),
+        2,
+        "{t}"
+    );
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("once") && l.contains("done")),
+        "{t}"
+    );
+
+    // restart: new pids, answered only once they run.
+    let before = pids(&run, "web");
+    let out = client(&run, &["restart", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("restarted web"));
+    let after = pids(&run, "web");
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} {after:?}"
+    );
+
+    // reload with the signal strategy: the program hears SIGHUP and keeps its pid.
+    let hup = pids(&run, "hup");
+    let out = client(&run, &["reload", "hup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    run.line("hup | got SIGHUP");
+    assert_eq!(pids(&run, "hup"), hup);
+
+    // signal: any signal to a program.
+    let out = client(&run, &["signal", "USR2", "hup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    run.line("hup | got SIGUSR2");
+
+    // stop, then start.
+    let out = client(&run, &["stop", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(pids(&run, "web").is_empty());
+    assert!(
+        status(&run)
+            .iter()
+            .filter(|s| s.0 == "web")
+            .all(|s| s.3 == "stopped")
+    );
+    let out = client(&run, &["start", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pids(&run, "web").len(), 2);
+
+    // Errors: unknown program, bad signal, refused at exit 1.
+    let out = client(&run, &["restart", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("no program named `nope`"),
+        "{}",
+        text(&out)
+    );
+    let out = client(&run, &["signal", "SIGNOPE", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("not a signal"), "{}", text(&out));
+
+    // reload-config: an invalid file changes nothing and status shows why...
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, good.replace("instances: 2", "instances: two")).unwrap();
+    let out = client(&run, &["reload-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("programs.web.instances"),
+        "{}",
+        text(&out)
+    );
+    let t = text(&client(&run, &["status"]));
+    assert!(
+        t.contains("last config reload failed") && t.contains("programs.web.instances"),
+        "{t}"
+    );
+    // ...and a valid one is applied as a difference, clearing the error.
+    std::fs::write(&cfg, good.replace("instances: 2", "instances: 3")).unwrap();
+    let out = client(&run, &["reload-config"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("1 changed"), "{}", text(&out));
+    assert!(wait_until(PATIENCE, || pids(&run, "web").len() == 3));
+    assert!(!text(&client(&run, &["status"])).contains("last config reload failed"));
+
+    // shutdown: ginit stops everything and exits 0.
+    let out = client(&run, &["shutdown"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+    // Nobody is listening any more: exit status 3.
+    let out = client(&run, &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("cannot connect"));
+}
+
+#[test]
+fn ready_turns_false_during_the_shutdown_delay() {
+    let dir = TempDir::new("ctl-ready");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  flaky:
+    command: [HELPER, exit, "1"]
+    backoff: {initial: 30s}
+  web:
+    command: [HELPER, sleep]
+shutdown: {delay: 30s, timeout: 5s}
+"#,
+    );
+    let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    // A program waiting out its backoff is not ready.
+    let out = client(&run, &["ready"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("flaky.0 is backoff"), "{}", text(&out));
+    let out = client(&run, &["stop", "flaky"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(client(&run, &["ready"]).status.success());
+    // SIGTERM: everything keeps running through the delay, but ready is false at once.
+    run.signal(libc::SIGTERM);
+    run.stderr_has("shutting down in 30s");
+    let out = client(&run, &["ready"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("shutting down"), "{}", text(&out));
+    assert_eq!(pids(&run, "web").len(), 1);
+    // Control requests that would start programs are refused while shutting down.
+    let out = client(&run, &["start", "flaky"]);
+    assert_eq!(out.status.code(), Some(1));
+    // A second SIGTERM ends it now.
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+}
+
+#[test]
+fn the_socket_is_private_and_other_users_are_refused() {
+    assert!(
+        is_root(),
+        "this test runs a client as another uid, which needs root"
+    );
+    let dir = TempDir::new("ctl-perm");
+    let cfg = config(&dir, "programs:\n  web:\n    command: [HELPER, sleep]\n");
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    let mode = std::fs::metadata(&run.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    // Even with the file opened up, the peer check refuses uid 65534.
+    std::fs::set_permissions(
+        run.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&run.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            GINIT,
+            "status",
+        ])
+        .env("GINIT_SOCKET", &run.socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("permission denied: uid 65534"),
+        "{}",
+        text(&out)
+    );
+    assert!(client(&run, &["status"]).status.success());
+}
+
+#[test]
+fn bad_requests_never_stall_supervision() {
+    let dir = TempDir::new("ctl-flood");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  ticker:
+    command: ["/bin/sh", "-c", "echo x >> DIR/ticks"]
+    backoff: {initial: 10ms, max: 10ms}
+    max_restarts: 1000000
+"#,
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    let ticks = || {
+        std::fs::read_to_string(dir.path("ticks"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // Stalled connections: a partial line, never finished, and one that sends nothing.
+    let mut stalled = Vec::new();
+    for i in 0..20 {
+        let mut s = UnixStream::connect(&run.socket).unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"{\"command\":").unwrap();
+        }
+        stalled.push(s);
+    }
+    // Malformed requests, each answered with an error on a connection that stays usable.
+    for _ in 0..200 {
+        let mut s = UnixStream::connect(&run.socket).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(b"\xff{not json\n{\"command\":\"status\",\"x\":1}\n{\"command\":\"status\"}\n")
+            .unwrap();
+        let mut got = String::new();
+        let mut buf = [0u8; 4096];
+        while got.matches('\n').count() < 3 {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let lines: Vec<&str> = got.lines().collect();
+        assert!(lines[0].contains("malformed request"), "{got}");
+        assert!(lines[1].contains("unknown field"), "{got}");
+        assert!(lines[2].starts_with("{\"ok\":true"), "{got}");
+    }
+    // An oversized request: an error, then the connection is closed.
+    let mut s = UnixStream::connect(&run.socket).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = s.write_all(&vec![b'a'; 100 * 1024]);
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(got.contains("request too large"), "{got}");
+
+    // Meanwhile supervision went on, and status still answers.
+    let seen = ticks();
+    assert!(
+        wait_until(PATIENCE, || ticks() >= seen + 10),
+        "the ticker stalled"
+    );
+    let out = client(&run, &["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ticker"));
+    drop(stalled);
+}
+
+#[test]
+fn a_socket_that_cannot_be_created_only_costs_the_control_commands() {
+    let dir = TempDir::new("ctl-none");
+    let cfg = config(
+        &dir,
+        "programs:\n  web:\n    command: [\"/bin/sh\", \"-c\", \"echo up; exec sleep 100\"]\n",
+    );
+    // /proc/ginit cannot be created, as on a read-only file system.
+    let mut run = Run::start_with(Mode::Pid1, &["-c", &cfg], |cmd| {
+        cmd.env("GINIT_SOCKET", "/proc/ginit/control.sock");
+    });
+    run.line("up");
+    run.stderr_has("no control socket: cannot create /proc/ginit");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0);
+}
+
+#[test]
+fn limits_reach_the_child() {
+    let dir = TempDir::new("ctl-limits");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  capped:
+    command: [HELPER, sleep]
+    limits:
+      open_files: 512
+      core: 0
+      address_space: 1GiB
+      processes: 4000
+      cpu_seconds: 3600
+      file_size: 10MiB
+      nice: 7
+      oom_score_adj: 600
+"#,
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    // The pid inside the namespace differs; find the helper among ginit's children.
+    let mut pid = None;
+    assert!(wait_until(PATIENCE, || {
+        pid = children_of(run.pid)
+            .into_iter()
+            .find(|&p| comm(p).as_deref() == Some("ginit-test-help"));
+        pid.is_some()
+    }));
+    let pid = pid.unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let row = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {limits}"))
+            .split_whitespace()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+    };
+    assert!(row("Max open files").contains(&"512"), "{limits}");
+    assert!(row("Max core file size").contains(&"0"), "{limits}");
+    assert!(row("Max address space").contains(&"1073741824"), "{limits}");
+    assert!(row("Max processes").contains(&"4000"), "{limits}");
+    assert!(row("Max cpu time").contains(&"3600"), "{limits}");
+    assert!(row("Max file size").contains(&"10485760"), "{limits}");
+    let nice = stat_fields(pid).unwrap()[16].clone();
+    assert_eq!(nice, "7");
+    let adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    assert_eq!(adj.trim(), "600");
+}
+
+#[test]
+fn memory_max_restarts_and_cpu_max_warns() {
+    let dir = TempDir::new("ctl-monitor");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  hog:
+    command: [HELPER, hog, "64"]
+    memory_max: 32MiB
+    backoff: {initial: 0s}
+  spinner:
+    command: ["/bin/sh", "-c", "while :; do :; done"]
+    cpu_max: 20%
+    monitor_window: 2s
+"#,
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    // Reloaded (restarted) each time it passes the limit: a new process every time.
+    let over = |run: &Run| {
+        run.stderr()
+            .matches("over its memory_max of 32768 KiB: reloading it")
+            .count()
+    };
+    assert!(wait_until(PATIENCE, || over(&run) >= 2), "{}", run.stderr());
+    assert!(run.stderr().matches("started hog (pid").count() >= 2);
+    run.stderr_has("over its cpu_max of 20%");
+    // The spinner was only warned about (cpu_action: warn): same process.
+    let s = status(&run);
+    let spinner: Vec<_> = s.iter().filter(|s| s.0 == "spinner").collect();
+    assert_eq!(spinner[0].3, "running");
+}

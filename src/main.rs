@@ -118,6 +118,10 @@ fn check(flag: Option<PathBuf>) -> i32 {
 fn run(opts: RunOptions) -> i32 {
     let config_file = config_path(opts.config.clone());
     let Some(path) = config_file else {
+        if opts.daemon {
+            eprintln!("ginit: --daemon needs a config (-c PATH) (see `ginit --help`)");
+            return 2;
+        }
         if opts.program.is_empty() {
             eprintln!(
                 "ginit: nothing to run: give a program (`ginit -- /app/server`) or a config \
@@ -156,20 +160,45 @@ fn run(opts: RunOptions) -> i32 {
             return 2;
         }
     }
+    let mut socket =
+        control::socket_path(opts.socket.clone(), &cfg.control_socket.to_string_lossy());
+    let mut path = path;
+    let pidfile = opts
+        .pidfile
+        .as_ref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    if opts.daemon {
+        socket = std::path::absolute(&socket).unwrap_or(socket);
+        // The daemon works from `/`: the config must still be found for reloads.
+        path = match std::fs::canonicalize(&path) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ginit: {}: {e}", path.display());
+                return 2;
+            }
+        };
+        if let Err(e) = spawn::daemonize(pidfile.as_deref(), cfg.log.file.as_deref()) {
+            eprintln!("ginit: cannot become a daemon: {e}");
+            return 1;
+        }
+    }
     logger::init(opts.verbosity, Some(&cfg.log));
-    let socket = control::socket_path(opts.socket.clone(), &cfg.control_socket.to_string_lossy());
     let signals = match setup_init() {
         Ok(s) => s,
         Err(code) => return code,
     };
-    event_loop::run_supervisor(event_loop::SupervisorRun {
+    let code = event_loop::run_supervisor(event_loop::SupervisorRun {
         signals,
         config: cfg,
         config_path: path,
         main,
         terminal: std::io::stdin().is_terminal(),
         socket,
-    })
+    });
+    if let Some(pidfile) = pidfile {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    code
 }
 
 /// What every init mode does first: block signals (before any fork, so none is missed; the

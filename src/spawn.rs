@@ -552,3 +552,81 @@ mod tests {
         assert_eq!(cstring(b"ab\0cd".to_vec()).to_str().unwrap(), "ab");
     }
 }
+
+/// `--daemon`: detaches ginit from the terminal and the caller, as a classic daemon does.
+///
+/// Forks; the parent waits until the child says it is set up (new session, `/` as its
+/// directory, umask 022, stdio on /dev/null or `log_file`, pid file written) and then exits
+/// 0, or 1 with the child's reason. Returns in the child only. Call before any other child
+/// exists and before the signal fd is created, so the daemon is the one that owns it.
+pub fn daemonize(pidfile: Option<&Path>, log_file: Option<&Path>) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let (mut reader, mut writer) = io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    // SAFETY: ginit is single-threaded here; the child continues as the daemon.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("cannot fork: {}", io::Error::last_os_error()));
+    }
+    if pid > 0 {
+        drop(writer);
+        let mut answer = String::new();
+        let _ = reader.read_to_string(&mut answer);
+        match answer.strip_prefix("ok ") {
+            Some(pid) => {
+                println!("ginit: running as a daemon, pid {pid}");
+                std::process::exit(0)
+            }
+            None if answer.is_empty() => {
+                eprintln!("ginit: the daemon died while starting");
+                std::process::exit(1)
+            }
+            None => {
+                eprintln!("ginit: {answer}");
+                std::process::exit(1)
+            }
+        }
+    }
+    drop(reader);
+    let result = (|| -> Result<(), String> {
+        // SAFETY: setsid, umask and getpid have no memory effects.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(format!("setsid: {}", io::Error::last_os_error()));
+        }
+        unsafe { libc::umask(0o022) };
+        std::env::set_current_dir("/").map_err(|e| format!("cannot change to /: {e}"))?;
+        let out = match log_file {
+            Some(path) => std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| format!("cannot open /dev/null: {e}"))?,
+        };
+        let null =
+            std::fs::File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
+        // SAFETY: dup2 onto the standard fds; the sources are open files owned here.
+        unsafe {
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 1);
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 2);
+        }
+        if let Some(path) = pidfile {
+            std::fs::write(path, format!("{}\n", std::process::id()))
+                .map_err(|e| format!("cannot write the pid file {}: {e}", path.display()))?;
+        }
+        Ok(())
+    })();
+    let message = match &result {
+        Ok(()) => format!("ok {}", std::process::id()),
+        Err(e) => e.clone(),
+    };
+    let _ = writer.write_all(message.as_bytes());
+    drop(writer);
+    if result.is_err() {
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -82,7 +82,7 @@ programs:
     instances: 2
     stop: {timeout: 5s}
   hup:
-    command: [HELPER, trap]
+    command: [HELPER, trap, --exit-on, TERM]
     reload: {strategy: signal, signal: SIGHUP}
     stdout: prefix
   once:
@@ -455,4 +455,70 @@ programs:
     let s = status(&run);
     let spinner: Vec<_> = s.iter().filter(|s| s.0 == "spinner").collect();
     assert_eq!(spinner[0].3, "running");
+}
+
+/// Kills a daemon and what it started, by pid, unless it is already gone.
+struct DaemonGuard(i32);
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        if self.0 > 0 && process_exists(self.0) {
+            kill_tree(self.0);
+            signal(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn daemon_mode_detaches_and_serves_the_socket() {
+    let dir = TempDir::new("ctl-daemon");
+    let cfg = config(
+        &dir,
+        "programs:\n  web:\n    command: [HELPER, sleep]\nlog: {file: DIR/daemon.log}\n",
+    );
+    let (pidfile, socket) = (dir.path("ginit.pid"), dir.path("ctl.sock"));
+    let out = Command::new(GINIT)
+        .args(["--daemon", "--pidfile"])
+        .arg(&pidfile)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["-c", &cfg])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("running as a daemon"), "{}", text(&out));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = DaemonGuard(pid);
+    // Its own session, in `/`, no longer our child.
+    let stat = stat_fields(pid).unwrap();
+    assert_eq!(stat[3], pid.to_string(), "session id: {stat:?}");
+    assert_ne!(stat[1], std::process::id().to_string());
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        std::path::Path::new("/")
+    );
+
+    let ask = |args: &[&str]| {
+        Command::new(GINIT)
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap()
+    };
+    assert!(wait_until(PATIENCE, || text(&ask(&["status"])).contains("running")));
+    let out = ask(&["shutdown"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(wait_until(PATIENCE, || !process_exists(pid)
+        || stat_fields(pid).is_none_or(|f| f[0] == "Z")));
+    assert!(!pidfile.exists(), "the pid file is removed at exit");
+    let log = std::fs::read_to_string(dir.path("daemon.log")).unwrap();
+    assert!(
+        log.contains("started web") && log.contains("shutting down"),
+        "{log}"
+    );
 }

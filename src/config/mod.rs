@@ -280,6 +280,8 @@ pub struct LogSpec {
     /// env_logger syntax; `None`: not set in the file.
     pub level: Option<String>,
     pub format: LogFormat,
+    /// With `--daemon`: where ginit's stdout and stderr go (else /dev/null).
+    pub file: Option<PathBuf>,
 }
 
 /// One problem in a config file.

@@ -958,6 +958,7 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
         log: LogSpec {
             level: None,
             format: LogFormat::Text,
+            file: None,
         },
         control_socket: PathBuf::from(super::DEFAULT_SOCKET),
     };
@@ -1017,10 +1018,19 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                 }
             }
             _ => {
-                for (k, n) in v.mapping(value, "log", &["level", "format"], &[]) {
+                for (k, n) in v.mapping(value, "log", &["level", "format", "file"], &[]) {
                     let p = join("log", k);
                     if k == "level" {
                         config.log.level = v.string(n, &p);
+                    } else if k == "file" {
+                        match v.string(n, &p).map(PathBuf::from) {
+                            Some(f) if f.is_absolute() => config.log.file = Some(f),
+                            Some(f) => {
+                                let msg = format!("`{}` must be an absolute path", f.display());
+                                v.error(n, &p, msg);
+                            }
+                            None => {}
+                        }
                     } else if let Some(f) = v.choice(n, &p, &["text", "json"]) {
                         config.log.format = if f == "json" {
                             LogFormat::Json

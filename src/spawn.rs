@@ -503,56 +503,6 @@ pub fn mark_inherited_fds_cloexec() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::OsString;
-
-    fn os(s: &str) -> OsString {
-        OsString::from(s)
-    }
-
-    #[test]
-    fn resolves_on_path() {
-        let p = resolve(
-            OsStr::new("sh"),
-            Some(OsStr::new("/nonexistent:/bin:/usr/bin")),
-        )
-        .unwrap();
-        assert!(p.ends_with("sh"));
-    }
-
-    #[test]
-    fn missing_and_denied() {
-        let err = resolve(OsStr::new("no-such-program-xyz"), Some(OsStr::new("/bin"))).unwrap_err();
-        assert_eq!(err.exit_code(), 127);
-        assert!(err.to_string().contains("no-such-program-xyz"));
-        let err = resolve(OsStr::new("/"), None).unwrap_err();
-        assert_eq!(err.exit_code(), 126);
-        assert!(err.to_string().contains("directory"));
-        let err = resolve(OsStr::new(""), None).unwrap_err();
-        assert_eq!(err.exit_code(), 127);
-    }
-
-    #[test]
-    fn plan_builds_null_terminated_arrays() {
-        let plan = SpawnPlan::new(
-            &[os("/bin/sh"), os("-c"), os("true")],
-            vec![(os("A"), os("1")), (os("PATH"), os("/bin"))],
-        )
-        .unwrap();
-        assert_eq!(plan.argv_ptrs.len(), 4);
-        assert!(plan.argv_ptrs[3].is_null());
-        assert_eq!(plan.envp_ptrs.len(), 3);
-        assert_eq!(plan._envp[0].to_str().unwrap(), "A=1");
-    }
-
-    #[test]
-    fn cstring_truncates_at_nul() {
-        assert_eq!(cstring(b"ab\0cd".to_vec()).to_str().unwrap(), "ab");
-    }
-}
-
 /// `--daemon`: detaches ginit from the terminal and the caller, as a classic daemon does.
 ///
 /// Forks; the parent waits until the child says it is set up (new session, `/` as its
@@ -629,4 +579,54 @@ pub fn daemonize(pidfile: Option<&Path>, log_file: Option<&Path>) -> Result<(), 
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn os(s: &str) -> OsString {
+        OsString::from(s)
+    }
+
+    #[test]
+    fn resolves_on_path() {
+        let p = resolve(
+            OsStr::new("sh"),
+            Some(OsStr::new("/nonexistent:/bin:/usr/bin")),
+        )
+        .unwrap();
+        assert!(p.ends_with("sh"));
+    }
+
+    #[test]
+    fn missing_and_denied() {
+        let err = resolve(OsStr::new("no-such-program-xyz"), Some(OsStr::new("/bin"))).unwrap_err();
+        assert_eq!(err.exit_code(), 127);
+        assert!(err.to_string().contains("no-such-program-xyz"));
+        let err = resolve(OsStr::new("/"), None).unwrap_err();
+        assert_eq!(err.exit_code(), 126);
+        assert!(err.to_string().contains("directory"));
+        let err = resolve(OsStr::new(""), None).unwrap_err();
+        assert_eq!(err.exit_code(), 127);
+    }
+
+    #[test]
+    fn plan_builds_null_terminated_arrays() {
+        let plan = SpawnPlan::new(
+            &[os("/bin/sh"), os("-c"), os("true")],
+            vec![(os("A"), os("1")), (os("PATH"), os("/bin"))],
+        )
+        .unwrap();
+        assert_eq!(plan.argv_ptrs.len(), 4);
+        assert!(plan.argv_ptrs[3].is_null());
+        assert_eq!(plan.envp_ptrs.len(), 3);
+        assert_eq!(plan._envp[0].to_str().unwrap(), "A=1");
+    }
+
+    #[test]
+    fn cstring_truncates_at_nul() {
+        assert_eq!(cstring(b"ab\0cd".to_vec()).to_str().unwrap(), "ab");
+    }
 }

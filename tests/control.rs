@@ -10,15 +10,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output};
 
-fn config(dir: &TempDir, yaml: &str) -> String {
-    let path = dir.path("ginit.yaml");
-    let text = yaml
-        .replace("DIR", dir.0.to_str().unwrap())
-        .replace("HELPER", HELPER);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 /// Runs `ginit ARGS` as a client of `run`.
 fn client(run: &Run, args: &[&str]) -> Output {
     Command::new(GINIT)

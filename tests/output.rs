@@ -11,16 +11,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 
-/// Writes `yaml` (with `DIR` and `HELPER` replaced) as the config.
-fn config(dir: &TempDir, yaml: &str) -> String {
-    let path = dir.path("ginit.yaml");
-    let text = yaml
-        .replace("DIR", dir.0.to_str().unwrap())
-        .replace("HELPER", HELPER);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }

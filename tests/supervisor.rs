@@ -7,13 +7,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// Writes `yaml` (with `DIR` replaced by the temp dir) as the config.
-fn config(dir: &TempDir, yaml: &str) -> String {
-    let path = dir.path("ginit.yaml");
-    std::fs::write(&path, yaml.replace("DIR", dir.0.to_str().unwrap())).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()

@@ -368,6 +368,17 @@ impl Drop for Run {
     }
 }
 
+/// Writes `yaml` as `ginit.yaml` in `dir`, with `DIR` replaced by the directory and `HELPER`
+/// by the test helper's path; returns the file's path.
+pub fn config(dir: &TempDir, yaml: &str) -> String {
+    let path = dir.path("ginit.yaml");
+    let text = yaml
+        .replace("DIR", dir.0.to_str().unwrap())
+        .replace("HELPER", HELPER);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 

@@ -151,6 +151,7 @@ struct SystemOps {
     /// stdin is a terminal: `main` gets its foreground.
     terminal: bool,
     outputs: Outputs,
+    sockets: Vec<(String, std::os::fd::OwnedFd)>,
 }
 
 impl SystemOps {
@@ -215,6 +216,17 @@ impl Ops for SystemOps {
                 (r.key(), r.resource(), limit)
             })
             .collect();
+        if !spec.sockets.is_empty() {
+            let mut fds = Vec::new();
+            for name in &spec.sockets {
+                let Some((_, fd)) = self.sockets.iter().find(|(n, _)| n == name) else {
+                    return Err(format!("socket `{name}` is not open"));
+                };
+                fds.push(std::os::fd::AsRawFd::as_raw_fd(fd));
+            }
+            let names: Vec<&str> = spec.sockets.iter().map(String::as_str).collect();
+            plan.listen(fds, &names);
+        }
         plan.nice = spec.limits.nice;
         plan.oom_score_adj = spec
             .limits
@@ -278,6 +290,8 @@ pub struct SupervisorRun {
     pub terminal: bool,
     /// Where to serve the control socket.
     pub socket: PathBuf,
+    /// The config's listening sockets, bound once, by name.
+    pub sockets: Vec<(String, std::os::fd::OwnedFd)>,
 }
 
 /// How often programs with `memory_max` or `cpu_max` are sampled.
@@ -306,7 +320,7 @@ struct Daemon {
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
-pub fn run_supervisor(run: SupervisorRun) -> i32 {
+pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
     let server = match Server::bind(&run.socket) {
         Ok(server) => {
             debug!("control socket at {}", run.socket.display());
@@ -321,6 +335,7 @@ pub fn run_supervisor(run: SupervisorRun) -> i32 {
         base_env: std::env::vars_os().collect(),
         terminal: run.terminal,
         outputs: Outputs::new(),
+        sockets: std::mem::take(&mut run.sockets),
     };
     let sup = Supervisor::new(&run.config);
     let mut d = Daemon {
@@ -706,6 +721,17 @@ impl Daemon {
                 Some(main) => new.add_main(main.clone()).map(|()| new),
                 None => Ok(new),
             });
+        let loaded = loaded.and_then(|new| {
+            if new.sockets == self.run.config.sockets {
+                Ok(new)
+            } else {
+                Err(
+                    "`sockets` changed: sockets are bound once, when ginit starts, and \
+                     cannot change on a reload (restart ginit to change them)"
+                        .to_string(),
+                )
+            }
+        });
         let new = match loaded {
             Ok(new) => new,
             Err(e) => {

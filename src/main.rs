@@ -17,6 +17,7 @@ mod program;
 mod reaper;
 mod signals;
 mod single;
+mod sockets;
 mod spawn;
 mod supervisor;
 mod users;
@@ -183,6 +184,13 @@ fn run(opts: RunOptions) -> i32 {
         }
     }
     logger::init(opts.verbosity, Some(&cfg.log));
+    let listeners = match open_sockets(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("{e}");
+            return 2;
+        }
+    };
     let signals = match setup_init() {
         Ok(s) => s,
         Err(code) => return code,
@@ -194,11 +202,36 @@ fn run(opts: RunOptions) -> i32 {
         main,
         terminal: std::io::stdin().is_terminal(),
         socket,
+        sockets: listeners,
     });
     if let Some(pidfile) = pidfile {
         let _ = std::fs::remove_file(pidfile);
     }
     code
+}
+
+/// Binds (or adopts) every socket of the config, before any program starts.
+fn open_sockets(cfg: &config::Config) -> Result<Vec<(String, std::os::fd::OwnedFd)>, String> {
+    let mut inherited = sockets::inherited();
+    let mut out = Vec::new();
+    for s in &cfg.sockets {
+        let fd = match &s.listen {
+            config::Listen::Tcp(addr) => sockets::bind_tcp(*addr, s.backlog),
+            config::Listen::Unix { path, mode, owner } => {
+                sockets::bind_unix(path, s.backlog, *mode, *owner)
+            }
+            config::Listen::Inherit(name) => match inherited.iter().position(|(n, _)| n == name) {
+                Some(i) => Ok(inherited.remove(i).1),
+                None => Err(format!(
+                    "no socket named `{name}` was passed to ginit (LISTEN_FDS/LISTEN_FDNAMES)"
+                )),
+            },
+        }
+        .map_err(|e| format!("socket `{}`: {e}", s.name))?;
+        debug!("socket {} on {}", s.name, s.listen);
+        out.push((s.name.clone(), fd));
+    }
+    Ok(out)
 }
 
 /// What every init mode does first: block signals (before any fork, so none is missed; the

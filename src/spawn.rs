@@ -14,6 +14,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -139,6 +140,64 @@ pub struct SpawnPlan {
     pub nice: Option<i32>,
     /// Written to /proc/self/oom_score_adj (the decimal text).
     pub oom_score_adj: Option<Vec<u8>>,
+    /// Listening sockets to put on fds 3, 4, ... (LISTEN_FDS); ginit keeps owning them.
+    listen_fds: Vec<RawFd>,
+    /// The `LISTEN_PID=` entry of envp, whose digits the child fills in with its own pid.
+    listen_pid: Option<ListenPid>,
+}
+
+/// A fixed-width `LISTEN_PID=` environment entry the child completes after fork (its pid is
+/// not known before). Heap memory owned through a raw pointer, so the child may write it.
+struct ListenPid(*mut u8);
+
+const LISTEN_PID_LEN: usize = 32;
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+
+impl ListenPid {
+    fn new() -> ListenPid {
+        let mut buf = vec![0u8; LISTEN_PID_LEN].into_boxed_slice();
+        buf[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+        ListenPid(Box::into_raw(buf).cast::<u8>())
+    }
+
+    /// Writes `pid` in decimal after the prefix, NUL-terminated. Async-signal-safe.
+    ///
+    /// # Safety
+    /// Only in the child, before exec (the parent's copy is never read concurrently).
+    unsafe fn fill(&self, pid: libc::pid_t) {
+        let mut digits = [0u8; 12];
+        let mut n = pid.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            n /= 10;
+            len += 1;
+            if n == 0 {
+                break;
+            }
+        }
+        // SAFETY: the buffer is LISTEN_PID_LEN bytes: prefix (11) + at most 10 digits + NUL.
+        unsafe {
+            let mut at = self.0.add(LISTEN_PID_PREFIX.len());
+            for i in (0..len).rev() {
+                *at = digits[i];
+                at = at.add(1);
+            }
+            *at = 0;
+        }
+    }
+}
+
+impl Drop for ListenPid {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from Box::into_raw of a LISTEN_PID_LEN slice.
+        unsafe {
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.0,
+                LISTEN_PID_LEN,
+            )));
+        }
+    }
 }
 
 /// The step of the child's setup that failed, reported with errno through the pipe.
@@ -148,6 +207,7 @@ const STAGE_CREDENTIALS: i32 = 2;
 const STAGE_REDIRECT: i32 = 3;
 const STAGE_NICE: i32 = 4;
 const STAGE_OOM: i32 = 5;
+const STAGE_SOCKETS: i32 = 6;
 /// STAGE_RLIMIT + i: the i-th rlimit.
 const STAGE_RLIMIT: i32 = 100;
 
@@ -222,7 +282,34 @@ impl SpawnPlan {
             rlimits: Vec::new(),
             nice: None,
             oom_score_adj: None,
+            listen_fds: Vec::new(),
+            listen_pid: None,
         })
+    }
+
+    /// Hands `fds` to the child as fds 3, 4, ... with the systemd socket-activation variables
+    /// `LISTEN_FDS`, `LISTEN_FDNAMES` and `LISTEN_PID` (the child's own pid).
+    pub fn listen(&mut self, fds: Vec<RawFd>, names: &[&str]) {
+        if fds.is_empty() {
+            return;
+        }
+        self._envp.retain(|e| {
+            let b = e.as_bytes();
+            !(b.starts_with(b"LISTEN_FDS=")
+                || b.starts_with(b"LISTEN_FDNAMES=")
+                || b.starts_with(LISTEN_PID_PREFIX))
+        });
+        self._envp
+            .push(cstring(format!("LISTEN_FDS={}", fds.len()).into_bytes()));
+        self._envp.push(cstring(
+            format!("LISTEN_FDNAMES={}", names.join(":")).into_bytes(),
+        ));
+        let slot = ListenPid::new();
+        let mut ptrs = pointers(&self._envp);
+        ptrs.insert(ptrs.len() - 1, slot.0.cast_const().cast());
+        self.envp_ptrs = ptrs;
+        self.listen_pid = Some(slot);
+        self.listen_fds = fds;
     }
 
     /// Forks and execs the plan. Returns the child's pid once the exec has happened, or the
@@ -329,6 +416,10 @@ impl SpawnPlan {
                 program,
                 reason: format!("cannot set its nice value: {err}"),
             },
+            (STAGE_SOCKETS, _) => SpawnError::NotExecutable {
+                program,
+                reason: format!("cannot pass its sockets: {err}"),
+            },
             (STAGE_OOM, _) => SpawnError::NotExecutable {
                 program,
                 reason: format!("cannot set its oom_score_adj: {err}"),
@@ -369,6 +460,13 @@ impl SpawnPlan {
     ) -> ! {
         // SAFETY: every call below is async-signal-safe and uses memory prepared before fork.
         unsafe {
+            let n = self.listen_fds.len() as libc::c_int;
+            // Keep the report pipe clear of fds 3..3+n, which the sockets will take.
+            let report = if n > 0 {
+                libc::fcntl(report, libc::F_DUPFD_CLOEXEC, 3 + n)
+            } else {
+                report
+            };
             if self.new_pgroup {
                 libc::setpgid(0, 0);
             }
@@ -395,6 +493,23 @@ impl SpawnPlan {
                 {
                     fail(STAGE_REDIRECT);
                 }
+            }
+            // Sockets to 3.. in two phases: first copies above the target range (so no move
+            // overwrites a source still to be moved), then dup2 down, which clears CLOEXEC.
+            let mut high = [0 as libc::c_int; 64];
+            for (i, &fd) in self.listen_fds.iter().enumerate().take(high.len()) {
+                high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3 + n);
+                if high[i] < 0 {
+                    fail(STAGE_SOCKETS);
+                }
+            }
+            for i in 0..self.listen_fds.len().min(high.len()) {
+                if libc::dup2(high[i], 3 + i as libc::c_int) < 0 {
+                    fail(STAGE_SOCKETS);
+                }
+            }
+            if let Some(slot) = &self.listen_pid {
+                slot.fill(libc::getpid());
             }
             if let Some(dir) = &self.cwd
                 && libc::chdir(dir.as_ptr()) != 0

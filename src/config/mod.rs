@@ -27,6 +27,40 @@ pub struct Config {
     pub log: LogSpec,
     /// `control.socket`: where ginit serves its control socket.
     pub control_socket: PathBuf,
+    /// Listening sockets ginit binds (or adopts) once and hands to programs.
+    pub sockets: Vec<SocketSpec>,
+}
+
+/// One entry of `sockets:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketSpec {
+    pub name: String,
+    pub listen: Listen,
+    pub backlog: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(std::net::SocketAddr),
+    Unix {
+        path: PathBuf,
+        /// File mode of the socket file (e.g. 0o660).
+        mode: Option<u32>,
+        /// uid and gid of the socket file.
+        owner: Option<(u32, u32)>,
+    },
+    /// Adopted from ginit's own LISTEN_FDS, by LISTEN_FDNAMES name or index.
+    Inherit(String),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Listen::Unix { path, .. } => write!(f, "unix://{}", path.display()),
+            Listen::Inherit(name) => write!(f, "inherited `{name}`"),
+        }
+    }
 }
 
 /// The control socket when the config does not name one.
@@ -216,6 +250,8 @@ pub struct ProgramSpec {
     pub stdout: Output,
     pub stderr: Output,
     pub reload: ReloadStrategy,
+    /// Names of `sockets` passed as fds 3, 4, ... (LISTEN_FDS), in this order.
+    pub sockets: Vec<String>,
     pub limits: Limits,
     /// Resident memory of the process tree above which the program is reloaded.
     pub memory_max: Option<u64>,
@@ -247,6 +283,7 @@ impl ProgramSpec {
             stdout: Output::Inherit,
             stderr: Output::Inherit,
             reload: ReloadStrategy::Restart,
+            sockets: Vec::new(),
             limits: Limits::default(),
             memory_max: None,
             cpu_max: None,
@@ -403,6 +440,9 @@ impl Config {
         use std::fmt::Write;
         let mut out = String::new();
         let order = self.start_order();
+        for s in &self.sockets {
+            let _ = writeln!(out, "socket {}: {} (backlog {})", s.name, s.listen, s.backlog);
+        }
         let _ = writeln!(out, "start order: {}", order.join(", "));
         for name in order {
             let Some(p) = self.program(name) else {
@@ -418,6 +458,9 @@ impl Config {
             }
             if !p.depends_on.is_empty() {
                 let _ = writeln!(out, "  depends_on: {}", p.depends_on.join(", "));
+            }
+            if !p.sockets.is_empty() {
+                let _ = writeln!(out, "  sockets: {} (fds 3..)", p.sockets.join(", "));
             }
             let who = match &p.user {
                 None => "(ginit's own)".to_string(),

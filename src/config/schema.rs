@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    Backoff, Config, ConfigError, CpuAction, Limits, LogFormat, LogSpec, Output, ProgramSpec,
-    ReloadStrategy, Restart, Rlimit, Rotate, ShutdownSpec, units,
+    Backoff, Config, ConfigError, CpuAction, Limits, Listen, LogFormat, LogSpec, Output,
+    ProgramSpec, ReloadStrategy, Restart, Rlimit, Rotate, ShutdownSpec, SocketSpec, units,
 };
 use crate::signals;
 use crate::users::{self, Credentials};
@@ -112,8 +112,8 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-const TOP_KEYS: &[&str] = &["programs", "shutdown", "log", "control"];
-const TOP_LATER: &[&str] = &["sockets"];
+const TOP_KEYS: &[&str] = &["programs", "shutdown", "log", "control", "sockets"];
+const TOP_LATER: &[&str] = &[];
 const PROGRAM_KEYS: &[&str] = &[
     "command",
     "env",
@@ -132,13 +132,14 @@ const PROGRAM_KEYS: &[&str] = &[
     "stdout",
     "stderr",
     "reload",
+    "sockets",
     "limits",
     "memory_max",
     "cpu_max",
     "monitor_window",
     "cpu_action",
 ];
-const PROGRAM_LATER: &[&str] = &["sockets", "ready", "health", "watchdog"];
+const PROGRAM_LATER: &[&str] = &["ready", "health", "watchdog"];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
 
 /// Default stop timeout, as Docker's `docker stop`.
@@ -313,6 +314,84 @@ impl Validator<'_> {
                     format!("expected true or false, found `{other}`"),
                 );
                 None
+            }
+        }
+    }
+
+    /// One entry of `sockets:`: `{listen: ADDR, backlog, mode, owner}` or `{inherit: NAME}`.
+    fn socket(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<SocketSpec> {
+        let fields = self.mapping(
+            node,
+            path,
+            &["listen", "backlog", "mode", "owner", "inherit"],
+            &[],
+        );
+        let mut listen = None;
+        let mut backlog = 1024;
+        let (mut mode, mut owner) = (None, None);
+        for (k, n) in &fields {
+            let p = join(path, k);
+            match *k {
+                "listen" => {
+                    if let Some(text) = self.string(n, &p) {
+                        match parse_listen(&text) {
+                            Ok(l) => listen = Some(l),
+                            Err(e) => self.error(n, &p, e),
+                        }
+                    }
+                }
+                "inherit" => listen = self.string(n, &p).map(Listen::Inherit),
+                "backlog" => backlog = self.number(n, &p, 1).unwrap_or(backlog),
+                "mode" => {
+                    if let Some(text) = self.string(n, &p) {
+                        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+                            Ok(m) if m <= 0o777 => mode = Some(m),
+                            _ => {
+                                let msg =
+                                    format!("`{text}` is not a file mode (write it like \"0660\")");
+                                self.error(n, &p, msg);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(text) = self.string(n, &p) {
+                        match self.resolver.user(&text) {
+                            Ok(c) => owner = Some((c.uid, c.gid)),
+                            Err(e) => self.error(n, &p, e),
+                        }
+                    }
+                }
+            }
+        }
+        let unix_only = mode.is_some() || owner.is_some();
+        match listen {
+            None => {
+                self.error(
+                    key,
+                    path,
+                    "a socket needs `listen: ADDRESS` or `inherit: NAME`",
+                );
+                None
+            }
+            Some(Listen::Unix { path: file, .. }) => Some(SocketSpec {
+                name: name.to_string(),
+                listen: Listen::Unix {
+                    path: file,
+                    mode,
+                    owner,
+                },
+                backlog,
+            }),
+            Some(other) => {
+                if unix_only {
+                    self.error(key, path, "`mode` and `owner` are for unix sockets");
+                }
+                Some(SocketSpec {
+                    name: name.to_string(),
+                    listen: other,
+                    backlog,
+                })
             }
         }
     }
@@ -759,6 +838,13 @@ impl Validator<'_> {
                 "stdout" => spec.stdout = self.output(value, &at),
                 "stderr" => spec.stderr = self.output(value, &at),
                 "reload" => spec.reload = self.reload(value, &at),
+                "sockets" => {
+                    spec.sockets = self
+                        .string_list(value, &at)
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                }
                 "limits" => spec.limits = self.limits(value, &at),
                 "memory_max" => spec.memory_max = self.size(value, &at),
                 "cpu_max" => spec.cpu_max = self.percent(value, &at),
@@ -881,6 +967,35 @@ impl Validator<'_> {
     }
 }
 
+/// `tcp://HOST:PORT` (an IP literal or `localhost`; `[::]` for IPv6) or `unix:///path`.
+pub fn parse_listen(text: &str) -> Result<Listen, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a listen address (write it like tcp://0.0.0.0:8080, \
+             tcp://[::]:8080 or unix:///run/app.sock)"
+        )
+    };
+    if let Some(rest) = text
+        .strip_prefix("unix://")
+        .or_else(|| text.strip_prefix("unix:"))
+    {
+        let path = PathBuf::from(rest);
+        if !path.is_absolute() {
+            return Err(format!("`{text}`: the socket path must be absolute"));
+        }
+        return Ok(Listen::Unix {
+            path,
+            mode: None,
+            owner: None,
+        });
+    }
+    let rest = text.strip_prefix("tcp://").ok_or_else(bad)?;
+    let rest = rest.replace("localhost:", "127.0.0.1:");
+    rest.parse::<std::net::SocketAddr>()
+        .map(Listen::Tcp)
+        .map_err(|_| bad())
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -961,7 +1076,11 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
             file: None,
         },
         control_socket: PathBuf::from(super::DEFAULT_SOCKET),
+        sockets: Vec::new(),
     };
+    let mut socket_refs: Vec<(String, Node)> = Vec::new();
+    // Every socket name written, valid or not: references are checked against these.
+    let mut declared_sockets: Vec<String> = Vec::new();
     let mut dep_nodes: Vec<(String, Node)> = Vec::new();
     for (key, value) in &top {
         match *key {
@@ -995,6 +1114,15 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                                 dep_nodes.push((name.to_string(), item.clone()));
                             }
                         }
+                        if let Value::Map(fields) = &node.value
+                            && let Some((_, socks)) =
+                                fields.iter().find(|(k, _)| k.scalar() == Some("sockets"))
+                            && let Value::Seq(items) = &socks.value
+                        {
+                            for item in items {
+                                socket_refs.push((name.to_string(), item.clone()));
+                            }
+                        }
                         config.programs.push(spec);
                     }
                 }
@@ -1007,6 +1135,29 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                         ("delay", Some(d)) => config.shutdown.delay = d,
                         (_, Some(d)) => config.shutdown.timeout = d,
                         _ => {}
+                    }
+                }
+            }
+            "sockets" => {
+                let Value::Map(pairs) = &value.value else {
+                    let msg = format!("expected a mapping of sockets, found {}", value.kind());
+                    v.error(value, "sockets", msg);
+                    continue;
+                };
+                for (k, node) in pairs {
+                    let Some(name) = k.scalar() else { continue };
+                    let path = join("sockets", name);
+                    declared_sockets.push(name.to_string());
+                    if !valid_name(name) {
+                        v.error(
+                            k,
+                            &path,
+                            "socket names use letters, digits, `_`, `-` and `.`",
+                        );
+                    } else if config.sockets.iter().any(|s| s.name == name) {
+                        v.error(k, &path, "this socket is defined twice");
+                    } else if let Some(spec) = v.socket(name, k, node, &path) {
+                        config.sockets.push(spec);
                     }
                 }
             }
@@ -1058,6 +1209,14 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                 &path,
                 format!("no program named `{dep}`{}", hint(dep, &name_refs)),
             );
+        }
+    }
+    let socket_names: Vec<&str> = declared_sockets.iter().map(String::as_str).collect();
+    for (program, node) in &socket_refs {
+        let Some(name) = node.scalar() else { continue };
+        if !socket_names.contains(&name) {
+            let msg = format!("no socket named `{name}`{}", hint(name, &socket_names));
+            v.error(node, &format!("programs.{program}.sockets"), msg);
         }
     }
     for cycle in find_cycles(&config.programs) {
@@ -1337,13 +1496,12 @@ log: {level: debug, format: json}
 
     #[test]
     fn later_features_are_refused_as_such() {
-        let errs =
-            errors("sockets: {}\nprograms:\n  a:\n    command: x\n    ready: {notify: true}\n");
+        let errs = errors("programs:\n  a:\n    command: x\n    ready: {notify: true}\n");
         assert!(
-            errs[0].contains("`sockets` is part of ginit's design but not supported"),
+            errs[0].contains("`ready` is part of ginit's design but not supported"),
             "{errs:?}"
         );
-        assert!(errs[1].contains("programs.a.ready"), "{errs:?}");
+        assert!(errs[0].contains("programs.a.ready"), "{errs:?}");
     }
 
     #[test]

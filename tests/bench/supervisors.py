@@ -12,8 +12,10 @@ container mode: the God daemon runs inside that one node process, nothing daemon
 Every supervisor runs as PID 1 of a fresh PID namespace (`unshare -p -f --mount-proc
 --kill-child SUPERVISOR ...`) and supervises 10 programs: tests/bench/stamp.c, compiled here
 with `gcc -O2 -static`, which reads CLOCK_MONOTONIC right after exec, writes "NS PID" to its
-stamp file, then sleeps in pause(). runit and s6 run `./run` in the service directory with no
-arguments, so there ./run is a symlink to the stamp binary: no shell anywhere. Every program is
+stamp file, then sleeps in pause(). runsv runs `./run` and s6-supervise `./run NAME` in the
+service directory, so there ./run is a symlink to the stamp binary: no shell anywhere. The
+runit/s6 scan directory gets an mtime 10 s in the past, as in an image: runsvdir ignores a
+directory modified within the current second, which would add 1 s to its start. Every program is
 configured to restart at once: ginit `backoff: {initial: 0s, reset_after: 0s}`,
 `max_restarts: 1000`; supervisord `autorestart=true startsecs=0 startretries=1000`; PM2
 `autorestart: true, restart_delay: 0, max_restarts: 1000` (no exp backoff); runit and s6 have
@@ -22,7 +24,7 @@ pauses below avoid that). s6-supervise 2.11 waits 1 s after every death here, ho
 service ran: it forks for ./finish (absent: that child exits 127), then sleeps 1 s in ppoll
 before spawning ./run, so its restart figure is ~1000 ms by design. supervisord 4.2 reaps at
 once but spawns the replacement only on the next pass of its main loop, after a full
-poll(..., 1000 ms): ~1000 ms too.
+poll(..., 1000 ms): ~1000 ms too. Its first start waits for the same poll: ~1.1 s.
 
 "The supervisor" is every process of the namespace that is not one of the 10 programs: ginit
 and supervisord are one process, runit is runsvdir + 10 runsv, s6 is s6-svscan + 10
@@ -34,17 +36,18 @@ Measurements, per supervisor:
            for multi-process trees) and RssAnon (private memory), in kB; then the context
            switches (voluntary + involuntary, summed over every thread) over IDLE seconds
            without a tracer; then the syscalls over IDLE seconds with `strace -f -c -p PID...`
-           attached to all of them (IDLE = 10, 3 with --quick).
+           attached to all of them (IDLE = 10, 3 with --quick); -f also counts threads and
+           any process forked meanwhile (PM2's pidusage runs `sh -c "getconf CLK_TCK"` once).
   restart  `kill -9` one program (in turn p0, p1, ...; its host pid comes from its stamp's
            namespace pid via /proc/PID/status NSpid), latency = replacement's stamp - time
            just before kill(). The next kill waits until the replacement has run 1.1 s, so
-           runit's and s6's 1 s rule and PM2's min_uptime never apply. Median and p90 of 20
+           runsv's 1 s rule and PM2's min_uptime never apply. Median and p90 of 20
            kills (5 with --quick).
   start    Time from just before spawning `unshare ... SUPERVISOR` until all 10 programs have
-           stamped (the latest stamp); median of 3 runs (1 with --quick), each in fresh
-           directories. The namespace set-up alone (`unshare ... STAMP`, one program, no
-           supervisor) is measured the same way and printed under the table: it is in every
-           figure.
+           stamped (the latest stamp), and until the first one stamped; medians of 3 runs
+           (1 with --quick), each in fresh directories. The namespace set-up alone
+           (`unshare ... STAMP`, one program, no supervisor) is measured the same way and
+           printed under the table: it is in every figure.
 
 Every process is killed when done, also on errors: SIGKILL to the namespace's PID 1 (by its
 host pid, which takes the whole namespace down), then unshare is reaped; strace is stopped by
@@ -171,7 +174,8 @@ def configure(kind, root, stamp, ginit):
     paths = [os.path.join(root, f"p{i}.stamp") for i in range(N)]
     if kind == "ginit":
         conf = os.path.join(root, "ginit.yaml")
-        with open(conf, "w") as f:
+        with open(conf, "w") as f:  # own control socket: not the host's /run/ginit
+            f.write(f"control: {{socket: {json.dumps(os.path.join(root, 'control.sock'))}}}\n")
             f.write("programs:\n")
             for i, p in enumerate(paths):
                 f.write(f"  p{i}:\n    command: [{json.dumps(stamp)}, {json.dumps(p)}]\n"

@@ -22,6 +22,9 @@
 //!                             leave a daemonised grandchild behind (prints
 //!                             `daemon got SIGTERM` when asked to stop; --stubborn ignores
 //!                             SIGTERM), print `daemon-ready PID`, then exit CODE (default 0)
+//!   serve                     socket activation: print `fds=...` and `listen fds=N pid=ok|bad
+//!                             names=NAMES`, then accept on every fd 3.. and answer each
+//!                             connection with `served by PID` (prefix `GINIT_INSTANCE`)
 //!   hog MIB                   allocate and touch MIB MiB of memory, print `hogging`, wait
 //!   print [--stderr] TEXT [N]
 //!                             write TEXT repeated N times (default 1) and a newline
@@ -373,6 +376,48 @@ fn fds() {
     say(&format!("fds={}", list.join(",")));
 }
 
+fn serve() {
+    fds();
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: getpid has no memory effects.
+    let me = unsafe { libc::getpid() };
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        == Some(me);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    say(&format!(
+        "listen fds={n} pid={} names={names}",
+        if pid_ok { "ok" } else { "bad" }
+    ));
+    let mut pfds: Vec<libc::pollfd> = (0..n)
+        .map(|i| libc::pollfd {
+            fd: 3 + i,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: a valid pollfd array; accept/write/close on fds this process owns.
+        unsafe {
+            libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1);
+            for p in &pfds {
+                if p.revents != 0 {
+                    let c = libc::accept(p.fd, std::ptr::null_mut(), std::ptr::null_mut());
+                    if c >= 0 {
+                        let msg = format!("served by {me}\n");
+                        libc::write(c, msg.as_ptr().cast(), msg.len());
+                        libc::close(c);
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn tty() {
     let rd = catch(std::iter::once(libc::SIGINT));
     // SAFETY: no memory effects.
@@ -437,6 +482,7 @@ fn main() {
         "orphans-bench" => orphans_bench(num(0)),
         "daemon" => daemon(rest),
         "print" => print(rest),
+        "serve" => serve(),
         "hog" => {
             let mut memory = vec![0u8; num(0) << 20];
             // Touch every page so it is resident, not just reserved.

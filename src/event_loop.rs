@@ -14,11 +14,13 @@ use std::path::PathBuf;
 
 use std::collections::HashMap;
 
-use crate::config::{self, Config, CpuAction, Output, ProgramSpec, ReloadStrategy};
+use crate::config::{self, Config, CpuAction, Output, ProgramSpec, ReadyCheck, ReloadStrategy};
 use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 use crate::control::server::{ConnId, Server};
 use crate::monitor;
+use crate::notify::NotifySocket;
 use crate::output::{Outputs, Stream};
+use crate::probes::Probes;
 use crate::reaper::{self, Exit};
 use crate::signals::{self, SignalSource};
 use crate::single::{Action, Single, Target};
@@ -152,6 +154,8 @@ struct SystemOps {
     terminal: bool,
     outputs: Outputs,
     sockets: Vec<(String, std::os::fd::OwnedFd)>,
+    /// NOTIFY_SOCKET for programs with `ready: {notify: true}`.
+    notify_address: Option<String>,
 }
 
 impl SystemOps {
@@ -172,6 +176,11 @@ impl SystemOps {
         }
         for (k, v) in &spec.env {
             set(k, v.into(), &mut env);
+        }
+        if let (Some(r), Some(addr)) = (&spec.ready, &self.notify_address)
+            && r.check == ReadyCheck::Notify
+        {
+            set("NOTIFY_SOCKET", addr.into(), &mut env);
         }
         set("GINIT_PROGRAM", spec.name.clone().into(), &mut env);
         set("GINIT_INSTANCE", index.to_string().into(), &mut env);
@@ -317,6 +326,8 @@ struct Daemon {
     samples: HashMap<i32, (Instant, std::time::Duration)>,
     watches: HashMap<i32, monitor::Watch>,
     next_sample: Option<Instant>,
+    notify: Option<NotifySocket>,
+    probes: Probes,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -331,11 +342,21 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
             Server::disabled()
         }
     };
+    let notify = match NotifySocket::bind() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warn!("no NOTIFY_SOCKET: {e}; `ready: {{notify: true}}` programs will time out");
+            None
+        }
+    };
     let ops = SystemOps {
-        base_env: std::env::vars_os().collect(),
+        base_env: std::env::vars_os()
+            .filter(|(k, _)| k != "NOTIFY_SOCKET")
+            .collect(),
         terminal: run.terminal,
         outputs: Outputs::new(),
         sockets: std::mem::take(&mut run.sockets),
+        notify_address: notify.as_ref().map(|n| n.address().to_string()),
     };
     let sup = Supervisor::new(&run.config);
     let mut d = Daemon {
@@ -348,6 +369,8 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         samples: HashMap::new(),
         watches: HashMap::new(),
         next_sample: None,
+        notify,
+        probes: Probes::default(),
     };
     d.sup.start(Instant::now(), &mut d.ops);
     d.schedule_sampling(Instant::now());
@@ -373,8 +396,26 @@ impl Daemon {
             });
             self.server.poll_fds(&mut fds);
             let control_fds = self.server.poll_len();
+            fds.push(libc::pollfd {
+                fd: self.notify.as_ref().map_or(-1, NotifySocket::raw_fd),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            let tcp_checks: Vec<(i32, std::net::SocketAddr)> = self
+                .sup
+                .starting()
+                .into_iter()
+                .filter_map(|(pid, check)| match check {
+                    ReadyCheck::Tcp(addr) => Some((pid, *addr)),
+                    _ => None,
+                })
+                .collect();
+            self.probes.sync(&tcp_checks, Instant::now());
+            self.probes.poll_fds(&mut fds);
+            let probe_fds = self.probes.poll_len();
             self.ops.outputs.poll_fds(&mut fds);
             let deadline = [
+                self.probes.deadline(),
                 self.sup.deadline(),
                 self.server.deadline(),
                 self.next_sample,
@@ -388,7 +429,13 @@ impl Daemon {
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             let now = Instant::now();
             let requests = self.server.handle(&fds[1..1 + control_fds], now);
-            self.ops.outputs.handle(&fds[1 + control_fds..]);
+            let notified = fds[1 + control_fds].revents != 0;
+            let probes_at = 2 + control_fds;
+            let mut ready = self
+                .probes
+                .handle(&fds[probes_at..probes_at + probe_fds], now);
+            ready.extend(self.probes.on_time(now));
+            self.ops.outputs.handle(&fds[probes_at + probe_fds..]);
 
             received.clear();
             self.run.signals.drain(&mut received);
@@ -421,6 +468,12 @@ impl Daemon {
                 self.sup
                     .on_reaped(&exits, children_left, now, &mut self.ops);
             }
+            if notified {
+                self.on_notify(now);
+            }
+            for pid in ready {
+                self.sup.mark_ready(pid, now, &mut self.ops);
+            }
             for (conn, request) in requests {
                 self.dispatch(conn, request, now);
             }
@@ -430,6 +483,39 @@ impl Daemon {
                 self.sample(now);
             }
             self.answer_settled(now);
+        }
+    }
+
+    /// sd_notify datagrams: the sender (as the kernel reports it) must be a starting
+    /// instance's process or one of its descendants.
+    fn on_notify(&mut self, now: Instant) {
+        let Some(notify) = &self.notify else { return };
+        for msg in notify.receive() {
+            let owner = self
+                .sup
+                .status()
+                .into_iter()
+                .filter_map(|i| i.pid.map(|pid| (pid, i.program)))
+                .find(|(pid, _)| {
+                    msg.pid > 0 && (*pid == msg.pid || reaper::is_descendant(msg.pid, *pid))
+                });
+            let Some((pid, program)) = owner else {
+                debug!(
+                    "notify: ignoring a message from pid {}, which is no program's",
+                    msg.pid
+                );
+                continue;
+            };
+            for (key, value) in &msg.fields {
+                match key.as_str() {
+                    "READY" if value == "1" => {
+                        self.sup.mark_ready(pid, now, &mut self.ops);
+                    }
+                    "STOPPING" if value == "1" => info!("{program} (pid {pid}) is stopping"),
+                    "STATUS" => info!("{program} (pid {pid}): {value}"),
+                    _ => debug!("notify from {program} (pid {pid}): {key}={value}"),
+                }
+            }
         }
     }
 

@@ -67,6 +67,10 @@ pub struct Instance {
     deadline: Option<Instant>,
     /// Start again as soon as the requested stop completes.
     restart_after_stop: bool,
+    /// Its readiness check passed (or it has none) in the current run.
+    pub ready: bool,
+    /// `ready: {delay}`: when the current run counts as ready.
+    ready_at: Option<Instant>,
 }
 
 impl Instance {
@@ -82,6 +86,8 @@ impl Instance {
             delay: spec.backoff.initial,
             deadline: None,
             restart_after_stop: false,
+            ready: false,
+            ready_at: None,
         }
     }
 
@@ -91,7 +97,26 @@ impl Instance {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        match (self.deadline, self.ready_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Running and waiting for its readiness check.
+    pub fn is_starting(&self) -> bool {
+        self.state == State::Running && !self.ready
+    }
+
+    /// The readiness check passed (READY=1, a TCP connect...). Ignored unless starting.
+    pub fn on_ready(&mut self) -> bool {
+        if !self.is_starting() {
+            return false;
+        }
+        self.ready = true;
+        self.ready_at = None;
+        self.deadline = None;
+        true
     }
 
     /// Starts the instance unless it runs already. A manual start forgets past failures.
@@ -111,11 +136,22 @@ impl Instance {
         }
     }
 
-    pub fn on_spawned(&mut self, pid: i32, now: Instant) {
+    pub fn on_spawned(&mut self, spec: &ProgramSpec, pid: i32, now: Instant) {
         self.state = State::Running;
         self.pid = Some(pid);
         self.started = Some(now);
         self.deadline = None;
+        self.ready_at = None;
+        match &spec.ready {
+            None => self.ready = true,
+            Some(r) => {
+                self.ready = false;
+                self.deadline = Some(now + r.timeout);
+                if let crate::config::ReadyCheck::Delay(d) = r.check {
+                    self.ready_at = Some(now + d);
+                }
+            }
+        }
     }
 
     /// The process could not be started: counts as a failed run (status 127).
@@ -143,6 +179,8 @@ impl Instance {
         self.pid = None;
         self.last_exit = Some(code);
         self.deadline = None;
+        self.ready = false;
+        self.ready_at = None;
         if self.state == State::Stopping {
             self.state = State::Stopped;
             if std::mem::take(&mut self.restart_after_stop) && may_restart {
@@ -214,6 +252,7 @@ impl Instance {
     /// Asks the instance to stop: its stop signal now, SIGKILL at the stop timeout.
     pub fn stop(&mut self, spec: &ProgramSpec, now: Instant) -> Vec<Action> {
         self.restart_after_stop = false;
+        self.ready_at = None;
         match self.state {
             State::Running => {
                 self.state = State::Stopping;
@@ -249,7 +288,16 @@ impl Instance {
 
     /// Acts on an expired deadline: the end of a backoff, or of a stop timeout.
     pub fn on_time(&mut self, now: Instant) -> Vec<Action> {
+        if self.ready_at.is_some_and(|t| now >= t) {
+            self.on_ready();
+        }
         match (self.state, self.deadline) {
+            // Not ready in time: killed; its exit counts as a failed run.
+            (State::Running, Some(d)) if now >= d && !self.ready => {
+                self.deadline = None;
+                self.ready_at = None;
+                vec![Action::Signal(libc::SIGKILL)]
+            }
             (State::Backoff, Some(d)) if now >= d => {
                 self.deadline = None;
                 vec![Action::Spawn]
@@ -285,7 +333,7 @@ mod tests {
     fn running(spec: &ProgramSpec, t: Instant) -> Instance {
         let mut i = Instance::new(0, spec);
         assert_eq!(i.start(spec), vec![Action::Spawn]);
-        i.on_spawned(42, t);
+        i.on_spawned(spec, 42, t);
         i
     }
 
@@ -306,7 +354,7 @@ mod tests {
             assert!(i.on_time(now + ms(want - 1)).is_empty());
             now += ms(want);
             assert_eq!(i.on_time(now), vec![Action::Spawn]);
-            i.on_spawned(43, now);
+            i.on_spawned(&s, 43, now);
         }
         assert_eq!(i.restarts, 3);
         // A fourth quick failure inside the window: given up.
@@ -322,18 +370,18 @@ mod tests {
         let t = Instant::now();
         let mut i = running(&s, t);
         i.on_exit(&s, 1, None, true, t);
-        i.on_spawned(1, t + ms(100));
+        i.on_spawned(&s, 1, t + ms(100));
         i.on_exit(&s, 1, None, true, t + ms(100));
         assert_eq!(i.deadline(), Some(t + ms(300)));
         // A run of 20 s (> reset_after) brings the delay back to `initial`.
-        i.on_spawned(2, t + ms(300));
+        i.on_spawned(&s, 2, t + ms(300));
         let later = t + Duration::from_secs(20);
         i.on_exit(&s, 1, None, true, later);
         assert_eq!(i.deadline(), Some(later + ms(100)));
         // Past the window, old restarts no longer count.
         let much_later = t + Duration::from_secs(200);
         for k in 0..3 {
-            i.on_spawned(3, much_later);
+            i.on_spawned(&s, 3, much_later);
             i.on_exit(&s, 1, None, true, much_later + ms(k));
             assert_eq!(i.state, State::Backoff, "restart {k}");
         }
@@ -383,7 +431,7 @@ mod tests {
         let mut i = running(&s, t);
         i.on_exit(&s, 1, None, true, t);
         assert_eq!(i.state, State::Backoff);
-        i.on_spawned(5, t + ms(100));
+        i.on_spawned(&s, 5, t + ms(100));
         i.on_exit(&s, 0, None, true, t + ms(150));
         assert_eq!(i.state, State::Done);
     }
@@ -436,6 +484,47 @@ mod tests {
         i.on_exit(&s, 1, None, true, t);
         assert_eq!(i.state, State::Failed);
         assert_eq!(i.restart(&s, t), vec![Action::Spawn]);
+    }
+
+    #[test]
+    fn readiness_by_check_by_delay_and_the_timeout() {
+        use crate::config::{ReadyCheck, ReadySpec};
+        let t = Instant::now();
+        let mut s = spec(Restart::Always);
+        s.ready = Some(ReadySpec {
+            check: ReadyCheck::Notify,
+            timeout: ms(1000),
+        });
+        let mut i = Instance::new(0, &s);
+        i.on_spawned(&s, 7, t);
+        assert!(i.is_starting() && !i.ready);
+        assert_eq!(i.deadline(), Some(t + ms(1000)));
+        assert!(i.on_ready());
+        assert!(i.ready && i.deadline().is_none());
+        assert!(!i.on_ready(), "once");
+        // Not ready within the timeout: killed, and the exit is a failed run.
+        let mut i = Instance::new(0, &s);
+        i.on_spawned(&s, 8, t);
+        assert!(i.on_time(t + ms(999)).is_empty());
+        assert_eq!(i.on_time(t + ms(1000)), vec![Action::Signal(libc::SIGKILL)]);
+        i.on_exit(&s, 137, Some(libc::SIGKILL), true, t + ms(1001));
+        assert_eq!(i.state, State::Backoff);
+        assert!(!i.ready);
+        // A delay: ready when it has passed.
+        s.ready = Some(ReadySpec {
+            check: ReadyCheck::Delay(ms(200)),
+            timeout: ms(1000),
+        });
+        let mut i = Instance::new(0, &s);
+        i.on_spawned(&s, 9, t);
+        assert_eq!(i.deadline(), Some(t + ms(200)));
+        assert!(i.on_time(t + ms(200)).is_empty());
+        assert!(i.ready && i.deadline().is_none());
+        // Without a check: ready at once.
+        let plain = spec(Restart::Always);
+        let mut i = Instance::new(0, &plain);
+        i.on_spawned(&plain, 10, t);
+        assert!(i.ready);
     }
 
     #[test]

@@ -57,6 +57,31 @@ pub fn reap(out: &mut Vec<Exit>) -> bool {
     }
 }
 
+/// Whether `pid` descends from `ancestor` (its parent chain in /proc reaches it).
+pub fn is_descendant(pid: i32, ancestor: i32) -> bool {
+    let mut current = pid;
+    for _ in 0..64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+            return false;
+        };
+        let Some(ppid) = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split(' ').nth(1))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        if ppid == ancestor {
+            return true;
+        }
+        if ppid <= 1 {
+            return false;
+        }
+        current = ppid;
+    }
+    false
+}
+
 /// Makes ginit the child subreaper of its descendants (prctl PR_SET_CHILD_SUBREAPER), so
 /// orphans come back to it when it is not PID 1.
 pub fn become_subreaper() -> io::Result<()> {

@@ -151,6 +151,8 @@ pub struct SpawnPlan {
 struct ListenPid(*mut u8);
 
 const LISTEN_PID_LEN: usize = 32;
+/// Sockets one program can be given (the config refuses more).
+pub const MAX_SOCKETS: usize = 64;
 const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 impl ListenPid {
@@ -496,15 +498,15 @@ impl SpawnPlan {
             }
             // Sockets to 3.. in two phases: first copies above the target range (so no move
             // overwrites a source still to be moved), then dup2 down, which clears CLOEXEC.
-            let mut high = [0 as libc::c_int; 64];
+            let mut high = [0 as libc::c_int; MAX_SOCKETS];
             for (i, &fd) in self.listen_fds.iter().enumerate().take(high.len()) {
                 high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3 + n);
                 if high[i] < 0 {
                     fail(STAGE_SOCKETS);
                 }
             }
-            for i in 0..self.listen_fds.len().min(high.len()) {
-                if libc::dup2(high[i], 3 + i as libc::c_int) < 0 {
+            for (i, &fd) in high.iter().enumerate().take(self.listen_fds.len()) {
+                if libc::dup2(fd, 3 + i as libc::c_int) < 0 {
                     fail(STAGE_SOCKETS);
                 }
             }

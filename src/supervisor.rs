@@ -76,7 +76,7 @@ impl Program {
                 if self.spec.oneshot {
                     i.state == State::Done
                 } else {
-                    i.state == State::Running
+                    i.state == State::Running && i.ready
                 }
             })
     }
@@ -207,7 +207,11 @@ impl Supervisor {
                     program: p.spec.name.clone(),
                     index: i.index,
                     pid: i.pid,
-                    state: i.state.as_str(),
+                    state: match i.state {
+                        State::Running if !i.ready => "starting",
+                        State::Running if p.spec.ready.is_some() => "ready",
+                        other => other.as_str(),
+                    },
                     ready: Self::instance_ready(p, i),
                     started: i.pid.and(i.started),
                     restarts: i.restarts,
@@ -222,7 +226,8 @@ impl Supervisor {
     /// was started at all.
     fn instance_ready(p: &Program, i: &Instance) -> bool {
         match i.state {
-            State::Running | State::Done => true,
+            State::Running => i.ready,
+            State::Done => true,
             State::Stopped => p.launched && !p.spec.oneshot,
             State::Stopping | State::Backoff | State::Failed => false,
         }
@@ -287,6 +292,42 @@ impl Supervisor {
         self.progress(now, ops);
     }
 
+    /// An instance's readiness check passed; `pid` is its process (or one of its tree, for
+    /// READY=1 sent by a helper process). False when no starting instance has that pid.
+    pub fn mark_ready(&mut self, pid: i32, now: Instant, ops: &mut dyn Ops) -> bool {
+        let found = self.programs.iter().enumerate().find_map(|(p, prog)| {
+            prog.instances
+                .iter()
+                .position(|i| i.pid == Some(pid))
+                .map(|i| (p, i))
+        });
+        let Some((p, i)) = found else {
+            return false;
+        };
+        let program = &mut self.programs[p];
+        if !program.instances[i].on_ready() {
+            return false;
+        }
+        info!("{} is ready", program.label(program.instances[i].index));
+        self.progress(now, ops);
+        true
+    }
+
+    /// Pids of the instances waiting for their readiness check, with the check.
+    pub fn starting(&self) -> Vec<(i32, &crate::config::ReadyCheck)> {
+        self.programs
+            .iter()
+            .flat_map(|p| {
+                p.instances
+                    .iter()
+                    .filter_map(|i| match (&p.spec.ready, i.pid) {
+                        (Some(r), Some(pid)) if i.is_starting() => Some((pid, &r.check)),
+                        _ => None,
+                    })
+            })
+            .collect()
+    }
+
     /// Restarts one instance (a `memory_max` or `cpu_max` verdict).
     pub fn restart_instance(&mut self, name: &str, index: u32, now: Instant, ops: &mut dyn Ops) {
         let Some(p) = self.program_index(name) else {
@@ -317,6 +358,9 @@ impl Supervisor {
                 let label = program.label(inst.index);
                 match (what, inst.state) {
                     (_, State::Stopping) => return None,
+                    (Control::Start | Control::Restart, State::Running) if !inst.ready => {
+                        return None;
+                    }
                     (Control::Stop, _) => {}
                     (_, State::Running | State::Done) => {}
                     (_, state) => problems.push(format!(
@@ -350,7 +394,7 @@ impl Supervisor {
                     match ops.spawn(&program.spec, index) {
                         Ok(pid) => {
                             info!("started {label} (pid {pid})");
-                            program.instances[i].on_spawned(pid, now);
+                            program.instances[i].on_spawned(&program.spec, pid, now);
                         }
                         Err(e) => {
                             error!("cannot start {label}: {e}");
@@ -546,10 +590,21 @@ impl Supervisor {
         for p in 0..self.programs.len() {
             let instances = self.programs[p].spec.instances;
             self.each_instance(p, now, ops, |inst, spec| {
+                let was_ready = inst.ready;
                 let actions = inst.on_time(now);
+                let label = label(&spec.name, instances, inst.index);
                 if actions.contains(&Action::Signal(libc::SIGKILL)) {
-                    let label = label(&spec.name, instances, inst.index);
-                    warn!("{label} did not stop in time: sending SIGKILL");
+                    if inst.state == State::Running {
+                        let limit = spec.ready.as_ref().map(|r| r.timeout).unwrap_or_default();
+                        warn!(
+                            "{label} was not ready within {}: killing it",
+                            crate::config::units::format_duration(limit)
+                        );
+                    } else {
+                        warn!("{label} did not stop in time: sending SIGKILL");
+                    }
+                } else if inst.ready && !was_ready {
+                    info!("{label} is ready");
                 }
                 actions
             });

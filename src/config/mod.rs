@@ -75,6 +75,24 @@ pub enum ReloadStrategy {
     Signal(i32),
 }
 
+/// How ginit knows an instance is ready (`ready:`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// `READY=1` on NOTIFY_SOCKET.
+    Notify,
+    /// A TCP connection to this address succeeds.
+    Tcp(std::net::SocketAddr),
+    /// Ready this long after the start.
+    Delay(Duration),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadySpec {
+    pub check: ReadyCheck,
+    /// Not ready by then: the instance is killed and counts as a failed start.
+    pub timeout: Duration,
+}
+
 /// What exceeding `cpu_max` for `monitor_window` does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuAction {
@@ -252,6 +270,8 @@ pub struct ProgramSpec {
     pub reload: ReloadStrategy,
     /// Names of `sockets` passed as fds 3, 4, ... (LISTEN_FDS), in this order.
     pub sockets: Vec<String>,
+    /// The readiness check; none: ready as soon as it runs.
+    pub ready: Option<ReadySpec>,
     pub limits: Limits,
     /// Resident memory of the process tree above which the program is reloaded.
     pub memory_max: Option<u64>,
@@ -284,6 +304,7 @@ impl ProgramSpec {
             stderr: Output::Inherit,
             reload: ReloadStrategy::Restart,
             sockets: Vec::new(),
+            ready: None,
             limits: Limits::default(),
             memory_max: None,
             cpu_max: None,
@@ -441,7 +462,11 @@ impl Config {
         let mut out = String::new();
         let order = self.start_order();
         for s in &self.sockets {
-            let _ = writeln!(out, "socket {}: {} (backlog {})", s.name, s.listen, s.backlog);
+            let _ = writeln!(
+                out,
+                "socket {}: {} (backlog {})",
+                s.name, s.listen, s.backlog
+            );
         }
         let _ = writeln!(out, "start order: {}", order.join(", "));
         for name in order {

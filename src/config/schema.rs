@@ -17,6 +17,7 @@ use super::{
     Backoff, Config, ConfigError, CpuAction, Limits, Listen, LogFormat, LogSpec, Output,
     ProgramSpec, ReloadStrategy, Restart, Rlimit, Rotate, ShutdownSpec, SocketSpec, units,
 };
+use super::{ReadyCheck, ReadySpec};
 use crate::signals;
 use crate::users::{self, Credentials};
 
@@ -133,13 +134,14 @@ const PROGRAM_KEYS: &[&str] = &[
     "stderr",
     "reload",
     "sockets",
+    "ready",
     "limits",
     "memory_max",
     "cpu_max",
     "monitor_window",
     "cpu_action",
 ];
-const PROGRAM_LATER: &[&str] = &["ready", "health", "watchdog"];
+const PROGRAM_LATER: &[&str] = &["health", "watchdog"];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
 
 /// Default stop timeout, as Docker's `docker stop`.
@@ -394,6 +396,64 @@ impl Validator<'_> {
                 })
             }
         }
+    }
+
+    /// `ready: {notify: true | tcp: ADDR | delay: DURATION, timeout: DURATION}`.
+    fn ready(&mut self, node: &Node, path: &str) -> Option<ReadySpec> {
+        let fields = self.mapping(
+            node,
+            path,
+            &["notify", "tcp", "delay", "timeout"],
+            &["http", "exec"],
+        );
+        let mut checks = Vec::new();
+        let mut timeout = Duration::from_secs(60);
+        for (k, n) in &fields {
+            let p = join(path, k);
+            match *k {
+                "notify" => match self.plain(n, &p, "true") {
+                    Some("true") => checks.push(ReadyCheck::Notify),
+                    Some("false") => {}
+                    Some(other) => {
+                        let msg = format!("expected true or false, found `{other}`");
+                        self.error(n, &p, msg);
+                    }
+                    None => {}
+                },
+                "tcp" => {
+                    if let Some(text) = self.string(n, &p) {
+                        let t = text.strip_prefix("tcp://").unwrap_or(&text);
+                        match t.replace("localhost:", "127.0.0.1:").parse() {
+                            Ok(addr) => checks.push(ReadyCheck::Tcp(addr)),
+                            Err(_) => {
+                                let msg = format!(
+                                    "`{text}` is not an address (write it like 127.0.0.1:8080)"
+                                );
+                                self.error(n, &p, msg);
+                            }
+                        }
+                    }
+                }
+                "delay" => {
+                    if let Some(d) = self.duration(n, &p) {
+                        checks.push(ReadyCheck::Delay(d));
+                    }
+                }
+                _ => timeout = self.duration(n, &p).unwrap_or(timeout),
+            }
+        }
+        if checks.len() > 1 {
+            self.error(node, path, "give one readiness check: notify, tcp or delay");
+        }
+        // A refused `http`/`exec` was already reported; do not also say a check is missing.
+        let given = match &node.value {
+            Value::Map(pairs) => pairs.iter().any(|(k, _)| k.scalar() != Some("timeout")),
+            _ => true,
+        };
+        if !given {
+            self.error(node, path, "give a readiness check: notify, tcp or delay");
+        }
+        checks.pop().map(|check| ReadySpec { check, timeout })
     }
 
     /// `reload: {strategy: restart}` or `{strategy: signal, signal: SIGHUP}`.
@@ -838,12 +898,18 @@ impl Validator<'_> {
                 "stdout" => spec.stdout = self.output(value, &at),
                 "stderr" => spec.stderr = self.output(value, &at),
                 "reload" => spec.reload = self.reload(value, &at),
+                "ready" => spec.ready = self.ready(value, &at),
                 "sockets" => {
                     spec.sockets = self
                         .string_list(value, &at)
                         .into_iter()
                         .map(|(s, _)| s)
-                        .collect()
+                        .collect();
+                    if spec.sockets.len() > crate::spawn::MAX_SOCKETS {
+                        let msg =
+                            format!("at most {} sockets per program", crate::spawn::MAX_SOCKETS);
+                        self.error(value, &at, msg);
+                    }
                 }
                 "limits" => spec.limits = self.limits(value, &at),
                 "memory_max" => spec.memory_max = self.size(value, &at),
@@ -1496,12 +1562,19 @@ log: {level: debug, format: json}
 
     #[test]
     fn later_features_are_refused_as_such() {
-        let errs = errors("programs:\n  a:\n    command: x\n    ready: {notify: true}\n");
+        let errs = errors(
+            "programs:\n  a:\n    command: x\n    watchdog: 10s\n    ready: {http: \"http://x/\"}\n",
+        );
         assert!(
-            errs[0].contains("`ready` is part of ginit's design but not supported"),
+            errs[0].contains(
+                "programs.a.watchdog: `watchdog` is part of ginit's design but not supported"
+            ),
             "{errs:?}"
         );
-        assert!(errs[0].contains("programs.a.ready"), "{errs:?}");
+        assert!(
+            errs[1].contains("programs.a.ready.http: `http` is part of ginit's design"),
+            "{errs:?}"
+        );
     }
 
     #[test]

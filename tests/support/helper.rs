@@ -25,6 +25,9 @@
 //!   serve                     socket activation: print `fds=...` and `listen fds=N pid=ok|bad
 //!                             names=NAMES`, then accept on every fd 3.. and answer each
 //!                             connection with `served by PID` (prefix `GINIT_INSTANCE`)
+//!   notify-ready MS           after MS milliseconds send `READY=1` (and a STATUS) to
+//!                             $NOTIFY_SOCKET, print `notified`, then wait
+//!   listen PORT               after printing `listening`, accept on 127.0.0.1:PORT forever
 //!   hog MIB                   allocate and touch MIB MiB of memory, print `hogging`, wait
 //!   print [--stderr] TEXT [N]
 //!                             write TEXT repeated N times (default 1) and a newline
@@ -482,6 +485,29 @@ fn main() {
         "orphans-bench" => orphans_bench(num(0)),
         "daemon" => daemon(rest),
         "print" => print(rest),
+        "notify-ready" => {
+            std::thread::sleep(Duration::from_millis(num(0) as u64));
+            let addr = std::env::var("NOTIFY_SOCKET").unwrap_or_default();
+            let name = addr.strip_prefix('@').unwrap_or(&addr);
+            use std::os::linux::net::SocketAddrExt;
+            let to = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .expect("an abstract NOTIFY_SOCKET");
+            let sock = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+            sock.send_to_addr(b"STATUS=warmed up\nREADY=1", &to)
+                .expect("send");
+            say("notified");
+            loop {
+                // SAFETY: waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
+        "listen" => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", num(0) as u16)).expect("bind");
+            say("listening");
+            for c in l.incoming() {
+                drop(c);
+            }
+        }
         "serve" => serve(),
         "hog" => {
             let mut memory = vec![0u8; num(0) << 20];

@@ -1,0 +1,172 @@
+//! NOTIFY_SOCKET: the sd_notify protocol (`READY=1`, `STOPPING=1`, `STATUS=...`, ...).
+//!
+//! An abstract Unix datagram socket (no file system needed, so it works on a read-only root)
+//! with SO_PASSCRED: every datagram arrives with the sender's pid as the kernel saw it, which
+//! is what ginit trusts, never a pid written in the message. This module imports no other
+//! ginit module.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+pub struct NotifySocket {
+    fd: OwnedFd,
+    /// The NOTIFY_SOCKET value: `@` and the abstract name.
+    address: String,
+}
+
+/// One datagram: the sender's pid (from the kernel; 0 when unknown) and its `KEY=VALUE`
+/// lines.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message {
+    pub pid: i32,
+    pub fields: Vec<(String, String)>,
+}
+
+impl NotifySocket {
+    pub fn bind() -> io::Result<NotifySocket> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("ginit-notify-{}-{nanos:08x}", std::process::id());
+        // SAFETY: socket calls on an fd owned here; sockaddr_un is zeroed and filled within
+        // its bounds (the name is far shorter than sun_path).
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            );
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            let mut sun: libc::sockaddr_un = std::mem::zeroed();
+            sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            for (d, s) in sun.sun_path[1..].iter_mut().zip(name.bytes()) {
+                *d = s as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+            if libc::bind(
+                fd.as_raw_fd(),
+                (&sun as *const libc::sockaddr_un).cast(),
+                len as libc::socklen_t,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            let one: libc::c_int = 1;
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PASSCRED,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            Ok(NotifySocket {
+                fd,
+                address: format!("@{name}"),
+            })
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Every datagram waiting, until the socket would block.
+    pub fn receive(&self) -> Vec<Message> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Room for one SCM_CREDENTIALS control message (aligned generously).
+        let mut control = [0u64; 8];
+        loop {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: msghdr is zeroed then pointed at live buffers of the given sizes.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: recvmsg writes within the buffers msghdr describes.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return out;
+            }
+            let mut pid = 0;
+            // SAFETY: walking the control messages recvmsg filled, with libc's macros.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                        && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
+                    {
+                        let cred =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::ucred>());
+                        pid = cred.pid;
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                }
+            }
+            // pid 0: no credentials, or a sender outside ginit's PID namespace. Kept, so
+            // the caller can say it ignored it.
+            out.push(Message {
+                pid,
+                fields: parse(&buf[..n as usize]),
+            });
+        }
+    }
+}
+
+/// `KEY=VALUE` lines of a notify datagram; lines without `=` are ignored.
+pub fn parse(datagram: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(datagram)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams_carry_the_kernels_idea_of_the_sender() {
+        let s = NotifySocket::bind().unwrap();
+        assert!(s.address().starts_with("@ginit-notify-"));
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&s.address().as_bytes()[1..])
+            .unwrap();
+        client
+            .send_to_addr(b"READY=1\nSTATUS=warming up\nMAINPID=1", &addr)
+            .unwrap();
+        let got = s.receive();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].pid, std::process::id() as i32);
+        assert_eq!(
+            got[0].fields,
+            vec![
+                ("READY".into(), "1".into()),
+                ("STATUS".into(), "warming up".into()),
+                ("MAINPID".into(), "1".into())
+            ]
+        );
+        assert!(s.receive().is_empty());
+    }
+}

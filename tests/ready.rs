@@ -1,0 +1,134 @@
+//! Readiness through the real binary as PID 1: sd_notify READY=1 on NOTIFY_SOCKET (from the
+//! program's own process tree only), TCP checks, delays, the ready timeout, and dependents
+//! that wait for readiness.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn ginit_status(run: &Run) -> String {
+    let out = Command::new(GINIT)
+        .arg("status")
+        .env("GINIT_SOCKET", &run.socket)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn state_of(run: &Run, program: &str) -> Option<String> {
+    ginit_status(run)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(program))
+        .and_then(|l| l.split_whitespace().nth(3).map(String::from))
+}
+
+#[test]
+fn notify_ready_gates_dependents_and_forged_senders_are_ignored() {
+    let dir = TempDir::new("ready-notify");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  web:
+    command: [HELPER, notify-ready, "400"]
+    ready: {notify: true, timeout: 20s}
+    stdout: prefix
+  after:
+    command: ["/bin/sh", "-c", "echo after; exec sleep 100"]
+    depends_on: [web]
+    stdout: prefix
+  never:
+    command: [HELPER, sleep]
+    ready: {notify: true, timeout: 20s}
+  forger:
+    # Finds ginit's notify socket in /proc/net/unix and sends READY=1 from its own pid.
+    command: ["/bin/sh", "-c", "sleep 0.2; NOTIFY_SOCKET=$(grep -o '@ginit-notify-[^ ]*' /proc/net/unix | head -n 1) exec HELPER notify-ready 0"]
+    stdout: prefix
+"#,
+    );
+    let mut run = Run::start(Mode::Pid1, &["-v", "-c", &cfg]);
+    // `never` is starting; a READY=1 from outside its process tree (this test) is ignored.
+    assert!(wait_until(PATIENCE, || state_of(&run, "never").as_deref()
+        == Some("starting")));
+    let never = descendants(run.pid)
+        .into_iter()
+        .find(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.ends_with("sleep\0"))
+        })
+        .unwrap();
+    let environ = std::fs::read(format!("/proc/{never}/environ")).unwrap();
+    let notify = environ
+        .split(|&b| b == 0)
+        .find_map(|e| e.strip_prefix(b"NOTIFY_SOCKET=@"))
+        .expect("NOTIFY_SOCKET in the program's environment")
+        .to_vec();
+    use std::os::linux::net::SocketAddrExt;
+    let to = std::os::unix::net::SocketAddr::from_abstract_name(&notify).unwrap();
+    let forger = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    forger.send_to_addr(b"READY=1", &to).unwrap();
+    run.stderr_has("ignoring a message from pid");
+    // A program of the same namespace, but not `never`'s tree, cannot make it ready either.
+    run.line("forger | notified");
+    run.stderr_has("forger (pid"); // its STATUS= arrived, so its READY=1 did too
+
+    // web becomes ready by its own message, and only then `after` starts.
+    run.line("web | notified");
+    run.line("after | after");
+    let err = run.stderr();
+    let ready = err.find("web is ready").expect("web is ready");
+    let after = err.find("started after").expect("after started");
+    assert!(ready < after, "{err}");
+    assert!(
+        err.contains("web (pid") && err.contains("warmed up"),
+        "{err}"
+    );
+    assert_eq!(state_of(&run, "web").as_deref(), Some("ready"));
+    assert_eq!(state_of(&run, "never").as_deref(), Some("starting"));
+    // One instance not ready: ginit is not ready.
+    let out = Command::new(GINIT)
+        .arg("ready")
+        .env("GINIT_SOCKET", &run.socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+}
+
+#[test]
+fn tcp_and_delay_checks_and_the_timeout() {
+    let dir = TempDir::new("ready-tcp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = config(
+        &dir,
+        &format!(
+            r#"
+programs:
+  slowbind:
+    command: ["/bin/sh", "-c", "sleep 0.5; exec HELPER listen {port}"]
+    ready: {{tcp: "127.0.0.1:{port}", timeout: 20s}}
+  delayed:
+    command: [HELPER, sleep]
+    ready: {{delay: 300ms}}
+  stuck:
+    command: [HELPER, sleep]
+    ready: {{notify: true, timeout: 500ms}}
+    backoff: {{initial: 10s}}
+"#
+        ),
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    run.stderr_has("slowbind is ready");
+    run.stderr_has("delayed is ready");
+    run.stderr_has("stuck was not ready within 500ms: killing it");
+    run.stderr_has("stuck (pid");
+    run.stderr_has("stuck will restart in 10s");
+    assert_eq!(state_of(&run, "slowbind").as_deref(), Some("ready"));
+    assert_eq!(state_of(&run, "stuck").as_deref(), Some("backoff"));
+}

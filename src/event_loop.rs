@@ -569,6 +569,7 @@ impl Daemon {
             Err(e) => return self.server.respond(conn, &Response::error(e), now),
         };
         let mut restart = Vec::new();
+        let mut replace = Vec::new();
         let mut signalled = Vec::new();
         for name in names {
             match self.sup.spec(&name).map(|s| s.reload) {
@@ -576,15 +577,27 @@ impl Daemon {
                     self.sup.signal_program(&name, sig, &mut self.ops);
                     signalled.push(format!("sent {} to {name}", signals::name(sig)));
                 }
+                Some(ReloadStrategy::Replace) => replace.push(name),
                 _ => restart.push(name),
             }
         }
-        if restart.is_empty() {
-            return self
-                .server
-                .respond(conn, &Response::ok(signalled.join("; ")), now);
+        match (restart.is_empty(), replace.is_empty()) {
+            (true, true) => {
+                let r = Response::ok(signalled.join("; "));
+                self.server.respond(conn, &r, now);
+            }
+            (false, true) => self.control(conn, &restart, Control::Restart, now),
+            (true, false) => self.control(conn, &replace, Control::Replace, now),
+            (false, false) => {
+                // Both kinds at once: the restarts go ahead unanswered, the answer waits for
+                // the replacements (which take longer, as they wait for readiness).
+                if let Ok(names) = self.sup.resolve_names(&restart) {
+                    self.sup
+                        .control(&names, Control::Restart, now, &mut self.ops);
+                }
+                self.control(conn, &replace, Control::Replace, now);
+            }
         }
-        self.control(conn, &restart, Control::Restart, now);
     }
 
     fn signal(&mut self, signal: &str, names: &[String]) -> Response {
@@ -781,7 +794,7 @@ impl Daemon {
             if reload {
                 match strategy {
                     ReloadStrategy::Signal(sig) => self.ops.signal(pid, sig),
-                    ReloadStrategy::Restart => {
+                    ReloadStrategy::Restart | ReloadStrategy::Replace => {
                         self.sup
                             .restart_instance(&i.program, i.index, now, &mut self.ops)
                     }

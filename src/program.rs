@@ -71,6 +71,10 @@ pub struct Instance {
     pub ready: bool,
     /// `ready: {delay}`: when the current run counts as ready.
     ready_at: Option<Instant>,
+    /// The new instance of a `replace` reload, not serving as the instance yet.
+    pub surge: bool,
+    /// The old instance of a `replace` reload, stopping once its replacement is ready.
+    pub retiring: bool,
 }
 
 impl Instance {
@@ -88,6 +92,8 @@ impl Instance {
             restart_after_stop: false,
             ready: false,
             ready_at: None,
+            surge: false,
+            retiring: false,
         }
     }
 

@@ -15,11 +15,12 @@
 //!   each instance gets its stop signal and timeout; `shutdown.timeout` bounds it all; then
 //!   the namespace is cleared of leftovers (SIGTERM, a grace period, SIGKILL).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 
-use crate::config::{Config, ProgramSpec, Restart, diff};
+use crate::config::{Config, ProgramSpec, ReloadStrategy, Restart, diff};
 use crate::program::{Action, Instance, State};
 
 /// Longest grace the leftovers get at the end of a run (bounded by `shutdown.timeout`).
@@ -48,6 +49,10 @@ struct Program {
     replacement: Option<ProgramSpec>,
     /// Already said why it cannot start.
     blocked_reported: bool,
+    /// A `replace` reload under way: the instance indexes still to replace, in order.
+    replacing: Option<VecDeque<u32>>,
+    /// How the last `replace` reload ended.
+    replace_result: Option<Result<String, String>>,
 }
 
 impl Program {
@@ -62,6 +67,8 @@ impl Program {
             removing: false,
             replacement: None,
             blocked_reported: false,
+            replacing: None,
+            replace_result: None,
         }
     }
 
@@ -144,6 +151,8 @@ pub enum Control {
     Start,
     Stop,
     Restart,
+    /// `replace` reload: new instance, ready, then the old one stops.
+    Replace,
 }
 
 pub struct Supervisor {
@@ -237,10 +246,12 @@ impl Supervisor {
     /// turns it false first, so load balancers stop sending traffic).
     pub fn ready(&self) -> bool {
         self.phase == Phase::Running
-            && self
-                .programs
-                .iter()
-                .all(|p| p.instances.iter().all(|i| Self::instance_ready(p, i)))
+            && self.programs.iter().all(|p| {
+                p.instances
+                    .iter()
+                    .filter(|i| !i.surge && !i.retiring)
+                    .all(|i| Self::instance_ready(p, i))
+            })
     }
 
     /// The names a control request means: `all` is every program. Unknown names are an error.
@@ -279,14 +290,20 @@ impl Supervisor {
                     Control::Start => "starting",
                     Control::Stop => "stopping",
                     Control::Restart => "restarting",
+                    Control::Replace => "replacing",
                 }
             );
             // Start order no longer applies to a program someone handles by hand.
             self.programs[p].launched = true;
+            if what == Control::Replace {
+                let indexes = (0..self.programs[p].spec.instances).collect();
+                self.begin_replace(p, indexes);
+                continue;
+            }
             self.each_instance(p, now, ops, |inst, spec| match what {
                 Control::Start => inst.start(spec),
                 Control::Stop => inst.stop(spec, now),
-                Control::Restart => inst.restart(spec, now),
+                Control::Restart | Control::Replace => inst.restart(spec, now),
             });
         }
         self.progress(now, ops);
@@ -328,11 +345,129 @@ impl Supervisor {
             .collect()
     }
 
-    /// Restarts one instance (a `memory_max` or `cpu_max` verdict).
+    /// Replaces the given instances of program `p` one at a time (see [`Control::Replace`]).
+    fn begin_replace(&mut self, p: usize, indexes: Vec<u32>) {
+        let program = &mut self.programs[p];
+        program.replace_result = None;
+        match &mut program.replacing {
+            Some(queue) => {
+                for i in indexes {
+                    if !queue.contains(&i) {
+                        queue.push_back(i);
+                    }
+                }
+            }
+            None => program.replacing = Some(indexes.into()),
+        }
+    }
+
+    /// Moves every `replace` reload one step: start the new instance, promote it once
+    /// ready and stop the old one, drop the old one once down; give up (keeping the old
+    /// one) when the new one ends before it is ready.
+    fn advance_replacements(&mut self, now: Instant, ops: &mut dyn Ops) {
+        for p in 0..self.programs.len() {
+            loop {
+                let program = &mut self.programs[p];
+                let Some(&index) = program.replacing.as_ref().and_then(|q| q.front()) else {
+                    if program.replacing.take().is_some() {
+                        let n = program.spec.instances;
+                        info!(
+                            "replaced {} ({n} instance{})",
+                            program.spec.name,
+                            if n == 1 { "" } else { "s" }
+                        );
+                        program.replace_result =
+                            Some(Ok(format!("replaced {}", program.spec.name)));
+                    }
+                    break;
+                };
+                let label = program.label(index);
+                let old = program
+                    .instances
+                    .iter()
+                    .position(|i| i.index == index && !i.surge);
+                let surge = program
+                    .instances
+                    .iter()
+                    .position(|i| i.index == index && i.surge);
+                match (old, surge) {
+                    (Some(o), None) if program.instances[o].retiring => {
+                        if program.instances[o].is_live() {
+                            break; // the old one is still stopping
+                        }
+                        program.instances.remove(o);
+                        if let Some(q) = &mut program.replacing {
+                            q.pop_front();
+                        }
+                    }
+                    (Some(o), None) if program.instances[o].state != State::Running => {
+                        // Nothing serves at this index: a plain (re)start is all there is to do.
+                        let actions = {
+                            let prog = &mut self.programs[p];
+                            prog.instances[o].restart(&prog.spec, now)
+                        };
+                        self.apply(p, o, actions, now, ops);
+                        if let Some(q) = &mut self.programs[p].replacing {
+                            q.pop_front();
+                        }
+                    }
+                    (_, None) => {
+                        let mut fresh = Instance::new(index, &program.spec);
+                        fresh.surge = true;
+                        let actions = fresh.start(&program.spec);
+                        program.instances.push(fresh);
+                        let at = program.instances.len() - 1;
+                        info!("starting a new {label} to replace the running one");
+                        self.apply(p, at, actions, now, ops);
+                        break;
+                    }
+                    (old, Some(s)) => {
+                        let new = &program.instances[s];
+                        if new.state == State::Running && new.ready {
+                            program.instances[s].surge = false;
+                            if let Some(o) = old {
+                                program.instances[o].retiring = true;
+                                info!("the new {label} is ready: stopping the old one");
+                                let actions = {
+                                    let prog = &mut self.programs[p];
+                                    prog.instances[o].stop(&prog.spec, now)
+                                };
+                                self.apply(p, o, actions, now, ops);
+                            } else if let Some(q) = &mut program.replacing {
+                                q.pop_front();
+                            }
+                            continue;
+                        }
+                        if new.is_live() {
+                            break; // starting, or being killed for not being ready
+                        }
+                        let why = match new.last_exit {
+                            Some(code) => format!("ended with status {code} before it was ready"),
+                            None => "could not start".to_string(),
+                        };
+                        program.instances.remove(s);
+                        program.replacing = None;
+                        let msg = format!("the new {label} {why}; the old one keeps serving");
+                        error!("reload of {} failed: {msg}", program.spec.name);
+                        program.replace_result = Some(Err(msg));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restarts one instance (a `memory_max` or `cpu_max` verdict), by replacing it when
+    /// that is the program's reload strategy.
     pub fn restart_instance(&mut self, name: &str, index: u32, now: Instant, ops: &mut dyn Ops) {
         let Some(p) = self.program_index(name) else {
             return;
         };
+        if self.programs[p].spec.reload == ReloadStrategy::Replace {
+            self.begin_replace(p, vec![index]);
+            self.progress(now, ops);
+            return;
+        }
         if let Some(i) = self.programs[p]
             .instances
             .iter()
@@ -354,6 +489,17 @@ impl Supervisor {
                 continue;
             };
             let program = &self.programs[p];
+            if what == Control::Replace {
+                if program.replacing.is_some() {
+                    return None;
+                }
+                match &program.replace_result {
+                    Some(Err(e)) => problems.push(e.clone()),
+                    Some(Ok(_)) => {}
+                    None => problems.push(format!("the reload of {name} was interrupted")),
+                }
+                continue;
+            }
             for inst in &program.instances {
                 let label = program.label(inst.index);
                 match (what, inst.state) {
@@ -380,6 +526,7 @@ impl Supervisor {
             Control::Start => "started",
             Control::Stop => "stopped",
             Control::Restart => "restarted",
+            Control::Replace => "replaced",
         };
         Some(Ok(format!("{done} {}", names.join(", "))))
     }
@@ -482,11 +629,14 @@ impl Supervisor {
                     .map(|i| (p, i))
             });
             let Some((p, i)) = found else { continue };
-            let may_restart = self.phase == Phase::Running;
             let program = &mut self.programs[p];
+            let surge = program.instances[i].surge;
+            let may_restart = self.phase == Phase::Running && !surge;
             let label = program.label(program.instances[i].index);
             let was_stopping = program.instances[i].state == State::Stopping;
-            if was_stopping {
+            if surge {
+                warn!("the new {label} (pid {}) {}", exit.pid, exit.describe());
+            } else if was_stopping {
                 info!("{label} (pid {}) stopped: it {}", exit.pid, exit.describe());
             } else if exit.code() == 0 {
                 info!("{label} (pid {}) {}", exit.pid, exit.describe());
@@ -500,7 +650,7 @@ impl Supervisor {
                 may_restart,
                 now,
             );
-            if !was_stopping {
+            if !was_stopping && !surge {
                 self.report_end(p, i, now);
                 self.check_critical(p, i, now);
             }
@@ -645,6 +795,15 @@ impl Supervisor {
             Phase::Running | Phase::Delaying { .. } => {
                 self.finish_replacements();
                 self.launch_ready(now, ops);
+                self.advance_replacements(now, ops);
+            }
+            Phase::Stopping { .. } if self.programs.iter().any(|p| p.replacing.is_some()) => {
+                for program in &mut self.programs {
+                    if program.replacing.take().is_some() {
+                        program.replace_result = Some(Err("ginit is shutting down".into()));
+                    }
+                }
+                self.progress(now, ops);
             }
             Phase::Stopping { deadline } => {
                 self.stop_in_order(now, ops);
@@ -781,6 +940,18 @@ impl Supervisor {
             ) else {
                 continue;
             };
+            let program = &self.programs[p];
+            let in_place = spec.reload == ReloadStrategy::Replace
+                && program.spec.instances == spec.instances
+                && program.launched
+                && program.live();
+            if in_place {
+                // Zero downtime: new instances with the new settings, each replacing an old
+                // one once ready (a new build that never gets ready is rolled back).
+                self.programs[p].spec = spec.clone();
+                self.begin_replace(p, (0..spec.instances).collect());
+                continue;
+            }
             self.programs[p].replacement = Some(spec.clone());
             self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
         }

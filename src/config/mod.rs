@@ -69,6 +69,10 @@ pub const DEFAULT_SOCKET: &str = "/run/ginit/control.sock";
 /// How `ginit reload NAME` (and a `memory_max` or `cpu_action: restart`) renews a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReloadStrategy {
+    /// Start a new instance, wait until it is ready, then stop the old one; one instance at
+    /// a time. A new instance that exits or is not ready in time is killed and the old one
+    /// keeps serving. The default for programs with sockets.
+    Replace,
     /// Stop each instance, then start it again.
     Restart,
     /// Send this signal; the program reloads itself.

@@ -456,7 +456,7 @@ impl Validator<'_> {
         checks.pop().map(|check| ReadySpec { check, timeout })
     }
 
-    /// `reload: {strategy: restart}` or `{strategy: signal, signal: SIGHUP}`.
+    /// `reload: {strategy: replace | restart}` or `{strategy: signal, signal: SIGHUP}`.
     fn reload(&mut self, node: &Node, path: &str) -> ReloadStrategy {
         let mut strategy = "restart";
         let mut signal = None;
@@ -464,31 +464,18 @@ impl Validator<'_> {
             let p = join(path, k);
             if k == "signal" {
                 signal = self.signal(v, &p);
-            } else if let Some(s) = self.choice(v, &p, &["restart", "signal", "replace"]) {
-                if s == "replace" {
-                    self.error(
-                        v,
-                        &p,
-                        "`replace` needs `sockets`, which are part of ginit's design but not \
-                         supported by this version yet",
-                    );
-                } else {
-                    strategy = s;
-                }
+            } else if let Some(s) = self.choice(v, &p, &["replace", "restart", "signal"]) {
+                strategy = s;
             }
+        }
+        if strategy != "signal" && signal.is_some() {
+            let msg = "`signal` goes with `strategy: signal`";
+            self.error(node, &join(path, "signal"), msg);
         }
         match strategy {
             "signal" => ReloadStrategy::Signal(signal.unwrap_or(libc::SIGHUP)),
-            _ => {
-                if signal.is_some() {
-                    self.error(
-                        node,
-                        &join(path, "signal"),
-                        "`signal` goes with `strategy: signal`",
-                    );
-                }
-                ReloadStrategy::Restart
-            }
+            "replace" => ReloadStrategy::Replace,
+            _ => ReloadStrategy::Restart,
         }
     }
 
@@ -928,6 +915,9 @@ impl Validator<'_> {
         }
         if let Some((_, env)) = fields.iter().find(|(k, _)| *k == "env") {
             spec.env = self.env(env, &join(path, "env"));
+        }
+        if !spec.sockets.is_empty() && !fields.iter().any(|(k, _)| *k == "reload") {
+            spec.reload = ReloadStrategy::Replace;
         }
         spec.restart = restart.unwrap_or(if spec.oneshot {
             Restart::OnFailure
@@ -1532,7 +1522,6 @@ log: {level: debug, format: json}
             "4:51: programs.a.limits.nice: expected a whole number from -20 to 19, found `40`",
             "4:68: programs.a.limits.cpu_seconds: expected a whole number or `unlimited`",
             "4:73: programs.a.limits.open_file: unknown key `open_file` (did you mean `open_files`?)",
-            "5:24: programs.a.reload.strategy: `replace` needs `sockets`",
             "6:14: programs.a.cpu_max: `fast` is not a CPU share",
         ];
         assert_eq!(errs.len(), want.len(), "{errs:?}");

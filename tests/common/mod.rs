@@ -359,8 +359,15 @@ impl Drop for Run {
     fn drop(&mut self) {
         if self.code.is_none() {
             kill_tree(self.pid);
-            signal(self.child.id() as i32, libc::SIGKILL);
-            let _ = self.child.wait();
+            // A wrapper (unshare) exits by itself once it has reaped ginit; killing it first
+            // would leave ginit's zombie to the machine's init.
+            let gone = wait_until(Duration::from_secs(5), || {
+                matches!(self.child.try_wait(), Ok(Some(_)))
+            });
+            if !gone {
+                signal(self.child.id() as i32, libc::SIGKILL);
+                let _ = self.child.wait();
+            }
         }
         if let Some(dir) = self.socket.parent() {
             let _ = std::fs::remove_dir_all(dir);

@@ -23,7 +23,8 @@
 //!                             `daemon got SIGTERM` when asked to stop; --stubborn ignores
 //!                             SIGTERM), print `daemon-ready PID`, then exit CODE (default 0)
 //!   serve                     socket activation: print `fds=...` and `listen fds=N pid=ok|bad
-//!                             names=NAMES`, then accept on every fd 3.. and answer each
+//!                             names=NAMES`, send READY=1 if NOTIFY_SOCKET is set, then
+//!                             accept on every fd 3.. and answer each
 //!                             connection with `served by PID` (prefix `GINIT_INSTANCE`)
 //!   notify-ready MS           after MS milliseconds send `READY=1` (and a STATUS) to
 //!                             $NOTIFY_SOCKET, print `notified`, then wait
@@ -396,18 +397,36 @@ fn serve() {
         "listen fds={n} pid={} names={names}",
         if pid_ok { "ok" } else { "bad" }
     ));
+    if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
+        use std::os::linux::net::SocketAddrExt;
+        let name = addr.strip_prefix('@').unwrap_or(&addr);
+        if let (Ok(to), Ok(sock)) = (
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()),
+            std::os::unix::net::UnixDatagram::unbound(),
+        ) {
+            let _ = sock.send_to_addr(b"READY=1", &to);
+        }
+    }
+    // SIGTERM ends it gracefully: connections already accepted are answered first, as a
+    // real server drains (so a replace reload loses nothing).
+    let term = catch(std::iter::once(libc::SIGTERM));
     let mut pfds: Vec<libc::pollfd> = (0..n)
         .map(|i| libc::pollfd {
             fd: 3 + i,
             events: libc::POLLIN,
             revents: 0,
         })
+        .chain(std::iter::once(libc::pollfd {
+            fd: term,
+            events: libc::POLLIN,
+            revents: 0,
+        }))
         .collect();
     loop {
         // SAFETY: a valid pollfd array; accept/write/close on fds this process owns.
         unsafe {
             libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1);
-            for p in &pfds {
+            for p in &pfds[..n as usize] {
                 if p.revents != 0 {
                     let c = libc::accept(p.fd, std::ptr::null_mut(), std::ptr::null_mut());
                     if c >= 0 {
@@ -416,6 +435,9 @@ fn serve() {
                         libc::close(c);
                     }
                 }
+            }
+            if pfds[n as usize].revents != 0 {
+                exit(0);
             }
         }
     }

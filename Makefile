@@ -15,15 +15,21 @@ release:
 demo: release
 	demo/run.sh $(RELEASE)
 
-# The whole test suite: unit tests and the integration tests that drive the real binary.
+# The whole test suite: unit tests and the integration tests that drive the real binary
+# (installing the Debian packages they need first, see tests/deps.sh).
 test:
+	tests/deps.sh
 	cargo test --target $(HOST)
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --target $(HOST) --all-targets -- -D warnings
 
-# Side-by-side figures with tini, dumb-init and catatonit (installs them with apt-get).
+# Side-by-side figures: tini, dumb-init and catatonit (pid1.py); supervisord, runit, s6 and
+# PM2 (supervisors.py); the control plane beside PM2's CLI (control.py). Installs the peers.
+HELPER := target/$(HOST)/release/ginit-test-helper
 bench: release
 	cargo build --release --target $(HOST) --bin ginit-test-helper
-	python3 tests/bench/pid1.py --ginit $(RELEASE) --helper target/$(HOST)/release/ginit-test-helper
+	python3 tests/bench/pid1.py --ginit $(RELEASE) --helper $(HELPER)
+	python3 tests/bench/supervisors.py --ginit $(RELEASE)
+	python3 tests/bench/control.py --ginit $(RELEASE) --helper $(HELPER) --pm2 /tmp/ginit-bench-pm2/node_modules/pm2/bin/pm2

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs what the test suite needs beyond the Rust toolchain, from Debian's packages, when
+# it is missing: unshare (util-linux), setpriv, a POSIX sh, readelf, and the Go toolchain with
+# the Gin and go-systemd packages for the zero-downtime tests (docker/app).
+set -eu
+need=""
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+for pkg in make util-linux dash binutils golang-go golang-github-gin-gonic-gin-dev \
+    golang-github-coreos-go-systemd-dev; do
+    have "$pkg" || need="$need $pkg"
+done
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/deps.sh: missing Debian packages:$need (run: sudo apt-get install$need)" >&2
+    exit 1
+fi
+echo "tests/deps.sh: installing$need"
+export DEBIAN_FRONTEND=noninteractive
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $need >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $need >/dev/null; }

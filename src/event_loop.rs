@@ -14,13 +14,13 @@ use std::path::PathBuf;
 
 use std::collections::HashMap;
 
+use crate::checks::{Checks, Verdict};
 use crate::config::{self, Config, CpuAction, Output, ProgramSpec, ReadyCheck, ReloadStrategy};
 use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 use crate::control::server::{ConnId, Server};
 use crate::monitor;
 use crate::notify::NotifySocket;
 use crate::output::{Outputs, Stream};
-use crate::probes::Probes;
 use crate::reaper::{self, Exit};
 use crate::signals::{self, SignalSource};
 use crate::single::{Action, Single, Target};
@@ -177,10 +177,21 @@ impl SystemOps {
         for (k, v) in &spec.env {
             set(k, v.into(), &mut env);
         }
-        if let (Some(r), Some(addr)) = (&spec.ready, &self.notify_address)
-            && r.check == ReadyCheck::Notify
+        let notify = spec
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.check == ReadyCheck::Notify);
+        if let Some(addr) = &self.notify_address
+            && (notify || spec.watchdog.is_some())
         {
             set("NOTIFY_SOCKET", addr.into(), &mut env);
+        }
+        if let Some(limit) = spec.watchdog {
+            set(
+                "WATCHDOG_USEC",
+                limit.as_micros().to_string().into(),
+                &mut env,
+            );
         }
         set("GINIT_PROGRAM", spec.name.clone().into(), &mut env);
         set("GINIT_INSTANCE", index.to_string().into(), &mut env);
@@ -194,6 +205,31 @@ fn open_null() -> Result<std::os::fd::OwnedFd, String> {
         .open("/dev/null")
         .map(Into::into)
         .map_err(|e| format!("cannot open /dev/null: {e}"))
+}
+
+impl SystemOps {
+    /// Starts an exec check of instance `index` of `spec`: its own process group, the
+    /// program's environment, user and directory, output discarded.
+    fn spawn_check(
+        &mut self,
+        spec: &ProgramSpec,
+        index: u32,
+        argv: &[String],
+    ) -> Result<i32, String> {
+        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let env = self.environment(spec, index);
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&args, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.cwd = spec
+            .cwd
+            .as_ref()
+            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        plan.stdout = Some(open_null()?);
+        plan.stderr = Some(open_null()?);
+        plan.spawn().map_err(|e| e.to_string())
+    }
 }
 
 impl Ops for SystemOps {
@@ -327,7 +363,7 @@ struct Daemon {
     watches: HashMap<i32, monitor::Watch>,
     next_sample: Option<Instant>,
     notify: Option<NotifySocket>,
-    probes: Probes,
+    checks: Checks,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -370,7 +406,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         watches: HashMap::new(),
         next_sample: None,
         notify,
-        probes: Probes::default(),
+        checks: Checks::default(),
     };
     d.sup.start(Instant::now(), &mut d.ops);
     d.schedule_sampling(Instant::now());
@@ -401,21 +437,12 @@ impl Daemon {
                 events: libc::POLLIN,
                 revents: 0,
             });
-            let tcp_checks: Vec<(i32, std::net::SocketAddr)> = self
-                .sup
-                .starting()
-                .into_iter()
-                .filter_map(|(pid, check)| match check {
-                    ReadyCheck::Tcp(addr) => Some((pid, *addr)),
-                    _ => None,
-                })
-                .collect();
-            self.probes.sync(&tcp_checks, Instant::now());
-            self.probes.poll_fds(&mut fds);
-            let probe_fds = self.probes.poll_len();
+            self.checks.sync(&self.sup.running(), Instant::now());
+            self.checks.poll_fds(&mut fds);
+            let probe_fds = self.checks.poll_len();
             self.ops.outputs.poll_fds(&mut fds);
             let deadline = [
-                self.probes.deadline(),
+                self.checks.deadline(),
                 self.sup.deadline(),
                 self.server.deadline(),
                 self.next_sample,
@@ -431,10 +458,10 @@ impl Daemon {
             let requests = self.server.handle(&fds[1..1 + control_fds], now);
             let notified = fds[1 + control_fds].revents != 0;
             let probes_at = 2 + control_fds;
-            let mut ready = self
-                .probes
-                .handle(&fds[probes_at..probes_at + probe_fds], now);
-            ready.extend(self.probes.on_time(now));
+            let running = self.sup.running();
+            self.checks
+                .handle(&fds[probes_at..probes_at + probe_fds], &running, now);
+            drop(running);
             self.ops.outputs.handle(&fds[probes_at + probe_fds..]);
 
             received.clear();
@@ -465,15 +492,16 @@ impl Daemon {
             if reap {
                 exits.clear();
                 let children_left = reaper::reap(&mut exits);
+                let running = self.sup.running();
+                self.checks.on_reaped(&exits, &running, now);
+                drop(running);
                 self.sup
                     .on_reaped(&exits, children_left, now, &mut self.ops);
             }
             if notified {
                 self.on_notify(now);
             }
-            for pid in ready {
-                self.sup.mark_ready(pid, now, &mut self.ops);
-            }
+            self.run_checks(now);
             for (conn, request) in requests {
                 self.dispatch(conn, request, now);
             }
@@ -512,9 +540,64 @@ impl Daemon {
                         self.sup.mark_ready(pid, now, &mut self.ops);
                     }
                     "STOPPING" if value == "1" => info!("{program} (pid {pid}) is stopping"),
+                    "WATCHDOG" if value == "1" => {
+                        let running = self.sup.running();
+                        self.checks.watchdog_ping(pid, &running, now);
+                    }
+                    "WATCHDOG" if value == "trigger" => {
+                        self.reload_instance(pid, "asked for it (WATCHDOG=trigger)", now);
+                    }
                     "STATUS" => info!("{program} (pid {pid}): {value}"),
                     _ => debug!("notify from {program} (pid {pid}): {key}={value}"),
                 }
+            }
+        }
+    }
+
+    /// Starts due exec checks and acts on the verdicts of every check.
+    fn run_checks(&mut self, now: Instant) {
+        let running = self.sup.running();
+        let due = self.checks.on_time(&running, now);
+        for d in due {
+            let started = running
+                .iter()
+                .find(|r| r.0 == d.key.0)
+                .ok_or_else(|| "gone".to_string())
+                .and_then(|&(_, spec, index, _)| self.ops.spawn_check(spec, index, &d.argv));
+            self.checks.exec_started(d.key, started, &running, now);
+        }
+        drop(running);
+        for verdict in self.checks.verdicts() {
+            match verdict {
+                Verdict::Ready(pid) => {
+                    self.sup.mark_ready(pid, now, &mut self.ops);
+                }
+                Verdict::Reload { pid, reason } => self.reload_instance(pid, &reason, now),
+            }
+        }
+    }
+
+    /// Reloads the instance whose process is `pid`, by its program's reload strategy.
+    fn reload_instance(&mut self, pid: i32, reason: &str, now: Instant) {
+        let found = self
+            .sup
+            .running()
+            .into_iter()
+            .find(|r| r.0 == pid)
+            .map(|(_, spec, index, _)| (spec.name.clone(), spec.instances, index, spec.reload));
+        let Some((name, instances, index, strategy)) = found else {
+            return;
+        };
+        let label = if instances > 1 {
+            format!("{name}.{index}")
+        } else {
+            name.clone()
+        };
+        warn!("{label} (pid {pid}) {reason}: reloading it");
+        match strategy {
+            ReloadStrategy::Signal(sig) => self.ops.signal(pid, sig),
+            ReloadStrategy::Restart | ReloadStrategy::Replace => {
+                self.sup.restart_instance(&name, index, now, &mut self.ops)
             }
         }
     }
@@ -766,40 +849,26 @@ impl Daemon {
                 spec.cpu_max,
                 spec.monitor_window,
             );
-            let label = if spec.instances > 1 {
-                format!("{}.{}", i.program, i.index)
-            } else {
-                i.program.clone()
-            };
-            let (reload, strategy) = match verdict {
+            let reason = match verdict {
                 None => continue,
-                Some(monitor::Verdict::MemoryOver { rss, max }) => {
-                    warn!(
-                        "{label} (pid {pid}) uses {} KiB of memory, over its memory_max of {} KiB: reloading it",
-                        rss / 1024,
-                        max / 1024
-                    );
-                    (true, spec.reload)
-                }
+                Some(monitor::Verdict::MemoryOver { rss, max }) => format!(
+                    "uses {} KiB of memory, over its memory_max of {} KiB",
+                    rss / 1024,
+                    max / 1024
+                ),
                 Some(monitor::Verdict::CpuOver { percent, max }) => {
-                    let restart = spec.cpu_action == CpuAction::Restart;
-                    warn!(
-                        "{label} (pid {pid}) has used {percent:.0}% CPU for {}, over its cpu_max of {max:.0}%{}",
-                        config::units::format_duration(spec.monitor_window),
-                        if restart { ": reloading it" } else { "" }
+                    let window = config::units::format_duration(spec.monitor_window);
+                    let msg = format!(
+                        "has used {percent:.0}% CPU for {window}, over its cpu_max of {max:.0}%"
                     );
-                    (restart, spec.reload)
+                    if spec.cpu_action != CpuAction::Restart {
+                        warn!("{} (pid {pid}) {msg}", i.program);
+                        continue;
+                    }
+                    msg
                 }
             };
-            if reload {
-                match strategy {
-                    ReloadStrategy::Signal(sig) => self.ops.signal(pid, sig),
-                    ReloadStrategy::Restart | ReloadStrategy::Replace => {
-                        self.sup
-                            .restart_instance(&i.program, i.index, now, &mut self.ops)
-                    }
-                }
-            }
+            self.reload_instance(pid, &reason, now);
         }
         self.forget_gone_processes();
         self.schedule_sampling(now);

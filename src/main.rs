@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), no_main)]
 
+mod checks;
 mod cli;
 mod config;
 mod control;

@@ -330,17 +330,17 @@ impl Supervisor {
         true
     }
 
-    /// Pids of the instances waiting for their readiness check, with the check.
-    pub fn starting(&self) -> Vec<(i32, &crate::config::ReadyCheck)> {
+    /// Every instance with a running process: (pid, its program's spec, index, ready).
+    pub fn running(&self) -> Vec<(i32, &ProgramSpec, u32, bool)> {
         self.programs
             .iter()
             .flat_map(|p| {
-                p.instances
-                    .iter()
-                    .filter_map(|i| match (&p.spec.ready, i.pid) {
-                        (Some(r), Some(pid)) if i.is_starting() => Some((pid, &r.check)),
-                        _ => None,
-                    })
+                p.instances.iter().filter_map(|i| match i.pid {
+                    Some(pid) if i.state == State::Running => {
+                        Some((pid, &p.spec, i.index, i.ready))
+                    }
+                    _ => None,
+                })
             })
             .collect()
     }

@@ -132,3 +132,60 @@ programs:
     assert_eq!(state_of(&run, "slowbind").as_deref(), Some("ready"));
     assert_eq!(state_of(&run, "stuck").as_deref(), Some("backoff"));
 }
+
+#[test]
+fn http_and_exec_checks_health_and_the_watchdog() {
+    let dir = TempDir::new("ready-health");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.path("healthy"), "").unwrap();
+    let cfg = config(
+        &dir,
+        &format!(
+            r#"
+programs:
+  site:
+    command: ["/bin/sh", "-c", "sleep 0.3; exec HELPER http {port} DIR/healthy"]
+    ready: {{http: "http://127.0.0.1:{port}/ready", timeout: 20s}}
+    health: {{http: "http://127.0.0.1:{port}/health", interval: 100ms, timeout: 1s, failures: 2}}
+    backoff: {{initial: 0s}}
+  gate:
+    command: [HELPER, sleep]
+    ready: {{exec: ["/bin/sh", "-c", "test -e DIR/open"], timeout: 20s}}
+  dog:
+    command: [HELPER, watchdog, "3", "100"]
+    watchdog: 600ms
+    stdout: prefix
+"#
+        ),
+    );
+    let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    run.stderr_has("site is ready");
+    assert_eq!(state_of(&run, "gate").as_deref(), Some("starting"));
+    std::fs::write(dir.path("open"), "").unwrap();
+    run.stderr_has("gate is ready");
+
+    // The health check fails twice in a row: the instance is restarted.
+    let before = ginit_status(&run);
+    std::fs::remove_file(dir.path("healthy")).unwrap();
+    run.stderr_has("site (pid");
+    run.stderr_has("failed its health check 2 times in a row: reloading it");
+    std::fs::write(dir.path("healthy"), "").unwrap();
+    assert!(wait_until(PATIENCE, || state_of(&run, "site").as_deref()
+        == Some("ready")));
+    let pid_of = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("site "))
+            .and_then(|l| l.split_whitespace().nth(2).map(String::from))
+    };
+    assert_ne!(pid_of(&before), pid_of(&ginit_status(&run)));
+
+    // The watchdog: three pings, then silence, then a restart.
+    run.line("dog | watchdog silent");
+    run.stderr_has("sent no WATCHDOG=1 for 600ms: reloading it");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+}

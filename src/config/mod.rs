@@ -79,15 +79,35 @@ pub enum ReloadStrategy {
     Signal(i32),
 }
 
-/// How ginit knows an instance is ready (`ready:`).
+/// How ginit checks an instance (`ready:`, `health:`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadyCheck {
-    /// `READY=1` on NOTIFY_SOCKET.
+    /// `READY=1` on NOTIFY_SOCKET (readiness only).
     Notify,
     /// A TCP connection to this address succeeds.
     Tcp(std::net::SocketAddr),
-    /// Ready this long after the start.
+    /// `GET` answers 2xx or 3xx.
+    Http {
+        addr: std::net::SocketAddr,
+        /// The Host header (as written in the URL).
+        host: String,
+        path: String,
+    },
+    /// The command exits 0 (run with the program's environment, user and directory).
+    Exec(Vec<String>),
+    /// Ready this long after the start (readiness only).
     Delay(Duration),
+}
+
+/// `health:`: a check repeated every `interval` while the instance is ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthSpec {
+    pub check: ReadyCheck,
+    pub interval: Duration,
+    /// Bound on one check.
+    pub timeout: Duration,
+    /// This many failures in a row: the instance is reloaded.
+    pub failures: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,6 +296,9 @@ pub struct ProgramSpec {
     pub sockets: Vec<String>,
     /// The readiness check; none: ready as soon as it runs.
     pub ready: Option<ReadySpec>,
+    pub health: Option<HealthSpec>,
+    /// `WATCHDOG=1` required at least this often once ready.
+    pub watchdog: Option<Duration>,
     pub limits: Limits,
     /// Resident memory of the process tree above which the program is reloaded.
     pub memory_max: Option<u64>,
@@ -309,6 +332,8 @@ impl ProgramSpec {
             reload: ReloadStrategy::Restart,
             sockets: Vec::new(),
             ready: None,
+            health: None,
+            watchdog: None,
             limits: Limits::default(),
             memory_max: None,
             cpu_max: None,

@@ -17,7 +17,7 @@ use super::{
     Backoff, Config, ConfigError, CpuAction, Limits, Listen, LogFormat, LogSpec, Output,
     ProgramSpec, ReloadStrategy, Restart, Rlimit, Rotate, ShutdownSpec, SocketSpec, units,
 };
-use super::{ReadyCheck, ReadySpec};
+use super::{HealthSpec, ReadyCheck, ReadySpec};
 use crate::signals;
 use crate::users::{self, Credentials};
 
@@ -135,13 +135,15 @@ const PROGRAM_KEYS: &[&str] = &[
     "reload",
     "sockets",
     "ready",
+    "health",
+    "watchdog",
     "limits",
     "memory_max",
     "cpu_max",
     "monitor_window",
     "cpu_action",
 ];
-const PROGRAM_LATER: &[&str] = &["health", "watchdog"];
+const PROGRAM_LATER: &[&str] = &[];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
 
 /// Default stop timeout, as Docker's `docker stop`.
@@ -398,17 +400,58 @@ impl Validator<'_> {
         }
     }
 
-    /// `ready: {notify: true | tcp: ADDR | delay: DURATION, timeout: DURATION}`.
+    /// `ready: {notify: true | tcp: ADDR | http: URL | exec: CMD | delay: D, timeout: D}`.
     fn ready(&mut self, node: &Node, path: &str) -> Option<ReadySpec> {
-        let fields = self.mapping(
-            node,
-            path,
-            &["notify", "tcp", "delay", "timeout"],
-            &["http", "exec"],
-        );
-        let mut checks = Vec::new();
+        let keys = ["notify", "tcp", "http", "exec", "delay", "timeout"];
+        let fields = self.mapping(node, path, &keys, &[]);
         let mut timeout = Duration::from_secs(60);
+        let check = self.check(node, path, &fields, true);
         for (k, n) in &fields {
+            if *k == "timeout" {
+                timeout = self.duration(n, &join(path, k)).unwrap_or(timeout);
+            }
+        }
+        check.map(|check| ReadySpec { check, timeout })
+    }
+
+    /// `health: {tcp: ADDR | http: URL | exec: CMD, interval, timeout, failures}`.
+    fn health(&mut self, node: &Node, path: &str) -> Option<HealthSpec> {
+        let keys = ["tcp", "http", "exec", "interval", "timeout", "failures"];
+        let fields = self.mapping(node, path, &keys, &[]);
+        let check = self.check(node, path, &fields, false)?;
+        let mut h = HealthSpec {
+            check,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            failures: 3,
+        };
+        for (k, n) in &fields {
+            let p = join(path, k);
+            match *k {
+                "interval" => h.interval = self.duration(n, &p).unwrap_or(h.interval),
+                "timeout" => h.timeout = self.duration(n, &p).unwrap_or(h.timeout),
+                "failures" => h.failures = self.number(n, &p, 1).unwrap_or(h.failures),
+                _ => {}
+            }
+        }
+        Some(h)
+    }
+
+    /// The one check among `fields` (notify and delay only for readiness).
+    fn check(
+        &mut self,
+        node: &Node,
+        path: &str,
+        fields: &Entries,
+        readiness: bool,
+    ) -> Option<ReadyCheck> {
+        let kinds: &[&str] = if readiness {
+            &["notify", "tcp", "http", "exec", "delay"]
+        } else {
+            &["tcp", "http", "exec"]
+        };
+        let mut checks = Vec::new();
+        for (k, n) in fields {
             let p = join(path, k);
             match *k {
                 "notify" => match self.plain(n, &p, "true") {
@@ -434,26 +477,40 @@ impl Validator<'_> {
                         }
                     }
                 }
+                "http" => {
+                    if let Some(text) = self.string(n, &p) {
+                        match parse_http_url(&text) {
+                            Ok(c) => checks.push(c),
+                            Err(e) => self.error(n, &p, e),
+                        }
+                    }
+                }
+                "exec" => {
+                    let argv = self.command(n, &p);
+                    if let Some(first) = argv.first() {
+                        let path_var = self.resolver.path_var();
+                        if let Err(e) = self.resolver.executable(first, path_var.as_deref()) {
+                            self.error(n, &p, e);
+                        }
+                        checks.push(ReadyCheck::Exec(argv));
+                    }
+                }
                 "delay" => {
                     if let Some(d) = self.duration(n, &p) {
                         checks.push(ReadyCheck::Delay(d));
                     }
                 }
-                _ => timeout = self.duration(n, &p).unwrap_or(timeout),
+                _ => {}
             }
         }
+        let what = kinds.join(", ");
+        let given = fields.iter().any(|(k, _)| kinds.contains(k));
         if checks.len() > 1 {
-            self.error(node, path, "give one readiness check: notify, tcp or delay");
+            self.error(node, path, format!("give one check: {what}"));
+        } else if !given {
+            self.error(node, path, format!("give a check: {what}"));
         }
-        // A refused `http`/`exec` was already reported; do not also say a check is missing.
-        let given = match &node.value {
-            Value::Map(pairs) => pairs.iter().any(|(k, _)| k.scalar() != Some("timeout")),
-            _ => true,
-        };
-        if !given {
-            self.error(node, path, "give a readiness check: notify, tcp or delay");
-        }
-        checks.pop().map(|check| ReadySpec { check, timeout })
+        checks.pop()
     }
 
     /// `reload: {strategy: replace | restart}` or `{strategy: signal, signal: SIGHUP}`.
@@ -886,6 +943,8 @@ impl Validator<'_> {
                 "stderr" => spec.stderr = self.output(value, &at),
                 "reload" => spec.reload = self.reload(value, &at),
                 "ready" => spec.ready = self.ready(value, &at),
+                "health" => spec.health = self.health(value, &at),
+                "watchdog" => spec.watchdog = self.duration(value, &at),
                 "sockets" => {
                     spec.sockets = self
                         .string_list(value, &at)
@@ -1050,6 +1109,31 @@ pub fn parse_listen(text: &str) -> Result<Listen, String> {
     rest.parse::<std::net::SocketAddr>()
         .map(Listen::Tcp)
         .map_err(|_| bad())
+}
+
+/// `http://HOST[:PORT]/path` (HOST an IP literal, `[v6]` or `localhost`; port 80 by default).
+pub fn parse_http_url(url: &str) -> Result<ReadyCheck, String> {
+    let bad =
+        || format!("`{url}` is not an http URL (write it like http://127.0.0.1:8080/healthz)");
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:80")
+    } else {
+        authority.to_string()
+    };
+    let addr = with_port
+        .replace("localhost:", "127.0.0.1:")
+        .parse()
+        .map_err(|_| bad())?;
+    Ok(ReadyCheck::Http {
+        addr,
+        host: authority.to_string(),
+        path: path.to_string(),
+    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -1550,20 +1634,46 @@ log: {level: debug, format: json}
     }
 
     #[test]
-    fn later_features_are_refused_as_such() {
+    fn checks_health_and_watchdog() {
+        let c = ok(
+            "programs:\n  a:\n    command: x\n    ready: {http: \"http://localhost:8081/ready\", timeout: 5s}\n    health: {exec: [x, --check], interval: 5s, failures: 2}\n    watchdog: 20s\n",
+        );
+        let a = c.program("a").unwrap();
+        assert_eq!(
+            a.ready,
+            Some(ReadySpec {
+                check: ReadyCheck::Http {
+                    addr: "127.0.0.1:8081".parse().unwrap(),
+                    host: "localhost:8081".into(),
+                    path: "/ready".into()
+                },
+                timeout: Duration::from_secs(5)
+            })
+        );
+        assert_eq!(
+            a.health,
+            Some(HealthSpec {
+                check: ReadyCheck::Exec(vec!["x".into(), "--check".into()]),
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(2),
+                failures: 2
+            })
+        );
+        assert_eq!(a.watchdog, Some(Duration::from_secs(20)));
         let errs = errors(
-            "programs:\n  a:\n    command: x\n    watchdog: 10s\n    ready: {http: \"http://x/\"}\n",
+            "programs:\n  a:\n    command: x\n    ready: {timeout: 1s}\n    health: {notify: true}\n  b:\n    command: x\n    ready: {tcp: \"127.0.0.1:1\", delay: 1s, http: \"https://x\"}\n",
         );
-        assert!(
-            errs[0].contains(
-                "programs.a.watchdog: `watchdog` is part of ginit's design but not supported"
-            ),
-            "{errs:?}"
-        );
-        assert!(
-            errs[1].contains("programs.a.ready.http: `http` is part of ginit's design"),
-            "{errs:?}"
-        );
+        let want = [
+            "4:12: programs.a.ready: give a check: notify, tcp, http, exec, delay",
+            "5:13: programs.a.health: give a check: tcp, http, exec",
+            "programs.a.health.notify: unknown key `notify`",
+            "8:12: programs.b.ready: give one check",
+            "8:50: programs.b.ready.http: `https://x` is not an http URL",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e} should contain {w}");
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@
 //!   notify-ready MS           after MS milliseconds send `READY=1` (and a STATUS) to
 //!                             $NOTIFY_SOCKET, print `notified`, then wait
 //!   listen PORT               after printing `listening`, accept on 127.0.0.1:PORT forever
+//!   http PORT FILE            HTTP/1.0 on 127.0.0.1:PORT: /health answers 200 while FILE
+//!                             exists, 503 otherwise; every other path 200
+//!   watchdog N MS             send WATCHDOG=1 to $NOTIFY_SOCKET N times, MS apart, then wait
 //!   hog MIB                   allocate and touch MIB MiB of memory, print `hogging`, wait
 //!   print [--stderr] TEXT [N]
 //!                             write TEXT repeated N times (default 1) and a newline
@@ -380,6 +383,21 @@ fn fds() {
     say(&format!("fds={}", list.join(",")));
 }
 
+/// Sends one sd_notify datagram to $NOTIFY_SOCKET (abstract), if set.
+fn notify(message: &[u8]) {
+    use std::os::linux::net::SocketAddrExt;
+    let Ok(addr) = std::env::var("NOTIFY_SOCKET") else {
+        return;
+    };
+    let name = addr.strip_prefix('@').unwrap_or(&addr);
+    if let (Ok(to), Ok(sock)) = (
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()),
+        std::os::unix::net::UnixDatagram::unbound(),
+    ) {
+        let _ = sock.send_to_addr(message, &to);
+    }
+}
+
 fn serve() {
     fds();
     let n: i32 = std::env::var("LISTEN_FDS")
@@ -397,16 +415,7 @@ fn serve() {
         "listen fds={n} pid={} names={names}",
         if pid_ok { "ok" } else { "bad" }
     ));
-    if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
-        use std::os::linux::net::SocketAddrExt;
-        let name = addr.strip_prefix('@').unwrap_or(&addr);
-        if let (Ok(to), Ok(sock)) = (
-            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()),
-            std::os::unix::net::UnixDatagram::unbound(),
-        ) {
-            let _ = sock.send_to_addr(b"READY=1", &to);
-        }
-    }
+    notify(b"READY=1");
     // SIGTERM ends it gracefully: connections already accepted are answered first, as a
     // real server drains (so a replace reload loses nothing).
     let term = catch(std::iter::once(libc::SIGTERM));
@@ -531,6 +540,32 @@ fn main() {
             }
         }
         "serve" => serve(),
+        "http" => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", num(0) as u16)).expect("bind");
+            let file = rest.get(1).cloned().unwrap_or_default();
+            say("serving");
+            for mut c in l.incoming().flatten() {
+                use std::io::Read;
+                let mut buf = [0u8; 1024];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let sick = req.starts_with("GET /health ") && !std::path::Path::new(&file).exists();
+                let status = if sick { "503 Unhealthy" } else { "200 OK" };
+                let _ = c.write_all(format!("HTTP/1.0 {status}\r\n\r\n").as_bytes());
+            }
+        }
+        "watchdog" => {
+            let ms = rest.get(1).and_then(|s| s.parse().ok()).unwrap_or(100);
+            for _ in 0..num(0) {
+                notify(b"WATCHDOG=1");
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            say("watchdog silent");
+            loop {
+                // SAFETY: waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
         "hog" => {
             let mut memory = vec![0u8; num(0) << 20];
             // Touch every page so it is resident, not just reserved.

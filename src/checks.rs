@@ -1,0 +1,310 @@
+//! Readiness and health checks and the sd_notify watchdog, for every instance: which checks
+//! run when, their results, and the verdicts (ready, reload after too many failures or a
+//! missed watchdog).
+//!
+//! tcp and http attempts are [`probes`](crate::probes) state machines; exec checks are
+//! processes the event loop spawns and reaps, driven from here by pid. Nothing here blocks.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::config::{ProgramSpec, ReadyCheck};
+use crate::probes::{Key, Probes, Purpose, Target};
+use crate::reaper::Exit;
+
+/// Time between two attempts of a readiness check.
+const READY_RETRY: Duration = Duration::from_millis(100);
+/// Bound on one attempt of a readiness check (the whole wait is `ready.timeout`).
+const READY_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// Something the event loop must do about an instance.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Its readiness check passed.
+    Ready(i32),
+    /// Failed its health check `failures` times in a row, or missed its watchdog: reload it.
+    Reload { pid: i32, reason: String },
+}
+
+struct Exec {
+    key: Key,
+    /// The check's process (its own process group).
+    pid: i32,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+pub struct Checks {
+    probes: Probes,
+    execs: Vec<Exec>,
+    /// When each exec check is next due.
+    exec_next: HashMap<Key, Instant>,
+    /// Health failures in a row, by instance pid.
+    failures: HashMap<i32, u32>,
+    /// When each watched instance must have sent WATCHDOG=1 again, by pid.
+    watchdogs: HashMap<i32, Instant>,
+    verdicts: Vec<Verdict>,
+}
+
+/// An exec check to start now: the key, its argv, and the instance's pid and program.
+pub struct DueExec {
+    pub key: Key,
+    pub argv: Vec<String>,
+}
+
+impl Checks {
+    /// Brings the set of checks in line with the instances (pid, spec, index, ready).
+    pub fn sync(&mut self, running: &[(i32, &ProgramSpec, u32, bool)], now: Instant) {
+        let mut probes = Vec::new();
+        let mut execs: Vec<(Key, Duration)> = Vec::new();
+        for &(pid, spec, _, ready) in running {
+            let check = match (ready, &spec.ready, &spec.health) {
+                (false, Some(r), _) => Some((Purpose::Ready, &r.check, READY_RETRY, READY_ATTEMPT)),
+                (true, _, Some(h)) => Some((Purpose::Health, &h.check, h.interval, h.timeout)),
+                _ => None,
+            };
+            if let Some((purpose, check, every, timeout)) = check {
+                let key = (pid, purpose);
+                match check {
+                    ReadyCheck::Tcp(addr) => probes.push((key, Target::Tcp(*addr), every, timeout)),
+                    ReadyCheck::Http { addr, host, path } => probes.push((
+                        key,
+                        Target::Http {
+                            addr: *addr,
+                            host: host.clone(),
+                            path: path.clone(),
+                        },
+                        every,
+                        timeout,
+                    )),
+                    ReadyCheck::Exec(_) => execs.push((key, every)),
+                    ReadyCheck::Notify | ReadyCheck::Delay(_) => {}
+                }
+            }
+            if let (true, Some(limit)) = (ready, spec.watchdog) {
+                self.watchdogs.entry(pid).or_insert(now + limit);
+            }
+        }
+        self.probes.sync(&probes, now);
+        self.exec_next
+            .retain(|k, _| execs.iter().any(|(e, _)| e == k));
+        for (key, every) in &execs {
+            let start = if key.1 == Purpose::Ready {
+                now
+            } else {
+                now + *every
+            };
+            self.exec_next.entry(*key).or_insert(start);
+        }
+        let live: Vec<i32> = running.iter().map(|r| r.0).collect();
+        self.failures.retain(|pid, _| live.contains(pid));
+        self.watchdogs.retain(|pid, _| live.contains(pid));
+    }
+
+    pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
+        self.probes.poll_fds(out);
+    }
+
+    pub fn poll_len(&self) -> usize {
+        self.probes.poll_len()
+    }
+
+    /// Results of the tcp/http attempts poll reported on.
+    pub fn handle(
+        &mut self,
+        fds: &[libc::pollfd],
+        running: &[(i32, &ProgramSpec, u32, bool)],
+        now: Instant,
+    ) {
+        for (key, ok) in self.probes.handle(fds, now) {
+            self.result(key, ok, running);
+        }
+    }
+
+    /// Deadlines: attempts to start or time out, watchdogs. Returns the exec checks to
+    /// start now (the caller spawns them and reports with [`Checks::exec_started`]).
+    pub fn on_time(
+        &mut self,
+        running: &[(i32, &ProgramSpec, u32, bool)],
+        now: Instant,
+    ) -> Vec<DueExec> {
+        for (key, ok) in self.probes.on_time(now) {
+            self.result(key, ok, running);
+        }
+        let expired: Vec<i32> = self
+            .watchdogs
+            .iter()
+            .filter(|(_, d)| now >= **d)
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in expired {
+            self.watchdogs.remove(&pid);
+            if let Some(limit) = running
+                .iter()
+                .find(|r| r.0 == pid)
+                .and_then(|r| r.1.watchdog)
+            {
+                let reason = format!(
+                    "sent no WATCHDOG=1 for {}",
+                    crate::config::units::format_duration(limit)
+                );
+                self.verdicts.push(Verdict::Reload { pid, reason });
+            }
+        }
+        let mut timed_out = Vec::new();
+        self.execs.retain(|e| {
+            let late = now >= e.deadline;
+            if late {
+                timed_out.push((e.key, e.pid));
+            }
+            !late
+        });
+        for (key, pid) in timed_out {
+            crate::signals::kill(-pid, libc::SIGKILL).ok();
+            self.result(key, false, running);
+        }
+        let mut due = Vec::new();
+        for (key, at) in &mut self.exec_next {
+            if now < *at || self.execs.iter().any(|e| e.key == *key) {
+                continue;
+            }
+            let check = running
+                .iter()
+                .find(|r| r.0 == key.0)
+                .and_then(|r| match key.1 {
+                    Purpose::Ready => r.1.ready.as_ref().map(|x| &x.check),
+                    Purpose::Health => r.1.health.as_ref().map(|x| &x.check),
+                });
+            if let Some(ReadyCheck::Exec(argv)) = check {
+                due.push(DueExec {
+                    key: *key,
+                    argv: argv.clone(),
+                });
+            }
+            *at = now + Duration::from_secs(3600); // rescheduled when the attempt ends
+        }
+        due
+    }
+
+    /// An exec check was spawned (`Ok(pid)`) or could not be (a failed attempt).
+    pub fn exec_started(
+        &mut self,
+        key: Key,
+        started: Result<i32, String>,
+        running: &[(i32, &ProgramSpec, u32, bool)],
+        now: Instant,
+    ) {
+        match started {
+            Ok(pid) => {
+                let timeout = running
+                    .iter()
+                    .find(|r| r.0 == key.0)
+                    .map_or(READY_ATTEMPT, |r| match key.1 {
+                        Purpose::Ready => READY_ATTEMPT,
+                        Purpose::Health => r.1.health.as_ref().map_or(READY_ATTEMPT, |h| h.timeout),
+                    });
+                self.execs.push(Exec {
+                    key,
+                    pid,
+                    deadline: now + timeout,
+                });
+            }
+            Err(_) => {
+                self.reschedule(key, running, now);
+                self.result(key, false, running);
+            }
+        }
+    }
+
+    /// Exits of exec checks among everything reaped.
+    pub fn on_reaped(
+        &mut self,
+        exits: &[Exit],
+        running: &[(i32, &ProgramSpec, u32, bool)],
+        now: Instant,
+    ) {
+        for exit in exits {
+            if let Some(i) = self.execs.iter().position(|e| e.pid == exit.pid) {
+                let key = self.execs.remove(i).key;
+                self.reschedule(key, running, now);
+                self.result(key, exit.code() == 0, running);
+            }
+        }
+    }
+
+    /// WATCHDOG=1 from instance `pid`.
+    pub fn watchdog_ping(
+        &mut self,
+        pid: i32,
+        running: &[(i32, &ProgramSpec, u32, bool)],
+        now: Instant,
+    ) {
+        if let Some(limit) = running
+            .iter()
+            .find(|r| r.0 == pid)
+            .and_then(|r| r.1.watchdog)
+        {
+            self.watchdogs.insert(pid, now + limit);
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        [
+            self.probes.deadline(),
+            self.execs.iter().map(|e| e.deadline).min(),
+            self.exec_next.values().min().copied(),
+            self.watchdogs.values().min().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// What came out of the checks since the last call.
+    pub fn verdicts(&mut self) -> Vec<Verdict> {
+        std::mem::take(&mut self.verdicts)
+    }
+
+    fn reschedule(&mut self, key: Key, running: &[(i32, &ProgramSpec, u32, bool)], now: Instant) {
+        let every = match key.1 {
+            Purpose::Ready => READY_RETRY,
+            Purpose::Health => running
+                .iter()
+                .find(|r| r.0 == key.0)
+                .and_then(|r| r.1.health.as_ref())
+                .map_or(READY_RETRY, |h| h.interval),
+        };
+        if let Some(at) = self.exec_next.get_mut(&key) {
+            *at = now + every;
+        }
+    }
+
+    fn result(&mut self, key: Key, ok: bool, running: &[(i32, &ProgramSpec, u32, bool)]) {
+        let (pid, purpose) = key;
+        match (purpose, ok) {
+            (Purpose::Ready, true) => {
+                self.exec_next.remove(&key);
+                self.verdicts.push(Verdict::Ready(pid));
+            }
+            (Purpose::Ready, false) => {}
+            (Purpose::Health, true) => {
+                self.failures.remove(&pid);
+            }
+            (Purpose::Health, false) => {
+                let n = self.failures.entry(pid).or_insert(0);
+                *n += 1;
+                let limit = running
+                    .iter()
+                    .find(|r| r.0 == pid)
+                    .and_then(|r| r.1.health.as_ref())
+                    .map_or(u32::MAX, |h| h.failures);
+                log::warn!("health check of pid {pid} failed ({n} in a row)");
+                if *n >= limit {
+                    self.failures.remove(&pid);
+                    let reason = format!("failed its health check {limit} times in a row");
+                    self.verdicts.push(Verdict::Reload { pid, reason });
+                }
+            }
+        }
+    }
+}

@@ -10,15 +10,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output};
 
-/// Runs `ginit ARGS` as a client of `run`.
-fn client(run: &Run, args: &[&str]) -> Output {
-    Command::new(GINIT)
-        .args(args)
-        .env("GINIT_SOCKET", &run.socket)
-        .output()
-        .unwrap()
-}
-
 fn text(out: &Output) -> String {
     format!(
         "{}{}",

@@ -31,22 +31,6 @@ fn gin_app() -> PathBuf {
     .clone()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn client(run: &Run, args: &[&str]) -> std::process::Output {
-    Command::new(GINIT)
-        .args(args)
-        .env("GINIT_SOCKET", &run.socket)
-        .output()
-        .unwrap()
-}
-
 /// What went wrong with one request, by kind.
 #[derive(Debug, Clone, PartialEq)]
 enum Failure {

@@ -5,15 +5,9 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 
 fn ginit_status(run: &Run) -> String {
-    let out = Command::new(GINIT)
-        .arg("status")
-        .env("GINIT_SOCKET", &run.socket)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&client(run, &["status"]).stdout).into_owned()
 }
 
 fn state_of(run: &Run, program: &str) -> Option<String> {
@@ -87,12 +81,7 @@ programs:
     assert_eq!(state_of(&run, "web").as_deref(), Some("ready"));
     assert_eq!(state_of(&run, "never").as_deref(), Some("starting"));
     // One instance not ready: ginit is not ready.
-    let out = Command::new(GINIT)
-        .arg("ready")
-        .env("GINIT_SOCKET", &run.socket)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(client(&run, &["ready"]).status.code(), Some(1));
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait(), 0, "{}", run.stderr());
 }

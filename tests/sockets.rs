@@ -10,15 +10,6 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn answer(mut stream: impl Read) -> String {
     let mut s = String::new();
     // A reset connection reads as an error: it shows up as an empty answer.
@@ -109,14 +100,6 @@ programs:
         err.contains("programs.web.sockets: no socket named `htp` (did you mean `http`?)"),
         "{err}"
     );
-}
-
-fn client(run: &Run, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(GINIT)
-        .args(args)
-        .env("GINIT_SOCKET", &run.socket)
-        .output()
-        .unwrap()
 }
 
 #[test]

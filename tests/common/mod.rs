@@ -375,6 +375,24 @@ impl Drop for Run {
     }
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `ginit ARGS` as a control client of `run`'s ginit.
+pub fn client(run: &Run, args: &[&str]) -> std::process::Output {
+    Command::new(GINIT)
+        .args(args)
+        .env("GINIT_SOCKET", &run.socket)
+        .output()
+        .unwrap()
+}
+
 /// Writes `yaml` as `ginit.yaml` in `dir`, with `DIR` replaced by the directory and `HELPER`
 /// by the test helper's path; returns the file's path.
 pub fn config(dir: &TempDir, yaml: &str) -> String {

@@ -245,8 +245,9 @@ class Namespace:
     def pid1(self):
         def find():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"unshare exited ({self.proc.returncode}); "
-                                   f"see {self.log.name}")
+                with open(self.log.name, "rb") as f:  # the directory is gone after the run
+                    tail = f.read()[-300:]
+                raise RuntimeError(f"unshare exited ({self.proc.returncode}): {tail!r}")
             for entry in os.listdir("/proc"):
                 st = proc_stat(entry) if entry.isdigit() else None
                 if st and st[1] == self.proc.pid and st[0] != "unshare":

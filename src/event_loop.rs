@@ -156,6 +156,53 @@ struct SystemOps {
     sockets: Vec<(String, std::os::fd::OwnedFd)>,
     /// NOTIFY_SOCKET for programs with `ready: {notify: true}`.
     notify_address: Option<String>,
+    /// Children whose exec has not been confirmed yet.
+    reports: Vec<ExecReport>,
+}
+
+/// The report pipe of a child on its way to exec (end of file: it exec'd).
+struct ExecReport {
+    fd: std::os::fd::OwnedFd,
+    /// Kept to decode a failure (names, directory); its output fds are already closed.
+    plan: spawn::SpawnPlan,
+    label: String,
+}
+
+impl SystemOps {
+    fn report_fds(&self, out: &mut Vec<libc::pollfd>) {
+        for r in &self.reports {
+            out.push(libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&r.fd),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+
+    /// Reads the reports poll says are ready: a failed exec is logged (the child exits
+    /// 126/127 and its exit is handled as any other).
+    fn handle_reports(&mut self, fds: &[libc::pollfd]) {
+        let mut done = Vec::new();
+        for (i, (r, pfd)) in self.reports.iter().zip(fds).enumerate() {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let mut bytes = [0u8; 8];
+            // Readable: the 8 bytes of a failure (written at once) or end of file.
+            let n =
+                r.fd.try_clone()
+                    .map(std::fs::File::from)
+                    .and_then(|mut f| std::io::Read::read(&mut f, &mut bytes))
+                    .unwrap_or(0);
+            if n == bytes.len() {
+                error!("cannot start {}: {}", r.label, r.plan.report_error(&bytes));
+            }
+            done.push(i);
+        }
+        for i in done.into_iter().rev() {
+            self.reports.remove(i);
+        }
+    }
 }
 
 impl SystemOps {
@@ -295,9 +342,23 @@ impl Ops for SystemOps {
                 plan.stderr = Some(fd);
             }
         }
-        let pid = plan.spawn().map_err(|e| e.to_string())?;
-        // The plan (and with it the write ends) is gone: the pipes end when the program's
+        // Not waiting for the exec: the report pipe is read from the poll loop, so starting
+        // ten programs does not take ten round trips through the scheduler.
+        let (pid, report) = plan.start().map_err(|e| e.to_string())?;
+        // The write ends of the output pipes go now: the pipes end when the program's
         // processes have all exited.
+        plan.stdout = None;
+        plan.stderr = None;
+        let label = if spec.instances > 1 {
+            format!("{}.{index}", spec.name)
+        } else {
+            spec.name.clone()
+        };
+        self.reports.push(ExecReport {
+            fd: report,
+            plan,
+            label,
+        });
         let streams = [
             (&spec.stdout, Stream::Stdout),
             (&spec.stderr, Stream::Stderr),
@@ -393,6 +454,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         outputs: Outputs::new(),
         sockets: std::mem::take(&mut run.sockets),
         notify_address: notify.as_ref().map(|n| n.address().to_string()),
+        reports: Vec::new(),
     };
     let sup = Supervisor::new(&run.config);
     let mut d = Daemon {
@@ -440,6 +502,8 @@ impl Daemon {
             self.checks.sync(&self.sup.running(), Instant::now());
             self.checks.poll_fds(&mut fds);
             let probe_fds = self.checks.poll_len();
+            self.ops.report_fds(&mut fds);
+            let report_fds = self.ops.reports.len();
             self.ops.outputs.poll_fds(&mut fds);
             let deadline = [
                 self.checks.deadline(),
@@ -462,7 +526,10 @@ impl Daemon {
             self.checks
                 .handle(&fds[probes_at..probes_at + probe_fds], &running, now);
             drop(running);
-            self.ops.outputs.handle(&fds[probes_at + probe_fds..]);
+            let reports_at = probes_at + probe_fds;
+            self.ops
+                .handle_reports(&fds[reports_at..reports_at + report_fds]);
+            self.ops.outputs.handle(&fds[reports_at + report_fds..]);
 
             received.clear();
             self.run.signals.drain(&mut received);

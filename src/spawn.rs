@@ -317,6 +317,35 @@ impl SpawnPlan {
     /// Forks and execs the plan. Returns the child's pid once the exec has happened, or the
     /// reason it could not (the failed child has then already exited and waits to be reaped).
     pub fn spawn(&self) -> Result<i32, SpawnError> {
+        let (pid, report) = self.start()?;
+        let mut bytes = [0u8; 8];
+        let mut got = 0;
+        while got < bytes.len() {
+            // SAFETY: reading into the unfilled tail of an 8-byte buffer.
+            let n = unsafe {
+                libc::read(
+                    std::os::fd::AsRawFd::as_raw_fd(&report),
+                    bytes[got..].as_mut_ptr().cast(),
+                    bytes.len() - got,
+                )
+            };
+            if n > 0 {
+                got += n as usize;
+            } else if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        if got < bytes.len() {
+            return Ok(pid); // EOF: the exec succeeded and closed the pipe.
+        }
+        Err(self.report_error(&bytes))
+    }
+
+    /// Forks; the child goes on to exec. Returns at once with the pid and the read end of the
+    /// report pipe (close-on-exec in the child: end of file means the exec happened; 8 bytes
+    /// are a failure to decode with [`SpawnPlan::report_error`]). The supervisor reads it from
+    /// its poll loop instead of waiting for each child in turn.
+    pub fn start(&self) -> Result<(i32, std::os::fd::OwnedFd), SpawnError> {
         let mut pipe = [0; 2];
         // SAFETY: pipe is a valid two-int array.
         if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -361,43 +390,19 @@ impl SpawnPlan {
             // SAFETY: no memory effects.
             unsafe { libc::setpgid(pid, pid) };
         }
-        let mut errno_bytes = [0u8; 8];
-        let mut got = 0;
-        while got < errno_bytes.len() {
-            // SAFETY: reading into the unfilled tail of a 4-byte buffer.
-            let n = unsafe {
-                libc::read(
-                    read_end,
-                    errno_bytes[got..].as_mut_ptr().cast(),
-                    errno_bytes.len() - got,
-                )
-            };
-            if n > 0 {
-                got += n as usize;
-            } else if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
-        // SAFETY: read_end is ours and closed exactly once.
-        unsafe { libc::close(read_end) };
-        if got < errno_bytes.len() {
-            return Ok(pid); // EOF: the exec succeeded and closed the pipe.
-        }
-        let stage = i32::from_ne_bytes([
-            errno_bytes[0],
-            errno_bytes[1],
-            errno_bytes[2],
-            errno_bytes[3],
-        ]);
-        let errno = i32::from_ne_bytes([
-            errno_bytes[4],
-            errno_bytes[5],
-            errno_bytes[6],
-            errno_bytes[7],
-        ]);
+        // SAFETY: read_end is the parent's, open, and owned from here on.
+        Ok((pid, unsafe {
+            std::os::fd::FromRawFd::from_raw_fd(read_end)
+        }))
+    }
+
+    /// The failure a child reported through the pipe: stage and errno, 4 bytes each.
+    pub fn report_error(&self, bytes: &[u8; 8]) -> SpawnError {
+        let stage = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let errno = i32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         let err = io::Error::from_raw_os_error(errno);
         let program = self.name.clone();
-        Err(match (stage, errno) {
+        match (stage, errno) {
             (STAGE_EXEC, libc::ENOENT) => SpawnError::NotFound { program },
             (STAGE_EXEC, _) => SpawnError::NotExecutable {
                 program,
@@ -439,7 +444,7 @@ impl SpawnPlan {
                 program,
                 reason: format!("cannot set up its output: {err}"),
             },
-        })
+        }
     }
 
     fn fork_error(&self, error: io::Error) -> SpawnError {

@@ -249,3 +249,40 @@ fn sighup_reloads_the_config_as_a_difference() {
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait(), 0, "{}", run.stderr());
 }
+
+#[test]
+fn an_executable_gone_or_broken_at_start_is_reported_and_retried() {
+    let dir = TempDir::new("exec-gone");
+    std::fs::copy(HELPER, dir.path("tool")).unwrap();
+    // Executable bits but no valid format: found at start, refused by execve in the child,
+    // reported through the exec pipe read from the poll loop.
+    std::fs::write(dir.path("broken"), b"\x00\x01\x02\x03").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path("broken"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  prep:
+    command: ["/bin/rm", "DIR/tool"]
+    oneshot: true
+  tool:
+    command: [DIR/tool, sleep]
+    depends_on: [prep]
+    backoff: {initial: 5s}
+  broken:
+    command: [DIR/broken]
+    backoff: {initial: 5s}
+"#,
+    );
+    let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    run.stderr_has("cannot start tool: cannot run `");
+    run.stderr_has("/tool`: no such file or directory");
+    run.stderr_has("tool will restart in 5s");
+    run.stderr_has("cannot start broken: cannot run `");
+    run.stderr_has("broken (pid");
+    run.stderr_has("exited with status 126");
+    run.stderr_has("broken will restart in 5s");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+}

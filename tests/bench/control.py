@@ -28,11 +28,8 @@ import argparse, contextlib, json, os, signal, socket, statistics, subprocess, s
 import tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pid1 import ns_init, status, wait_for  # noqa: E402
-
-
-def log(msg):
-    print(msg, flush=True)
+from common import log, wait_for  # noqa: E402
+from pid1 import ns_init, status  # noqa: E402
 
 
 def config(helper, sock, monitored):

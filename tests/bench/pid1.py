@@ -32,8 +32,12 @@ on errors; unshare also runs with --kill-child so the namespace dies with it. Ev
 deadline, and a failing measurement shows "error" in its cell (the exit status is then 1).
 Raw figures are printed as they come and, with --json, written with every sample.
 """
-import argparse, contextlib, datetime, json, os, re, select, signal, statistics
-import subprocess, sys, tempfile, time
+import argparse, contextlib, json, os, re, select, signal, statistics, subprocess, sys
+import tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (apt_install, cell, children, describe_machine,  # noqa: E402
+                    end_namespace, exec_child, log, measure_all, proc_stat, wait_for)
 
 PEERS = {"tini-static": "/usr/bin/tini-static", "dumb-init": "/usr/bin/dumb-init",
          "catatonit": "/usr/bin/catatonit"}
@@ -44,58 +48,16 @@ CLI = {"tini-static": ("-h", "-s: Register as a process subreaper", ["-s", "--"]
        "ginit": ("--help", "[--] PROGRAM", ["--"], ["--"])}
 
 
-def log(msg):
-    print(msg, flush=True)
-
-
 def ensure_peers():
     if all(os.access(p, os.X_OK) for p in PEERS.values()):
         return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "tini", "dumb-init", "catatonit"]
-    if subprocess.run(install, env=env, timeout=600).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, timeout=600, check=True)
-        subprocess.run(install, env=env, timeout=600, check=True)
+    apt_install(["tini", "dumb-init", "catatonit"])
 
 
 def run_text(argv, timeout=10):
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                        timeout=timeout)
     return r.stdout + r.stderr
-
-
-def wait_for(pred, timeout, what, step=0.005):
-    """Polls pred() until it returns something truthy; raises TimeoutError after timeout s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
-def proc_stat(pid):
-    """(comm, state, ppid) of pid, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    close = text.rfind(")")
-    fields = text[close + 2:].split()
-    return text[text.index("(") + 1:close], fields[0], int(fields[1])
-
-
-def children(ppid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = proc_stat(int(entry))
-            if st and st[2] == ppid:
-                out.append(int(entry))
-    return out
 
 
 def status(pid):
@@ -119,23 +81,14 @@ def ns_init(init_argv, helper_argv, stdout=subprocess.DEVNULL, need_pid=True):
                             stdin=subprocess.DEVNULL, stdout=stdout, stderr=err)
     try:
         def init_pid():
-            kids = [k for k in children(proc.pid)
-                    if (proc_stat(k) or ("unshare",))[0] != "unshare"]  # exec'd the init
+            kid = exec_child(proc.pid)
             if proc.poll() is not None:
                 err.seek(0)
                 raise RuntimeError(f"unshare exited ({proc.returncode}): {err.read()[-300:]!r}")
-            return kids[0] if kids else None
+            return kid
         yield proc, wait_for(init_pid, 5, "the init to exec") if need_pid else None
     finally:
-        if proc.poll() is None:  # unshare not reaped yet, so its children's pids are valid
-            for kid in children(proc.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(kid, signal.SIGKILL)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        end_namespace(proc)  # SIGKILL to every child of unshare
         if proc.stdout:
             proc.stdout.close()
         err.close()
@@ -293,13 +246,6 @@ ROWS = [  # (label, measurement, field, format)
 ]
 
 
-def cell(res, measurement, field, fmt):
-    value = res.get(measurement, {}).get(field)
-    if isinstance(value, bool):
-        value = "yes" if value else "no"
-    return "error" if value is None else fmt.format(value)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ginit", required=True)
@@ -338,19 +284,9 @@ def main():
              ("orphans", lambda n: measure_orphans([paths[n], *CLI[n][3]], helper, 5000,
                                                    orphan_reps)),
              ("latency", lambda n: measure_latency([paths[n], *CLI[n][3]], helper, signals))]
-    for key, fn in steps:  # one measurement for every init, then the next: less drift between inits
-        for n in names:
-            log(f"[{n}] {key}")
-            try:
-                results[n][key] = fn(n)
-            except Exception as e:  # noqa: BLE001 - one failure must not abort the table
-                results[n][key] = {"error": f"{type(e).__name__}: {e}"}
-            raw = {k: (round(v, 2) if isinstance(v, float) else v)
-                   for k, v in results[n][key].items() if k != "runs" and "samples" not in k}
-            log(f"    {raw}")
+    measure_all(steps, names, results, lambda k: k != "runs" and "samples" not in k)
 
-    machine = (f"{len(os.sched_getaffinity(0))} CPUs (nproc), Linux {os.uname().release}, "
-               f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    machine = describe_machine()
     print(f"\n**PID 1 benchmark** — {machine}; {spawn_runs} spawn runs, "
           f"{orphan_reps} orphan run(s), {signals} signals per init\n")
     print("| | " + " | ".join(names) + " |")

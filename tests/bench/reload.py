@@ -68,37 +68,30 @@ temporary directory) gets SIGKILL by pid. Every wait has a deadline, and a faili
 shows "error" in its cells (the exit status is then 1). Raw figures are printed as they come
 and, with --json, written with every sample.
 """
-import argparse, contextlib, datetime, json, os, re, shutil, signal, socket, statistics
-import subprocess, sys, tempfile, threading, time
+import argparse, contextlib, json, os, re, shutil, signal, socket, statistics, subprocess
+import sys, tempfile, threading, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (PM2_DIR, Namespace as BaseNamespace, apt_install,  # noqa: E402
+                    describe_machine, log, npm_install_pm2, pm2_version, wait_for)
 
 KINDS = ["baseline", "ginit-replace", "ginit-restart", "supervisord", "pm2"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GINIT = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/ginit")
-PM2_DIR = "/tmp/ginit-bench-pm2"
 PM2 = f"{PM2_DIR}/node_modules/pm2/bin/pm2"
 APT = {"wrk": "/usr/bin/wrk", "supervisor": "/usr/bin/supervisord"}  # package -> a binary
 PROBE_EVERY, PROBE_TIMEOUT = 0.005, 2.0
 
 
-def log(msg):
-    print(msg, flush=True)
-
-
 def ensure_tools(kinds):
     """apt-get install what is missing (apt-get update and again on failure); npm install pm2."""
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     pkgs = [p for p, b in APT.items() if not os.access(b, os.X_OK)
             and (p == "wrk" or "supervisord" in kinds)]
     if pkgs:
-        install = ["apt-get", "install", "-y", "--no-install-recommends", *pkgs]
-        if subprocess.run(install, env=env, timeout=600).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, timeout=600, check=True)
-            subprocess.run(install, env=env, timeout=600, check=True)
+        apt_install(pkgs, "--no-install-recommends")
     if "pm2" in kinds and not os.path.exists(PM2):
-        os.makedirs(PM2_DIR, exist_ok=True)
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", PM2_DIR, "pm2"],
-                       env=env, timeout=600, check=True, stdin=subprocess.DEVNULL)
+        npm_install_pm2()
 
 
 def build_app(tmp):
@@ -112,8 +105,7 @@ def build_app(tmp):
 def version(kind, ginit):
     try:
         if kind == "pm2":
-            with open(f"{PM2_DIR}/node_modules/pm2/package.json") as f:
-                return "pm2 " + json.load(f)["version"]
+            return pm2_version()
         if kind == "supervisord":
             r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "supervisor"],
                                capture_output=True, text=True, timeout=10)
@@ -122,18 +114,6 @@ def version(kind, ginit):
         return (r.stdout.strip().splitlines() or ["?"])[0]
     except (OSError, subprocess.SubprocessError, KeyError, ValueError):
         return "?"
-
-
-def wait_for(pred, timeout, what, step=0.01):
-    """Polls pred() until it returns something truthy; raises TimeoutError after timeout s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(step)
 
 
 def free_port():
@@ -212,17 +192,6 @@ class Probe(threading.Thread):
                 "failures": self.failures[:200]}
 
 
-def proc_stat(pid):
-    """(comm, ppid) of pid, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    close = text.rfind(")")
-    return text[text.index("(") + 1:close], int(text[close + 2:].split()[1])
-
-
 def sweep(exe):
     """SIGKILL to every process whose executable is exe (this run's own app binary)."""
     for entry in os.listdir("/proc"):
@@ -232,44 +201,16 @@ def sweep(exe):
                     os.kill(int(entry), signal.SIGKILL)
 
 
-class Namespace:
-    """ARGV as PID 1 of a fresh PID namespace; on exit SIGKILL to it, then unshare is reaped."""
+class Namespace(BaseNamespace):
+    """common.Namespace (on close, SIGKILL to PID 1, then unshare is reaped); an early exit of
+    unshare is reported with the tail of its log."""
 
-    def __init__(self, argv, env, logpath):
-        self.log = open(logpath, "wb")
-        self.proc = subprocess.Popen(["unshare", "-p", "-f", "--mount-proc", "--kill-child", *argv],
-                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-                                     env=env, start_new_session=True)
-        self.init = None
+    step = 0.01  # pid1() polls every 10 ms here
 
-    def pid1(self):
-        def find():
-            if self.proc.poll() is not None:
-                with open(self.log.name, "rb") as f:  # the directory is gone after the run
-                    tail = f.read()[-300:]
-                raise RuntimeError(f"unshare exited ({self.proc.returncode}): {tail!r}")
-            for entry in os.listdir("/proc"):
-                st = proc_stat(entry) if entry.isdigit() else None
-                if st and st[1] == self.proc.pid and st[0] != "unshare":
-                    return int(entry)
-        if self.init is None:
-            self.init = wait_for(find, 10, "the supervisor to exec")
-        return self.init
-
-    def close(self):
-        if self.proc.poll() is None:  # unshare not reaped: its child's pid is still valid
-            kids = [self.init] if self.init else [
-                int(e) for e in os.listdir("/proc") if e.isdigit()
-                and (proc_stat(int(e)) or ("", 0))[1] == self.proc.pid]
-            for kid in kids:  # SIGKILL to PID 1 ends every process of the namespace
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(kid, signal.SIGKILL)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.log.close()
+    def exit_error(self):
+        with open(self.log.name, "rb") as f:  # the directory is gone after the run
+            tail = f.read()[-300:]
+        return RuntimeError(f"unshare exited ({self.proc.returncode}): {tail!r}")
 
 
 def started(ns):
@@ -532,8 +473,7 @@ def main():
         cells[n] = {**flat(results[n]), "version": version(n, ginit)}
         if base and "p99" in cells[n]:
             cells[n]["ratio"] = cells[n]["p99"] / base
-    machine = (f"{len(os.sched_getaffinity(0))} CPUs (nproc), Linux {os.uname().release}, "
-               f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    machine = describe_machine()
     print(f"\n**Reload benchmark** — {machine}; `wrk -t2 -c50 -d{duration}s` per contender, "
           f"{reloads} reloads during it (none for baseline), a probe every "
           f"{PROBE_EVERY * 1000:.0f} ms\n")

@@ -55,36 +55,30 @@ its pid. Every wait has a deadline, and a failing measurement shows "error" in i
 exit status is then 1). Raw figures are printed as they come and, with --json, written with
 every sample.
 """
-import argparse, contextlib, datetime, json, os, shutil, signal, statistics, subprocess
-import sys, tempfile, time
+import argparse, contextlib, json, os, shutil, signal, statistics, subprocess, sys
+import tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (PM2_DIR, Namespace as BaseNamespace, apt_install, cell,  # noqa: E402
+                    describe_machine, log, measure_all, npm_install_pm2, pm2_version, read,
+                    wait_for)
 
 N = 10  # programs per supervisor
 KINDS = ["ginit", "supervisord", "runit", "s6", "pm2"]
 APT = {"supervisord": ("supervisor", "/usr/bin/supervisord"),
        "runit": ("runit", "/usr/bin/runsvdir"), "s6": ("s6", "/usr/bin/s6-svscan"),
        "strace": ("strace", "/usr/bin/strace")}  # name -> (Debian package, a binary it installs)
-PM2_DIR = "/tmp/ginit-bench-pm2"
 PM2_RUNTIME = f"{PM2_DIR}/node_modules/pm2/bin/pm2-runtime"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def log(msg):
-    print(msg, flush=True)
-
-
 def ensure_tools(kinds):
     """apt-get install what is missing (apt-get update and again on failure); npm install pm2."""
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     pkgs = [APT[k][0] for k in [*kinds, "strace"] if k in APT and not os.access(APT[k][1], os.X_OK)]
     if pkgs:
-        install = ["apt-get", "install", "-y", "--no-install-recommends", *pkgs]
-        if subprocess.run(install, env=env, timeout=600).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, timeout=600, check=True)
-            subprocess.run(install, env=env, timeout=600, check=True)
+        apt_install(pkgs, "--no-install-recommends")
     if "pm2" in kinds and not os.path.exists(PM2_RUNTIME):
-        os.makedirs(PM2_DIR, exist_ok=True)
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", PM2_DIR, "pm2"],
-                       env=env, timeout=600, check=True, stdin=subprocess.DEVNULL)
+        npm_install_pm2()
 
 
 def build_stamp(tmp):
@@ -100,43 +94,13 @@ def version(kind, ginit):
             r = subprocess.run([ginit, "--version"], capture_output=True, text=True, timeout=10)
             return (r.stdout.strip().splitlines() or ["?"])[0]
         if kind == "pm2":
-            with open(f"{PM2_DIR}/node_modules/pm2/package.json") as f:
-                return "pm2 " + json.load(f)["version"]
+            return pm2_version()
         pkg = APT[kind][0]
         r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True,
                            text=True, timeout=10)
         return f"{pkg} {r.stdout.strip()}"
     except (OSError, subprocess.SubprocessError, KeyError, ValueError):
         return "?"
-
-
-def wait_for(pred, timeout, what, step=0.005):
-    """Polls pred() until it returns something truthy; raises TimeoutError after timeout s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def proc_stat(pid):
-    """(comm, ppid) of pid, or None if it is gone."""
-    text = read(f"/proc/{pid}/stat")
-    if not text:
-        return None
-    close = text.rfind(")")
-    return text[text.index("(") + 1:close], int(text[close + 2:].split()[1])
 
 
 def status(pid):
@@ -210,34 +174,14 @@ def configure(kind, root, stamp, ginit):
     raise ValueError(kind)
 
 
-class Namespace:
-    """ARGV as PID 1 of a fresh PID namespace; the clock starts just before the spawn."""
+class Namespace(BaseNamespace):
+    """common.Namespace, plus the namespace's pids and the strace attached to some of them."""
 
-    def __init__(self, argv, env, logpath):
-        self.log = open(logpath, "wb")
-        self.t0 = time.monotonic_ns()
-        self.proc = subprocess.Popen(["unshare", "-p", "-f", "--mount-proc", "--kill-child", *argv],
-                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-                                     env=env, start_new_session=True)
-        self.init = None
-        self.strace = None
-
-    def __enter__(self):
-        return self
+    strace = None
 
     def pid1(self):
-        """Host pid of the namespace's PID 1, once unshare's child has exec'd the supervisor."""
         if self.init is None:
-            def find():
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"unshare exited ({self.proc.returncode}); "
-                                       f"see {self.log.name}")
-                for entry in os.listdir("/proc"):
-                    if entry.isdigit():
-                        st = proc_stat(int(entry))
-                        if st and st[1] == self.proc.pid and st[0] != "unshare":
-                            return int(entry)
-            self.init = wait_for(find, 10, "the supervisor to exec")
+            super().pid1()
             self.ns = os.readlink(f"/proc/{self.init}/ns/pid")
         return self.init
 
@@ -254,23 +198,11 @@ class Namespace:
                             out[int(entry)] = int(nspid[-1])
         return out
 
-    def __exit__(self, *exc):
+    def close(self):
         if self.strace and self.strace.poll() is None:
             self.strace.kill()
             self.strace.wait(timeout=10)
-        if self.proc.poll() is None:  # unshare not reaped: its child's pid is still valid
-            kids = [self.init] if self.init else [
-                int(e) for e in os.listdir("/proc") if e.isdigit()
-                and (proc_stat(int(e)) or ("", 0))[1] == self.proc.pid]
-            for kid in kids:  # SIGKILL to PID 1 ends every process of the namespace
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(kid, signal.SIGKILL)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.log.close()
+        super().close()
 
 
 def read_stamp(path):
@@ -452,11 +384,6 @@ ROWS = [  # (label, measurement, field, format, target for ginit)
 ]
 
 
-def cell(res, measurement, field, fmt):
-    value = res.get(measurement, {}).get(field)
-    return "error" if value is None else fmt.format(value)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ginit", required=True)
@@ -487,20 +414,9 @@ def main():
         steps = [("idle", lambda n: measure_idle(n, ctx, idle_s)),
                  ("restart", lambda n: measure_restart(n, ctx, kills)),
                  ("start", lambda n: measure_start(n, ctx, reps))]
-        for key, fn in steps:  # one measurement for every supervisor, then the next
-            for n in names:
-                log(f"[{n}] {key}")
-                try:
-                    results[n][key] = fn(n)
-                except Exception as e:  # noqa: BLE001 - one failure must not abort the table
-                    results[n][key] = {"error": f"{type(e).__name__}: {e}"}
-                raw = {k: (round(v, 2) if isinstance(v, float) else v)
-                       for k, v in results[n][key].items()
-                       if k not in ("samples_ms", "stamps_ms")}
-                log(f"    {raw}")
+        measure_all(steps, names, results, lambda k: k not in ("samples_ms", "stamps_ms"))
 
-    machine = (f"{len(os.sched_getaffinity(0))} CPUs (nproc), Linux {os.uname().release}, "
-               f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    machine = describe_machine()
     print(f"\n**Supervisor benchmark** — {machine}; {N} programs each, idle windows of "
           f"{idle_s} s, {kills} kills, {reps} start run(s)\n")
     print("| | " + " | ".join(names) + " | target (ginit) |")

@@ -89,11 +89,7 @@ programs:
 #[test]
 fn tcp_and_delay_checks_and_the_timeout() {
     let dir = TempDir::new("ready-tcp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cfg = config(
         &dir,
         &format!(
@@ -125,11 +121,7 @@ programs:
 #[test]
 fn http_and_exec_checks_health_and_the_watchdog() {
     let dir = TempDir::new("ready-health");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(dir.path("healthy"), "").unwrap();
     let cfg = config(
         &dir,

@@ -217,3 +217,50 @@ programs:
     assert_ne!(before, after);
     assert!(after.starts_with("served by"));
 }
+
+#[test]
+fn sockets_passed_to_ginit_are_adopted_by_name() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("sockets-inherit");
+    // The "service manager": this test binds the socket and starts ginit with it on fd 3.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = config(
+        &dir,
+        r#"
+sockets:
+  web: {inherit: http}
+programs:
+  app:
+    command: [HELPER, serve]
+    sockets: [web]
+    stdout: prefix
+"#,
+    );
+    let fd = listener.as_raw_fd();
+    let mut run = Run::start_with(Mode::Pid1, &["-c", &cfg], |cmd| {
+        // LISTEN_PID=1: ginit is PID 1 of its namespace, as under a container runtime.
+        cmd.env("LISTEN_FDS", "1")
+            .env("LISTEN_PID", "1")
+            .env("LISTEN_FDNAMES", "http");
+        // SAFETY: dup2 in the forked child before exec; fd 3 is then inherited (no CLOEXEC).
+        unsafe {
+            cmd.pre_exec(move || {
+                // dup2 onto itself keeps close-on-exec: clear it explicitly.
+                if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    drop(listener); // ginit holds it now
+    // The program sees the config's name for it (web), not the manager's (http): ginit's
+    // own LISTEN_* variables are replaced by the hand-over's.
+    run.line("app | listen fds=1 pid=ok names=web");
+    let reply = answer(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert!(reply.starts_with("served by"), "{reply}");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+}

@@ -375,13 +375,21 @@ impl Drop for Run {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago. Taken below the kernel's ephemeral range
+/// (which starts at 32768), so a test that binds port 0 can never be handed the same port
+/// between this check and the bind of the ginit that uses it; each call tries the next one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Test binaries run at the same time start at different places (by pid).
+    let offset = (std::process::id() % 600) * 20;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let port = (20_000 + (offset + n) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 /// Runs `ginit ARGS` as a control client of `run`'s ginit.

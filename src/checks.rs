@@ -46,7 +46,7 @@ pub struct Checks {
     verdicts: Vec<Verdict>,
 }
 
-/// An exec check to start now: the key, its argv, and the instance's pid and program.
+/// An exec check to start now: whose (the key) and what to run.
 pub struct DueExec {
     pub key: Key,
     pub argv: Vec<String>,
@@ -161,6 +161,7 @@ impl Checks {
         });
         for (key, pid) in timed_out {
             crate::signals::kill(-pid, libc::SIGKILL).ok();
+            self.reschedule(key, running, now);
             self.result(key, false, running);
         }
         let mut due = Vec::new();

@@ -275,7 +275,10 @@ impl SystemOps {
         plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
         plan.stdout = Some(open_null()?);
         plan.stderr = Some(open_null()?);
-        plan.spawn().map_err(|e| e.to_string())
+        // Not waiting for the exec: a check that cannot run exits 126/127, a failed check.
+        plan.start()
+            .map(|(pid, _report)| pid)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -419,8 +422,11 @@ struct Daemon {
     pending: Vec<Pending>,
     /// Why the last config reload failed, until one succeeds (shown by `status`).
     reload_error: Option<String>,
-    /// The previous CPU sample of each process tree, by pid: (when, CPU time).
+    /// The previous CPU sample of each process tree, by pid: (when, CPU time); one map for
+    /// the monitor's periodic samples, one for `status`, so a status request never shortens
+    /// the monitor's measuring window.
     samples: HashMap<i32, (Instant, std::time::Duration)>,
+    status_samples: HashMap<i32, (Instant, std::time::Duration)>,
     watches: HashMap<i32, monitor::Watch>,
     next_sample: Option<Instant>,
     notify: Option<NotifySocket>,
@@ -465,6 +471,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         pending: Vec::new(),
         reload_error: None,
         samples: HashMap::new(),
+        status_samples: HashMap::new(),
         watches: HashMap::new(),
         next_sample: None,
         notify,
@@ -704,6 +711,18 @@ impl Daemon {
         }
         match self.sup.resolve_names(names) {
             Ok(names) => {
+                let busy: Vec<&str> = names
+                    .iter()
+                    .filter(|n| self.sup.is_replacing(n))
+                    .map(String::as_str)
+                    .collect();
+                if matches!(what, Control::Start | Control::Restart) && !busy.is_empty() {
+                    let e = format!(
+                        "a reload of {} is under way; try again once it has finished",
+                        busy.join(", ")
+                    );
+                    return self.server.respond(conn, &Response::error(e), now);
+                }
                 self.sup.control(&names, what, now, &mut self.ops);
                 self.pending.push(Pending { conn, names, what });
             }
@@ -792,7 +811,7 @@ impl Daemon {
         }
         // Requests that waited behind an answered one on the same connection.
         loop {
-            let more = self.server.more_requests(now);
+            let more = self.server.more_requests();
             if more.is_empty() {
                 break;
             }
@@ -830,11 +849,11 @@ impl Daemon {
                 let cpu_percent = match (i.pid, usage) {
                     (Some(pid), Some(u)) => {
                         let before = self
-                            .samples
+                            .status_samples
                             .get(&pid)
                             .copied()
                             .or(i.started.map(|t| (t, std::time::Duration::ZERO)));
-                        self.samples.insert(pid, (now, u.cpu));
+                        self.status_samples.insert(pid, (now, u.cpu));
                         before.and_then(|b| monitor::cpu_percent(b, (now, u.cpu)))
                     }
                     _ => None,
@@ -871,6 +890,7 @@ impl Daemon {
     fn forget_gone_processes(&mut self) {
         let live: Vec<i32> = self.sup.status().iter().filter_map(|i| i.pid).collect();
         self.samples.retain(|pid, _| live.contains(pid));
+        self.status_samples.retain(|pid, _| live.contains(pid));
         self.watches.retain(|pid, _| live.contains(pid));
     }
 
@@ -894,13 +914,15 @@ impl Daemon {
     fn sample(&mut self, now: Instant) {
         self.next_sample = None;
         let table = monitor::Table::scan();
-        for i in self.sup.status() {
-            let (Some(pid), Some(spec)) = (i.pid, self.sup.spec(&i.program)) else {
-                continue;
-            };
-            if !spec.is_monitored() || i.state != "running" {
-                continue;
-            }
+        let monitored: Vec<(i32, ProgramSpec)> = self
+            .sup
+            .running()
+            .into_iter()
+            .filter(|r| r.1.is_monitored())
+            .map(|(pid, spec, _, _)| (pid, spec.clone()))
+            .collect();
+        for (pid, spec) in monitored {
+            let spec = &spec;
             let Some(usage) = table.tree(pid) else {
                 continue;
             };
@@ -929,7 +951,7 @@ impl Daemon {
                         "has used {percent:.0}% CPU for {window}, over its cpu_max of {max:.0}%"
                     );
                     if spec.cpu_action != CpuAction::Restart {
-                        warn!("{} (pid {pid}) {msg}", i.program);
+                        warn!("{} (pid {pid}) {msg}", spec.name);
                         continue;
                     }
                     msg

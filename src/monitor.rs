@@ -71,11 +71,12 @@ impl Table {
         let mut i = 0;
         while i < members.len() {
             let parent = members[i].pid;
-            members.extend(
-                self.procs
-                    .iter()
-                    .filter(|p| p.ppid == parent && p.pid != root),
-            );
+            // A pid reused while /proc was read could close a loop: each process once.
+            for p in &self.procs {
+                if p.ppid == parent && !members.iter().any(|m| m.pid == p.pid) {
+                    members.push(*p);
+                }
+            }
             i += 1;
         }
         let ticks: u64 = members.iter().map(|p| p.ticks).sum();
@@ -89,7 +90,7 @@ impl Table {
 
 /// Fields of /proc/PID/stat after the command name, which may hold spaces and parentheses.
 fn parse_stat(pid: i32, text: &str) -> Option<Proc> {
-    let rest = &text[text.rfind(')')? + 2..];
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split(' ').collect();
     // rest starts at field 3 (state): ppid is field 4, utime 14, stime 15, rss 24.
     let field = |n: usize| f.get(n - 3)?.parse::<u64>().ok();

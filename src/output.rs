@@ -285,7 +285,13 @@ impl Outputs {
                 let sink = &self.sinks[pipe.stream.index()];
                 !sink.broken && sink.pending.len() >= HIGH_WATER
             }
-            Dest::File(_) => false,
+            // A file that fails sends its lines to ginit's stderr: then that bounds it too.
+            Dest::File(ref path) => {
+                let sink = &self.sinks[1];
+                self.files.get(path).is_some_and(|f| f.failed)
+                    && !sink.broken
+                    && sink.pending.len() >= HIGH_WATER
+            }
         }
     }
 
@@ -360,11 +366,11 @@ impl Outputs {
                 sink.push(record.as_bytes());
             }
             Dest::File(path) => {
-                let file = self
+                let written = self
                     .files
                     .get_mut(path)
-                    .expect("file sinks outlive their pipes");
-                if !file.write_line(path, line) {
+                    .is_some_and(|file| file.write_line(path, line));
+                if !written {
                     // The file cannot take it: the line goes to ginit's stderr, not nowhere.
                     self.sinks[1].push_prefixed(&pipe.label, line);
                 }
@@ -537,10 +543,13 @@ fn writable_now(fd: RawFd) -> bool {
 
 impl FileSink {
     fn open(&mut self, path: &Path) -> bool {
+        // O_NONBLOCK: a FIFO or a terminal named as a log file must not block the loop (a
+        // regular file ignores the flag).
         match std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o644)
+            .custom_flags(libc::O_NONBLOCK)
             .open(path)
         {
             Ok(file) => {

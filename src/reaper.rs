@@ -66,7 +66,7 @@ pub fn is_descendant(pid: i32, ancestor: i32) -> bool {
         };
         let Some(ppid) = stat
             .rfind(')')
-            .and_then(|i| stat[i + 2..].split(' ').nth(1))
+            .and_then(|i| stat.get(i + 2..)?.split(' ').nth(1))
             .and_then(|p| p.parse::<i32>().ok())
         else {
             return false;

@@ -300,6 +300,9 @@ impl Supervisor {
                 self.begin_replace(p, indexes);
                 continue;
             }
+            if what == Control::Stop && self.programs[p].replacing.take().is_some() {
+                self.programs[p].replace_result = Some(Err(format!("{name} was stopped")));
+            }
             self.each_instance(p, now, ops, |inst, spec| match what {
                 Control::Start => inst.start(spec),
                 Control::Stop => inst.stop(spec, now),
@@ -345,6 +348,12 @@ impl Supervisor {
             .collect()
     }
 
+    /// A `replace` reload of program `name` is under way.
+    pub fn is_replacing(&self, name: &str) -> bool {
+        self.program_index(name)
+            .is_some_and(|p| self.programs[p].replacing.is_some())
+    }
+
     /// Replaces the given instances of program `p` one at a time (see [`Control::Replace`]).
     fn begin_replace(&mut self, p: usize, indexes: Vec<u32>) {
         let program = &mut self.programs[p];
@@ -366,6 +375,14 @@ impl Supervisor {
     /// one) when the new one ends before it is ready.
     fn advance_replacements(&mut self, now: Instant, ops: &mut dyn Ops) {
         for p in 0..self.programs.len() {
+            let program = &mut self.programs[p];
+            if program.replacing.is_none() {
+                // What a cancelled replace (a stop, a shutdown) left: a new instance that
+                // never took over, or an old one that was retiring.
+                program
+                    .instances
+                    .retain(|i| i.is_live() || !(i.surge || i.retiring));
+            }
             loop {
                 let program = &mut self.programs[p];
                 let Some(&index) = program.replacing.as_ref().and_then(|q| q.front()) else {
@@ -441,10 +458,8 @@ impl Supervisor {
                         if new.is_live() {
                             break; // starting, or being killed for not being ready
                         }
-                        let why = match new.last_exit {
-                            Some(code) => format!("ended with status {code} before it was ready"),
-                            None => "could not start".to_string(),
-                        };
+                        let code = new.last_exit.unwrap_or(127);
+                        let why = format!("ended with status {code} before it was ready");
                         program.instances.remove(s);
                         program.replacing = None;
                         let msg = format!("the new {label} {why}; the old one keeps serving");
@@ -545,11 +560,14 @@ impl Supervisor {
                         }
                         Err(e) => {
                             error!("cannot start {label}: {e}");
-                            let may_restart = self.phase == Phase::Running;
+                            let surge = program.instances[i].surge;
+                            let may_restart = self.phase == Phase::Running && !surge;
                             let prog = &mut self.programs[p];
                             let more =
                                 prog.instances[i].on_spawn_failed(&prog.spec, may_restart, now);
-                            self.report_end(p, i, now);
+                            if !surge {
+                                self.report_end(p, i, now);
+                            }
                             self.apply(p, i, more, now, ops);
                         }
                     }

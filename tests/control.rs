@@ -415,6 +415,7 @@ fn memory_max_restarts_and_cpu_max_warns() {
 programs:
   hog:
     command: [HELPER, hog, "64"]
+    ready: {delay: 10ms}  # a program with a ready check is watched as well
     memory_max: 32MiB
     backoff: {initial: 0s}
   spinner:

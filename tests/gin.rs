@@ -255,7 +255,25 @@ fn a_build_that_never_gets_ready_is_rolled_back_without_a_failed_request() {
     // The "new build" runs but never says READY=1.
     std::fs::write(dir.path("which"), "sleep 100").unwrap();
     let t = Instant::now();
-    let out = client(&run, &["reload", "web"]);
+    let reload = {
+        let socket = run.socket.clone();
+        std::thread::spawn(move || {
+            Command::new(GINIT)
+                .args(["reload", "web"])
+                .env("GINIT_SOCKET", socket)
+                .output()
+                .unwrap()
+        })
+    };
+    // While the new instance is on trial, a start or restart of the program is refused
+    // (it would revive the instance being replaced).
+    assert!(wait_until(PATIENCE, || {
+        String::from_utf8_lossy(&client(&run, &["status"]).stdout).contains("starting")
+    }));
+    let busy = client(&run, &["restart", "web"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("a reload of web is under way"));
+    let out = reload.join().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -70,6 +70,7 @@ programs:
     // web becomes ready by its own message, and only then `after` starts.
     run.line("web | notified");
     run.line("after | after");
+    run.stderr_has("started after"); // stderr is read by its own thread: wait for it
     let err = run.stderr();
     let ready = err.find("web is ready").expect("web is ready");
     let after = err.find("started after").expect("after started");
@@ -136,6 +137,9 @@ programs:
   gate:
     command: [HELPER, sleep]
     ready: {{exec: ["/bin/sh", "-c", "test -e DIR/open"], timeout: 20s}}
+  slowcheck:
+    command: [HELPER, sleep]
+    health: {{exec: [sleep, "5"], interval: 100ms, timeout: 100ms, failures: 3}}
   dog:
     command: [HELPER, watchdog, "3", "100"]
     watchdog: 600ms
@@ -163,6 +167,11 @@ programs:
             .and_then(|l| l.split_whitespace().nth(2).map(String::from))
     };
     assert_ne!(pid_of(&before), pid_of(&ginit_status(&run)));
+
+    // An exec check that outlives its timeout is killed, counted as a failure, and tried
+    // again at the next interval.
+    run.stderr_has("slowcheck (pid");
+    run.stderr_has("failed its health check 3 times in a row: reloading it");
 
     // The watchdog: three pings, then silence, then a restart.
     run.line("dog | watchdog silent");

@@ -408,7 +408,7 @@ impl Validator<'_> {
         let check = self.check(node, path, &fields, true);
         for (k, n) in &fields {
             if *k == "timeout" {
-                timeout = self.duration(n, &join(path, k)).unwrap_or(timeout);
+                timeout = self.positive_duration(n, &join(path, k)).unwrap_or(timeout);
             }
         }
         check.map(|check| ReadySpec { check, timeout })
@@ -428,8 +428,8 @@ impl Validator<'_> {
         for (k, n) in &fields {
             let p = join(path, k);
             match *k {
-                "interval" => h.interval = self.duration(n, &p).unwrap_or(h.interval),
-                "timeout" => h.timeout = self.duration(n, &p).unwrap_or(h.timeout),
+                "interval" => h.interval = self.positive_duration(n, &p).unwrap_or(h.interval),
+                "timeout" => h.timeout = self.positive_duration(n, &p).unwrap_or(h.timeout),
                 "failures" => h.failures = self.number(n, &p, 1).unwrap_or(h.failures),
                 _ => {}
             }
@@ -650,6 +650,17 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// A duration that must not be zero (an interval or a timeout of 0 would spin or fail
+    /// at once).
+    fn positive_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        let d = self.duration(node, path)?;
+        if d.is_zero() {
+            self.error(node, path, "must be longer than 0s");
+            return None;
+        }
+        Some(d)
     }
 
     fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
@@ -944,7 +955,7 @@ impl Validator<'_> {
                 "reload" => spec.reload = self.reload(value, &at),
                 "ready" => spec.ready = self.ready(value, &at),
                 "health" => spec.health = self.health(value, &at),
-                "watchdog" => spec.watchdog = self.duration(value, &at),
+                "watchdog" => spec.watchdog = self.positive_duration(value, &at),
                 "sockets" => {
                     spec.sockets = self
                         .string_list(value, &at)
@@ -1661,7 +1672,7 @@ log: {level: debug, format: json}
         );
         assert_eq!(a.watchdog, Some(Duration::from_secs(20)));
         let errs = errors(
-            "programs:\n  a:\n    command: x\n    ready: {timeout: 1s}\n    health: {notify: true}\n  b:\n    command: x\n    ready: {tcp: \"127.0.0.1:1\", delay: 1s, http: \"https://x\"}\n",
+            "programs:\n  a:\n    command: x\n    ready: {timeout: 1s}\n    health: {notify: true}\n  b:\n    command: x\n    ready: {tcp: \"127.0.0.1:1\", delay: 1s, http: \"https://x\"}\n    watchdog: 0s\n    health: {tcp: \"127.0.0.1:1\", interval: 0s}\n",
         );
         let want = [
             "4:12: programs.a.ready: give a check: notify, tcp, http, exec, delay",
@@ -1669,6 +1680,8 @@ log: {level: debug, format: json}
             "programs.a.health.notify: unknown key `notify`",
             "8:12: programs.b.ready: give one check",
             "8:50: programs.b.ready.http: `https://x` is not an http URL",
+            "9:15: programs.b.watchdog: must be longer than 0s",
+            "10:44: programs.b.health.interval: must be longer than 0s",
         ];
         assert_eq!(errs.len(), want.len(), "{errs:?}");
         for (e, w) in errs.iter().zip(want) {

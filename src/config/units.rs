@@ -41,8 +41,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += value * scale;
         rest = tail;
     }
+    // Deadlines are `now + duration`: a bound keeps that far from overflowing (a panic in
+    // PID 1) whatever is written.
+    if total > MAX_DURATION.as_secs_f64() {
+        return Err(format!("`{text}` is too long (at most 365d)"));
+    }
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
+
+/// The longest duration ginit accepts anywhere.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
 
 /// Formats a duration the way it would be written in a config: `1m30s`, `250ms`, `0s`.
 pub fn format_duration(d: Duration) -> String {
@@ -109,6 +117,9 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration(" 0s "), Ok(Duration::ZERO));
+        assert!(parse_duration("366d").unwrap_err().contains("too long"));
+        assert!(parse_duration("10000000000000000000s").is_err());
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
         for bad in ["", "10", "s", "10x", "1m30", "-1s", "1..2s", "ms10"] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("not a duration"), "{bad}: {err}");

@@ -138,14 +138,14 @@ impl Server {
                 c.flush();
             }
             if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !c.closing {
-                c.read(now);
+                c.read();
             }
         }
         if fds.first().is_some_and(|p| p.revents != 0) {
             self.accept(now);
         }
         for c in &mut self.conns {
-            if let Some(req) = c.next_request(now) {
+            if let Some(req) = c.next_request() {
                 requests.push((c.id, req));
             }
         }
@@ -167,10 +167,10 @@ impl Server {
     }
 
     /// Connections whose request was answered and that have more lines waiting.
-    pub fn more_requests(&mut self, now: Instant) -> Vec<(ConnId, Request)> {
+    pub fn more_requests(&mut self) -> Vec<(ConnId, Request)> {
         let mut requests = Vec::new();
         for c in &mut self.conns {
-            if let Some(req) = c.next_request(now) {
+            if let Some(req) = c.next_request() {
                 requests.push((c.id, req));
             }
         }
@@ -260,7 +260,7 @@ impl Drop for Server {
 }
 
 impl Conn {
-    fn read(&mut self, now: Instant) {
+    fn read(&mut self) {
         let mut buf = [0u8; 4096];
         loop {
             match self.stream.read(&mut buf) {
@@ -274,7 +274,7 @@ impl Conn {
                 Ok(n) => {
                     self.input.extend_from_slice(&buf[..n]);
                     if self.input.len() > MAX_REQUEST && !self.input.contains(&b'\n') {
-                        self.refuse_oversized(now);
+                        self.refuse_oversized();
                         return;
                     }
                     if self.input.contains(&b'\n') {
@@ -292,7 +292,7 @@ impl Conn {
         }
     }
 
-    fn refuse_oversized(&mut self, _now: Instant) {
+    fn refuse_oversized(&mut self) {
         self.input.clear();
         let msg = format!("request too large (the limit is {MAX_REQUEST} bytes per line)");
         self.output
@@ -303,13 +303,13 @@ impl Conn {
 
     /// The next complete request, if the connection is free to take one. Malformed lines are
     /// answered here.
-    fn next_request(&mut self, now: Instant) -> Option<Request> {
+    fn next_request(&mut self) -> Option<Request> {
         while !self.busy && !self.closing {
             let end = self.input.iter().position(|&b| b == b'\n')?;
             let line: Vec<u8> = self.input.drain(..=end).collect();
             let line = &line[..end];
             if line.len() > MAX_REQUEST {
-                self.refuse_oversized(now);
+                self.refuse_oversized();
                 return None;
             }
             if line.iter().all(u8::is_ascii_whitespace) {

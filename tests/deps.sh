@@ -1,12 +1,13 @@
 #!/bin/sh
 # Installs what the test suite needs beyond the Rust toolchain, from Debian's packages, when
-# it is missing: unshare (util-linux), setpriv, a POSIX sh, readelf, and the Go toolchain with
-# the Gin and go-systemd packages for the zero-downtime tests (docker/app).
+# it is missing: unshare (util-linux), setpriv, a POSIX sh, readelf, the Go toolchain with the
+# Gin and go-systemd packages for the zero-downtime tests (docker/app), and a Docker engine
+# (docker.io) for the container tests, which start their own private dockerd.
 set -eu
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 for pkg in make util-linux dash binutils golang-go golang-github-gin-gonic-gin-dev \
-    golang-github-coreos-go-systemd-dev; do
+    golang-github-coreos-go-systemd-dev docker.io; do
     have "$pkg" || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0

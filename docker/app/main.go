@@ -28,6 +28,25 @@ import (
 )
 
 func main() {
+	// Two small extra roles for the container example: a oneshot and a sidecar.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "migrate":
+			fmt.Println("migrations: schema up to date")
+			return
+		case "heartbeat":
+			stop := make(chan os.Signal, 1)
+			signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+			for t := time.NewTicker(10 * time.Second); ; {
+				fmt.Println("heartbeat: all good")
+				select {
+				case <-t.C:
+				case <-stop:
+					return
+				}
+			}
+		}
+	}
 	var draining atomic.Bool
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()

@@ -295,7 +295,22 @@ fn the_example_image_behaves_in_a_real_engine() {
     assert!(String::from_utf8_lossy(&logs.stderr).contains("no control socket"));
     engine.ok(&["rm", "-f", &c]);
 
-    // docker run -it ... ginit -- PROGRAM: Ctrl-C reaches the program through the terminal.
+    // docker run -it IMAGE -- sh: an interactive shell (a static busybox added to the image)
+    // whose foreground job gets Ctrl-C, with the shell still there afterwards.
+    let ctx = TempDir::new("docker-shell");
+    std::fs::copy("/bin/busybox", ctx.path("busybox")).expect("/bin/busybox (busybox-static)");
+    std::fs::write(
+        ctx.path("Dockerfile"),
+        format!("FROM {IMAGE}\nCOPY busybox /bin/sh\n"),
+    )
+    .unwrap();
+    engine.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "ginit-example-shell",
+        ctx.0.to_str().unwrap(),
+    ]);
     let mut pty = Pty::spawn(
         &[
             DOCKER.to_string(),
@@ -304,14 +319,30 @@ fn the_example_image_behaves_in_a_real_engine() {
             "run".into(),
             "--rm".into(),
             "-it".into(),
-            IMAGE.into(),
+            "ginit-example-shell".into(),
             "--".into(),
-            "/app/server".into(),
-            "heartbeat".into(),
+            "/bin/sh".into(),
         ],
         &[],
     );
-    pty.expect("heartbeat: all good");
+    // Type only at a prompt: the line editor flushes what was typed before it started.
+    pty.expect("$ ");
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send("echo shell-$((6*7))\r");
+    pty.expect("shell-42");
+    pty.expect("$ ");
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send("/bin/sh -c 'read x'\r");
+    std::thread::sleep(Duration::from_millis(500)); // the job is in the foreground by then
     pty.send("\x03");
-    assert_eq!(pty.wait(), 0, "{}", pty.text());
+    // The shell abandons the command line the job was on (as shells do after a SIGINT'd
+    // job); the job's status says how it ended.
+    pty.expect("$ ");
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send("echo status-$?\r");
+    pty.expect("status-130");
+    pty.expect("$ ");
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send("exit 7\r");
+    assert_eq!(pty.wait(), 7, "{}", pty.text());
 }

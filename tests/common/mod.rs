@@ -493,12 +493,19 @@ impl Pty {
         let output = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&output);
         let mut reader = master.try_clone().unwrap();
+        let mut answerer = master.try_clone().unwrap();
         thread::spawn(move || {
+            use std::io::Write;
             let mut buf = [0u8; 4096];
             // EIO once every slave fd is closed ends the loop.
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
                     break;
+                }
+                // Answer a cursor position query (ESC [ 6 n) as a terminal would: line
+                // editors such as busybox's wait for it.
+                if buf[..n].windows(4).any(|w| w == b"\x1b[6n") {
+                    let _ = answerer.write_all(b"\x1b[1;1R");
                 }
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }

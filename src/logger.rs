@@ -109,8 +109,61 @@ pub fn init(verbosity: i32, spec: Option<&LogSpec>) {
             builder.filter_level(LevelFilter::Info);
         }
     }
+    builder.target(env_logger::Target::Pipe(Box::new(Stderr::default())));
     // A second init (only possible in tests) keeps the first logger.
     let _ = builder.try_init();
+}
+
+/// ginit's stderr for its own log lines, never blocking: when stderr cannot take a line (a
+/// pipe nobody reads), the line is dropped and counted, and the next line that gets through
+/// is preceded by how many were lost. PID 1 must not stall on a log line.
+#[derive(Default)]
+struct Stderr {
+    writer: Option<crate::output::Writer>,
+    dropped: u64,
+}
+
+impl Stderr {
+    /// Writes all of `bytes` or nothing more once the stream would block; true if all went.
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let writer = self
+            .writer
+            .get_or_insert_with(|| crate::output::Writer::for_fd(2));
+        let mut done = 0;
+        while done < bytes.len() {
+            match writer.write(&bytes[done..]) {
+                Ok(0) => return false,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.dropped > 0 {
+            let note = format!(
+                "ginit: warning: {} log lines were dropped: stderr was not being read\n",
+                self.dropped
+            );
+            if !self.put(note.as_bytes()) {
+                self.dropped += 1;
+                return Ok(buf.len());
+            }
+            self.dropped = 0;
+        }
+        if !self.put(buf) {
+            self.dropped += 1;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

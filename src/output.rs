@@ -79,8 +79,9 @@ struct Pipe {
     partial: Vec<u8>,
 }
 
-/// How bytes reach one of ginit's own streams without blocking.
-enum Writer {
+/// How bytes reach one of ginit's own streams (stdout, stderr) without blocking. Also used by
+/// the logger, so a stderr nobody reads never stalls PID 1.
+pub enum Writer {
     /// A handle of its own with O_NONBLOCK (pipe, FIFO, terminal).
     Own(File),
     /// A socket: `send` with MSG_DONTWAIT.
@@ -418,32 +419,9 @@ impl Sink {
         if self.writer.is_some() {
             return;
         }
-        // SAFETY: fstat fills a zeroed stat for an fd number; no memory is shared.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let kind = if unsafe { libc::fstat(self.fd, &mut st) } == 0 {
-            st.st_mode & libc::S_IFMT
-        } else {
-            0
-        };
-        let writer = match kind {
-            libc::S_IFREG => Writer::Plain(self.fd),
-            libc::S_IFSOCK => Writer::Socket(self.fd),
-            _ => {
-                let path = format!("/proc/self/fd/{}", self.fd);
-                match std::fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                    .open(&path)
-                {
-                    Ok(file) => Writer::Own(file),
-                    Err(_) => Writer::PollFirst(self.fd),
-                }
-            }
-        };
-        if let Writer::Own(file) = &writer {
-            // poll must watch the handle that is written.
-            self.fd = file.as_raw_fd();
-        }
+        let writer = Writer::for_fd(self.fd);
+        // poll must watch the handle that is written.
+        self.fd = writer.raw_fd();
         self.writer = Some(writer);
     }
 
@@ -468,17 +446,7 @@ impl Sink {
     fn flush(&mut self) {
         while !self.pending.is_empty() && !self.broken {
             let result = match &mut self.writer {
-                Some(Writer::Own(file)) => file.write(&self.pending),
-                Some(Writer::Socket(fd)) => send(*fd, &self.pending),
-                Some(Writer::Plain(fd)) => write_fd(*fd, &self.pending),
-                Some(Writer::PollFirst(fd)) => {
-                    if writable_now(*fd) {
-                        let n = self.pending.len().min(libc::PIPE_BUF);
-                        write_fd(*fd, &self.pending[..n])
-                    } else {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                }
+                Some(w) => w.write(&self.pending),
                 None => {
                     self.prepare();
                     continue;
@@ -498,6 +466,57 @@ impl Sink {
                         "cannot write program output to ginit's {} any more: {e}",
                         self.name
                     );
+                }
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// The best non-blocking way to write to `fd`: a fresh O_NONBLOCK open of
+    /// /proc/self/fd/N for a pipe, FIFO or terminal (the children sharing the stream keep
+    /// their blocking one), MSG_DONTWAIT for a socket, plain writes for a regular file.
+    pub fn for_fd(fd: RawFd) -> Writer {
+        // SAFETY: fstat fills a zeroed stat for an fd number; no memory is shared.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let kind = if unsafe { libc::fstat(fd, &mut st) } == 0 {
+            st.st_mode & libc::S_IFMT
+        } else {
+            0
+        };
+        match kind {
+            libc::S_IFREG => Writer::Plain(fd),
+            libc::S_IFSOCK => Writer::Socket(fd),
+            _ => match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(format!("/proc/self/fd/{fd}"))
+            {
+                Ok(file) => Writer::Own(file),
+                Err(_) => Writer::PollFirst(fd),
+            },
+        }
+    }
+
+    /// The fd written to (to poll for POLLOUT).
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Writer::Own(file) => file.as_raw_fd(),
+            Writer::Socket(fd) | Writer::Plain(fd) | Writer::PollFirst(fd) => *fd,
+        }
+    }
+
+    /// One write attempt; `WouldBlock` when the stream cannot take anything now.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Writer::Own(file) => file.write(bytes),
+            Writer::Socket(fd) => send(*fd, bytes),
+            Writer::Plain(fd) => write_fd(*fd, bytes),
+            Writer::PollFirst(fd) => {
+                if writable_now(*fd) {
+                    write_fd(*fd, &bytes[..bytes.len().min(libc::PIPE_BUF)])
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
                 }
             }
         }

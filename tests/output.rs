@@ -221,3 +221,49 @@ programs:
     run.stderr_has("bytes not yet written");
     drop(reader);
 }
+
+#[test]
+fn a_stderr_nobody_reads_never_stalls_ginit_s_own_logging() {
+    let dir = TempDir::new("out-log-blocked");
+    // A crash loop without delay: ginit logs a few lines per restart, far more than a pipe
+    // holds once nobody reads it.
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  crasher:
+    command: ["/bin/sh", "-c", "echo x >> DIR/ticks; exit 1"]
+    backoff: {initial: 0s, max: 0s}
+    max_restarts: 1000000
+    restart_window: 1s
+"#,
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut run = Run::start_with(Mode::Pid1, &["-c", &cfg], |cmd| {
+        cmd.stderr(Stdio::from(writer));
+    });
+    let ticks = || read(&dir.path("ticks")).lines().count();
+    // Well past the point where the pipe (64 KiB) is full, restarts go on.
+    assert!(
+        wait_until(PATIENCE, || ticks() >= 2000),
+        "ginit stalled after {} restarts",
+        ticks()
+    );
+    // Reading again: ginit says how many of its lines it had to drop.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let dropped = wait_until(PATIENCE, || {
+        rx.try_iter()
+            .any(|l| l.contains("log lines were dropped: stderr was not being read"))
+    });
+    assert!(dropped, "no note of the dropped lines");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0);
+}

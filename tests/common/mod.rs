@@ -183,19 +183,24 @@ impl Run {
         let stderr = Arc::new(Mutex::new(String::new()));
         let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sink, done) = (Arc::clone(&stderr), Arc::clone(&stderr_done));
-        let mut err = child.stderr.take().expect("stderr piped");
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+        // As for stdout, a test may keep stderr for itself.
+        match child.stderr.take() {
+            Some(mut err) => {
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = err.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        sink.lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                    done.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
             }
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
+            None => done.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
         let outer = child.id() as i32;
         let mut pid = outer;
         if argv[0] != GINIT {

@@ -5,11 +5,9 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::mpsc;
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -166,15 +164,7 @@ programs:
     assert!(talker.is_some(), "seq is not blocked: it finished");
 
     // Now read: every line arrives, once, in order.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = line_channel(reader);
     let mut next = 1;
     while next <= 100_000 {
         let line = rx
@@ -250,15 +240,7 @@ programs:
         ticks()
     );
     // Reading again: ginit says how many of its lines it had to drop.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = line_channel(reader);
     let dropped = wait_until(PATIENCE, || {
         rx.try_iter()
             .any(|l| l.contains("log lines were dropped: stderr was not being read"))

@@ -168,18 +168,11 @@ impl Run {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
-        let (tx, lines) = mpsc::channel();
         // A test may send stdout elsewhere (to read it later); then no line ever arrives here.
-        if let Some(out) = child.stdout.take() {
-            thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+        let lines = match child.stdout.take() {
+            Some(out) => line_channel(out),
+            None => mpsc::channel().1,
+        };
         let stderr = Arc::new(Mutex::new(String::new()));
         let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sink, done) = (Arc::clone(&stderr), Arc::clone(&stderr_done));
@@ -378,6 +371,20 @@ impl Drop for Run {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// The lines `reader` yields, sent by a thread of their own (which ends at end of file).
+pub fn line_channel(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// A loopback port that was free a moment ago. Taken below the kernel's ephemeral range

@@ -17,6 +17,10 @@ const READY_RETRY: Duration = Duration::from_millis(100);
 /// Bound on one attempt of a readiness check (the whole wait is `ready.timeout`).
 const READY_ATTEMPT: Duration = Duration::from_secs(2);
 
+/// An instance with a running process, as the supervisor lists them: (pid, its program's
+/// spec, index, ready).
+pub type Running<'a> = (i32, &'a ProgramSpec, u32, bool);
+
 /// Something the event loop must do about an instance.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
@@ -54,7 +58,7 @@ pub struct DueExec {
 
 impl Checks {
     /// Brings the set of checks in line with the instances (pid, spec, index, ready).
-    pub fn sync(&mut self, running: &[(i32, &ProgramSpec, u32, bool)], now: Instant) {
+    pub fn sync(&mut self, running: &[Running], now: Instant) {
         let mut probes = Vec::new();
         let mut execs: Vec<(Key, Duration)> = Vec::new();
         for &(pid, spec, _, ready) in running {
@@ -110,12 +114,7 @@ impl Checks {
     }
 
     /// Results of the tcp/http attempts poll reported on.
-    pub fn handle(
-        &mut self,
-        fds: &[libc::pollfd],
-        running: &[(i32, &ProgramSpec, u32, bool)],
-        now: Instant,
-    ) {
+    pub fn handle(&mut self, fds: &[libc::pollfd], running: &[Running], now: Instant) {
         for (key, ok) in self.probes.handle(fds, now) {
             self.result(key, ok, running);
         }
@@ -123,11 +122,7 @@ impl Checks {
 
     /// Deadlines: attempts to start or time out, watchdogs. Returns the exec checks to
     /// start now (the caller spawns them and reports with [`Checks::exec_started`]).
-    pub fn on_time(
-        &mut self,
-        running: &[(i32, &ProgramSpec, u32, bool)],
-        now: Instant,
-    ) -> Vec<DueExec> {
+    pub fn on_time(&mut self, running: &[Running], now: Instant) -> Vec<DueExec> {
         for (key, ok) in self.probes.on_time(now) {
             self.result(key, ok, running);
         }
@@ -192,7 +187,7 @@ impl Checks {
         &mut self,
         key: Key,
         started: Result<i32, String>,
-        running: &[(i32, &ProgramSpec, u32, bool)],
+        running: &[Running],
         now: Instant,
     ) {
         match started {
@@ -218,12 +213,7 @@ impl Checks {
     }
 
     /// Exits of exec checks among everything reaped.
-    pub fn on_reaped(
-        &mut self,
-        exits: &[Exit],
-        running: &[(i32, &ProgramSpec, u32, bool)],
-        now: Instant,
-    ) {
+    pub fn on_reaped(&mut self, exits: &[Exit], running: &[Running], now: Instant) {
         for exit in exits {
             if let Some(i) = self.execs.iter().position(|e| e.pid == exit.pid) {
                 let key = self.execs.remove(i).key;
@@ -234,12 +224,7 @@ impl Checks {
     }
 
     /// WATCHDOG=1 from instance `pid`.
-    pub fn watchdog_ping(
-        &mut self,
-        pid: i32,
-        running: &[(i32, &ProgramSpec, u32, bool)],
-        now: Instant,
-    ) {
+    pub fn watchdog_ping(&mut self, pid: i32, running: &[Running], now: Instant) {
         if let Some(limit) = running
             .iter()
             .find(|r| r.0 == pid)
@@ -266,7 +251,7 @@ impl Checks {
         std::mem::take(&mut self.verdicts)
     }
 
-    fn reschedule(&mut self, key: Key, running: &[(i32, &ProgramSpec, u32, bool)], now: Instant) {
+    fn reschedule(&mut self, key: Key, running: &[Running], now: Instant) {
         let every = match key.1 {
             Purpose::Ready => READY_RETRY,
             Purpose::Health => running
@@ -280,7 +265,7 @@ impl Checks {
         }
     }
 
-    fn result(&mut self, key: Key, ok: bool, running: &[(i32, &ProgramSpec, u32, bool)]) {
+    fn result(&mut self, key: Key, ok: bool, running: &[Running]) {
         let (pid, purpose) = key;
         match (purpose, ok) {
             (Purpose::Ready, true) => {

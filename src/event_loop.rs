@@ -162,7 +162,7 @@ struct SystemOps {
 
 /// The report pipe of a child on its way to exec (end of file: it exec'd).
 struct ExecReport {
-    fd: std::os::fd::OwnedFd,
+    fd: std::fs::File,
     /// Kept to decode a failure (names, directory); its output fds are already closed.
     plan: spawn::SpawnPlan,
     label: String,
@@ -189,11 +189,7 @@ impl SystemOps {
             }
             let mut bytes = [0u8; 8];
             // Readable: the 8 bytes of a failure (written at once) or end of file.
-            let n =
-                r.fd.try_clone()
-                    .map(std::fs::File::from)
-                    .and_then(|mut f| std::io::Read::read(&mut f, &mut bytes))
-                    .unwrap_or(0);
+            let n = std::io::Read::read(&mut &r.fd, &mut bytes).unwrap_or(0);
             if n == bytes.len() {
                 error!("cannot start {}: {}", r.label, r.plan.report_error(&bytes));
             }
@@ -352,25 +348,15 @@ impl Ops for SystemOps {
         // processes have all exited.
         plan.stdout = None;
         plan.stderr = None;
-        let label = if spec.instances > 1 {
-            format!("{}.{index}", spec.name)
-        } else {
-            spec.name.clone()
-        };
+        let label = spec.label(index);
         self.reports.push(ExecReport {
-            fd: report,
+            fd: report.into(),
             plan,
             label,
         });
-        let streams = [
-            (&spec.stdout, Stream::Stdout),
-            (&spec.stderr, Stream::Stderr),
-        ];
-        for (reader, (output, stream)) in readers.into_iter().zip(streams) {
+        for (reader, stream) in readers.into_iter().zip([Stream::Stdout, Stream::Stderr]) {
             if let Some(reader) = reader {
-                let instances = spec.instances;
-                self.outputs
-                    .attach(reader, output, &spec.name, index, instances, stream);
+                self.outputs.attach(reader, spec, index, stream);
             }
         }
         Ok(pid)
@@ -658,14 +644,9 @@ impl Daemon {
             .running()
             .into_iter()
             .find(|r| r.0 == pid)
-            .map(|(_, spec, index, _)| (spec.name.clone(), spec.instances, index, spec.reload));
-        let Some((name, instances, index, strategy)) = found else {
+            .map(|(_, spec, index, _)| (spec.name.clone(), spec.label(index), index, spec.reload));
+        let Some((name, label, index, strategy)) = found else {
             return;
-        };
-        let label = if instances > 1 {
-            format!("{name}.{index}")
-        } else {
-            name.clone()
         };
         warn!("{label} (pid {pid}) {reason}: reloading it");
         match strategy {

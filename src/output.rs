@@ -27,7 +27,7 @@ use std::time::{Instant, SystemTime};
 
 use log::{error, warn};
 
-use crate::config::{Output, Rotate};
+use crate::config::{Output, ProgramSpec, Rotate};
 use crate::logger::{json_string, rfc3339};
 
 /// Longest line delivered in one piece; longer ones are cut into pieces of at most this.
@@ -154,16 +154,13 @@ impl Outputs {
         Ok((reader, OwnedFd::from(writer)))
     }
 
-    /// Starts copying from `reader`, the read end of an instance's `stream`.
-    pub fn attach(
-        &mut self,
-        reader: OwnedFd,
-        output: &Output,
-        program: &str,
-        instance: u32,
-        instances: u32,
-        stream: Stream,
-    ) {
+    /// Starts copying from `reader`, the read end of `stream` of instance `instance` of
+    /// `spec`, as that stream's output says.
+    pub fn attach(&mut self, reader: OwnedFd, spec: &ProgramSpec, instance: u32, stream: Stream) {
+        let output = match stream {
+            Stream::Stdout => &spec.stdout,
+            Stream::Stderr => &spec.stderr,
+        };
         let dest = match output {
             Output::Prefix => Dest::Prefix,
             Output::Json => Dest::Json,
@@ -182,16 +179,11 @@ impl Outputs {
         if matches!(dest, Dest::Prefix | Dest::Json) {
             self.sinks[stream.index()].prepare();
         }
-        let label = if instances > 1 {
-            format!("{program}.{instance}")
-        } else {
-            program.to_string()
-        };
         self.pipes.push(Pipe {
             reader: File::from(reader),
-            program: program.to_string(),
+            program: spec.name.clone(),
             instance,
-            label,
+            label: spec.label(instance),
             stream,
             dest,
             partial: Vec::new(),
@@ -707,9 +699,14 @@ mod tests {
     fn prefixed_and_json_lines() {
         let mut outputs = Outputs::new();
         let (r, w) = Outputs::pipe().unwrap();
-        outputs.attach(r, &Output::Prefix, "web", 1, 2, Stream::Stdout);
+        let mut web = ProgramSpec::new("web", vec!["web".into()]);
+        web.instances = 2;
+        web.stdout = Output::Prefix;
+        web.stderr = Output::Json;
+        outputs.attach(r, &web, 1, Stream::Stdout);
         let (r2, w2) = Outputs::pipe().unwrap();
-        outputs.attach(r2, &Output::Json, "web", 0, 1, Stream::Stderr);
+        web.instances = 1;
+        outputs.attach(r2, &web, 0, Stream::Stderr);
         // Keep the records in the buffer: pretend both streams would block.
         for sink in &mut outputs.sinks {
             sink.writer = Some(Writer::PollFirst(-1));

@@ -38,7 +38,8 @@ enum Step {
 }
 
 struct Attempt {
-    fd: OwnedFd,
+    /// The socket, as a File for plain reads and writes.
+    fd: std::fs::File,
     step: Step,
     deadline: Instant,
 }
@@ -139,7 +140,7 @@ impl Probes {
                 None if now >= p.next_try => match connect(target_addr(&p.target)) {
                     Ok(fd) => {
                         p.attempt = Some(Attempt {
-                            fd,
+                            fd: fd.into(),
                             step: Step::Connecting,
                             deadline: now + p.timeout,
                         })
@@ -199,8 +200,7 @@ impl Probe {
                     let request = format!(
                         "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: ginit\r\nConnection: close\r\n\r\n"
                     );
-                    let mut file = std::fs::File::from(a.fd.try_clone().ok()?);
-                    match file.write(&request.as_bytes()[*sent..]) {
+                    match (&a.fd).write(&request.as_bytes()[*sent..]) {
                         Ok(n) => {
                             *sent += n;
                             if *sent < request.len() {
@@ -214,9 +214,8 @@ impl Probe {
                     }
                 }
                 Step::Reading(buf) => {
-                    let mut file = std::fs::File::from(a.fd.try_clone().ok()?);
                     let mut chunk = [0u8; 512];
-                    match file.read(&mut chunk) {
+                    match (&a.fd).read(&mut chunk) {
                         Ok(0) => return Some(status_ok(buf)),
                         Ok(n) => {
                             buf.extend_from_slice(&chunk[..n]);
@@ -304,7 +303,7 @@ fn sockaddr(addr: SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::soc
     }
 }
 
-fn socket_error(fd: &OwnedFd) -> i32 {
+fn socket_error(fd: &impl AsRawFd) -> i32 {
     let mut err: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes one int.

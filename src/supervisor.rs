@@ -97,16 +97,7 @@ impl Program {
     }
 
     fn label(&self, index: u32) -> String {
-        label(&self.spec.name, self.spec.instances, index)
-    }
-}
-
-/// `name`, or `name.i` for a program with several instances.
-fn label(name: &str, instances: u32, index: u32) -> String {
-    if instances > 1 {
-        format!("{name}.{index}")
-    } else {
-        name.to_string()
+        self.spec.label(index)
     }
 }
 
@@ -334,7 +325,7 @@ impl Supervisor {
     }
 
     /// Every instance with a running process: (pid, its program's spec, index, ready).
-    pub fn running(&self) -> Vec<(i32, &ProgramSpec, u32, bool)> {
+    pub fn running(&self) -> Vec<crate::checks::Running<'_>> {
         self.programs
             .iter()
             .flat_map(|p| {
@@ -756,11 +747,10 @@ impl Supervisor {
     /// Deadlines: backoffs, stop timeouts, the shutdown delay and timeout, the grace period.
     pub fn on_time(&mut self, now: Instant, ops: &mut dyn Ops) {
         for p in 0..self.programs.len() {
-            let instances = self.programs[p].spec.instances;
             self.each_instance(p, now, ops, |inst, spec| {
                 let was_ready = inst.ready;
                 let actions = inst.on_time(now);
-                let label = label(&spec.name, instances, inst.index);
+                let label = spec.label(inst.index);
                 if actions.contains(&Action::Signal(libc::SIGKILL)) {
                     if inst.state == State::Running {
                         let limit = spec.ready.as_ref().map(|r| r.timeout).unwrap_or_default();

@@ -255,16 +255,7 @@ fn a_build_that_never_gets_ready_is_rolled_back_without_a_failed_request() {
     // The "new build" runs but never says READY=1.
     std::fs::write(dir.path("which"), "sleep 100").unwrap();
     let t = Instant::now();
-    let reload = {
-        let socket = run.socket.clone();
-        std::thread::spawn(move || {
-            Command::new(GINIT)
-                .args(["reload", "web"])
-                .env("GINIT_SOCKET", socket)
-                .output()
-                .unwrap()
-        })
-    };
+    let reload = reload_in_background(&run);
     // While the new instance is on trial, a start or restart of the program is refused
     // (it would revive the instance being replaced).
     assert!(wait_until(PATIENCE, || {
@@ -343,16 +334,7 @@ fn a_rolling_reload_keeps_three_instances_ready() {
     let before: Vec<i64> = pids(&run);
     // Watch capacity while the reload runs.
     let low = Arc::new(Mutex::new(usize::MAX));
-    let reload = {
-        let socket = run.socket.clone();
-        std::thread::spawn(move || {
-            Command::new(GINIT)
-                .args(["reload", "web"])
-                .env("GINIT_SOCKET", socket)
-                .output()
-                .unwrap()
-        })
-    };
+    let reload = reload_in_background(&run);
     while !reload.is_finished() {
         let n = ready_count(&run);
         let mut l = low.lock().unwrap();
@@ -378,6 +360,18 @@ fn a_rolling_reload_keeps_three_instances_ready() {
         after.iter().all(|p| !before.contains(p)),
         "{before:?} -> {after:?}"
     );
+}
+
+/// `ginit reload web` in a thread of its own, for a test that watches meanwhile.
+fn reload_in_background(run: &Run) -> std::thread::JoinHandle<std::process::Output> {
+    let socket = run.socket.clone();
+    std::thread::spawn(move || {
+        Command::new(GINIT)
+            .args(["reload", "web"])
+            .env("GINIT_SOCKET", socket)
+            .output()
+            .unwrap()
+    })
 }
 
 fn pids(run: &Run) -> Vec<i64> {

@@ -342,6 +342,16 @@ impl ProgramSpec {
         }
     }
 
+    /// How logs and output name instance `index`: `name`, or `name.i` when the program has
+    /// several instances.
+    pub fn label(&self, index: u32) -> String {
+        if self.instances > 1 {
+            format!("{}.{index}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
     /// Whether ginit must sample this program's resource use periodically.
     pub fn is_monitored(&self) -> bool {
         self.memory_max.is_some() || self.cpu_max.is_some()

@@ -16,7 +16,6 @@ FROM rust:1-alpine AS ginit-build
 ARG TARGETARCH
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY .cargo .cargo
 COPY src src
 COPY tests/support tests/support
 RUN case "$TARGETARCH" in \

@@ -6,31 +6,15 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), no_main)]
 
-mod checks;
-mod cli;
-mod config;
-mod control;
-mod event_loop;
-mod logger;
-mod monitor;
-mod notify;
-mod output;
-mod probes;
-mod program;
-mod reaper;
-mod signals;
-mod single;
-mod sockets;
-mod spawn;
-mod supervisor;
-mod users;
-
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use log::{debug, error, warn};
 
-use crate::cli::{Command, RunOptions};
+use ginit::cli::{self, Command, RunOptions};
+use ginit::{
+    config, control, event_loop, logger, reaper, signals, single, sockets, spawn,
+};
 
 /// The C entry point, without Rust's runtime start-up: ginit needs none of it (no threads,
 /// no stack-overflow handler with panic=abort), it saves system calls on every container

@@ -129,8 +129,9 @@ fn build_image(engine: &Engine) {
         .status()
         .unwrap();
     assert!(built.success(), "building the Gin app");
+    let (ginit, _) = static_binaries();
     let out = Command::new(root().join("docker/build-offline.sh"))
-        .args([GINIT, app.to_str().unwrap(), IMAGE])
+        .args([ginit.as_str(), app.to_str().unwrap(), IMAGE])
         .env("DOCKER_HOST", &engine.host)
         .env("DOCKER", DOCKER)
         .output()

@@ -6,58 +6,16 @@ mod common;
 
 use common::*;
 
-/// True when the ELF file has no program interpreter, i.e. needs no dynamic loader.
-fn is_static(path: &str) -> bool {
-    let elf = std::fs::read(path).unwrap();
-    assert_eq!(&elf[..4], b"\x7fELF", "{path} is not ELF");
-    assert_eq!(elf[4], 2, "{path}: expected a 64-bit ELF");
-    let le = elf[5] == 1;
-    let u16_at = |o: usize| {
-        let b = [elf[o], elf[o + 1]];
-        if le {
-            u16::from_le_bytes(b)
-        } else {
-            u16::from_be_bytes(b)
-        }
-    };
-    let u32_at = |o: usize| {
-        let b = [elf[o], elf[o + 1], elf[o + 2], elf[o + 3]];
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let u64_at = |o: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&elf[o..o + 8]);
-        if le {
-            u64::from_le_bytes(b)
-        } else {
-            u64::from_be_bytes(b)
-        }
-    };
-    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36) as usize, u16_at(0x38));
-    const PT_INTERP: u32 = 3;
-    (0..phnum as usize).all(|i| u32_at(phoff + i * phentsize) != PT_INTERP)
-}
-
 struct Root {
     dir: TempDir,
 }
 
 impl Root {
     fn new() -> Root {
-        for bin in [GINIT, HELPER] {
-            assert!(
-                is_static(bin),
-                "{bin} is dynamically linked: build with an explicit --target (`make test`) so \
-                 .cargo/config.toml links it statically"
-            );
-        }
+        let (ginit, helper) = static_binaries();
         let dir = TempDir::new("root");
-        std::fs::copy(GINIT, dir.path("ginit")).unwrap();
-        std::fs::copy(HELPER, dir.path("helper")).unwrap();
+        std::fs::copy(ginit, dir.path("ginit")).unwrap();
+        std::fs::copy(helper, dir.path("helper")).unwrap();
         assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
         Root { dir }
     }

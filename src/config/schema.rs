@@ -51,6 +51,12 @@ impl SystemResolver {
     }
 }
 
+impl Default for SystemResolver {
+    fn default() -> Self {
+        SystemResolver::new()
+    }
+}
+
 impl Resolver for SystemResolver {
     fn user(&self, spec: &str) -> Result<Credentials, String> {
         self.users.resolve(spec)

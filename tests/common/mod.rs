@@ -14,6 +14,79 @@ use std::time::{Duration, Instant};
 pub const GINIT: &str = env!("CARGO_BIN_EXE_ginit");
 pub const HELPER: &str = env!("CARGO_BIN_EXE_ginit-test-helper");
 
+/// True when the ELF file at `path` has no program interpreter, i.e. needs no dynamic loader.
+pub fn is_static(path: &str) -> bool {
+    let elf = std::fs::read(path).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF", "{path} is not ELF");
+    assert_eq!(elf[4], 2, "{path}: expected a 64-bit ELF");
+    let le = elf[5] == 1;
+    let u16_at = |o: usize| {
+        let b = [elf[o], elf[o + 1]];
+        if le {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        }
+    };
+    let u32_at = |o: usize| {
+        let b = [elf[o], elf[o + 1], elf[o + 2], elf[o + 3]];
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&elf[o..o + 8]);
+        if le {
+            u64::from_le_bytes(b)
+        } else {
+            u64::from_be_bytes(b)
+        }
+    };
+    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36) as usize, u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..phnum as usize).all(|i| u32_at(phoff + i * phentsize) != PT_INTERP)
+}
+
+/// Static builds of ginit and the test helper, for an empty root or a `FROM scratch` image:
+/// the binaries under test when they are static already (`make test` builds them so), else
+/// a static debug build of this checkout made once here (plain `cargo test` builds dynamic
+/// binaries). The static flag goes with an explicit `--target`, so it never reaches
+/// proc-macros, and into a target directory of its own, so it never waits on the build lock
+/// of the `cargo test` that runs this.
+pub fn static_binaries() -> (String, String) {
+    if is_static(GINIT) && is_static(HELPER) {
+        return (GINIT.to_string(), HELPER.to_string());
+    }
+    static BUILT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = env!("CARGO_MANIFEST_DIR");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let host = Command::new("rustc").arg("-vV").output().unwrap();
+            let host = String::from_utf8_lossy(&host.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").map(String::from))
+                .expect("rustc -vV names the host");
+            let dir = format!("{root}/target/static-tests");
+            let flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+            let status = Command::new(cargo)
+                .current_dir(root)
+                .args(["build", "--target", &host, "--bins", "--target-dir", &dir])
+                .env("RUSTFLAGS", format!("{flags} -C target-feature=+crt-static"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "the static build of ginit failed");
+            let bin = |name: &str| format!("{dir}/{host}/debug/{name}");
+            let built = (bin("ginit"), bin("ginit-test-helper"));
+            assert!(is_static(&built.0) && is_static(&built.1));
+            built
+        })
+        .clone()
+}
+
 /// How long any single expected event may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 

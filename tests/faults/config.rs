@@ -1,0 +1,4 @@
+//! See tests/faults.rs.
+
+#[allow(unused_imports)]
+use crate::common::*;

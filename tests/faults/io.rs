@@ -76,15 +76,17 @@ programs:
     });
     assert!(flowed, "no program line on stdout");
     run.stderr_has("lines of program output were dropped");
-    let notes = run
-        .stderr()
-        .matches("lines of program output were dropped")
-        .count();
-    assert!(
-        notes <= 2,
-        "{notes} notes of dropped lines: {}",
-        run.stderr()
-    );
+    // One line for many lost ones (about 200 here), not one per line.
+    let stderr = run.stderr();
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("lines of program output were dropped"))
+        .collect();
+    let first: u64 = notes[0]
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or(0);
+    assert!(first >= 10 && notes.len() <= 5, "{notes:?}");
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait(), 0, "{}", run.stderr());
 }

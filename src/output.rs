@@ -10,9 +10,18 @@
 //! children that inherit the same stream keep their blocking one; `MSG_DONTWAIT` for a socket;
 //! plain writes for a regular file). What cannot be written yet waits in a bounded buffer;
 //! while that buffer is full, ginit stops reading the pipes that feed it, their pipe buffers
-//! fill, and the programs block in `write` exactly as they would with `inherit`. Files are
-//! regular files, written directly. Only a stream that is gone for good (EPIPE) loses lines,
-//! and that is logged.
+//! fill, and the programs block in `write` exactly as they would with `inherit`.
+//!
+//! Nothing leaks: a paused pipe is still polled (for no event), so poll's POLLHUP says when its
+//! last writer is gone; then what it holds (at most the pipe's capacity) is read into the
+//! buffer beyond the high-water mark, up to [`HARD_CAP`], and the pipe is closed. Past the cap
+//! the lines of such exited writers are dropped, counted and reported in one line once the
+//! stream takes bytes again; a live writer is never dropped, it waits. A stream that is gone
+//! for good (EPIPE) loses lines, and that is logged.
+//!
+//! Files are written directly. One that cannot be opened or written sends its lines to ginit's
+//! stderr: one error line when that starts, a retry on the first line at least
+//! [`FILE_RETRY`] later (or after SIGUSR1), one line with a count when it works again.
 //!
 //! This module owns fds and bytes only; it does not know about states or restarts.
 #![allow(unsafe_code)]
@@ -38,6 +47,14 @@ const READ_CHUNK: usize = 16 * 1024;
 const READS_PER_WAKE: usize = 4;
 /// Above this many pending bytes for ginit's stdout or stderr, its pipes are not read.
 const HIGH_WATER: usize = 64 * 1024;
+/// Most pending bytes per stream that the pipes of exited writers may fill (read so they can
+/// be closed); their lines past it are dropped and counted.
+pub const HARD_CAP: usize = 1024 * 1024;
+/// A log file that failed is tried again on the first line at least this much later.
+pub const FILE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// An unused log file that failed keeps its failure (so a crash-looping program does not start
+/// a new episode, and a new error line, with every run) for this long after its last attempt.
+const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -77,6 +94,9 @@ struct Pipe {
     dest: Dest,
     /// Bytes after the last newline.
     partial: Vec<u8>,
+    /// Every writer is gone (poll said POLLHUP): read to the end even while the destination
+    /// is full, so the pipe can be closed; lines past [`HARD_CAP`] are dropped.
+    hup: bool,
 }
 
 /// How bytes reach one of ginit's own streams (stdout, stderr) without blocking. Also used by
@@ -99,17 +119,30 @@ struct Sink {
     fd: RawFd,
     writer: Option<Writer>,
     pending: Vec<u8>,
-    /// The stream is gone (EPIPE); what arrives is counted and reported, not kept.
+    /// The stream is gone (EPIPE); what arrives is dropped, not kept.
     broken: bool,
-    lost: u64,
+    /// Lines of exited writers dropped at [`HARD_CAP`], not reported yet.
+    dropped: u64,
 }
 
+#[derive(Default)]
 struct FileSink {
     file: Option<File>,
     size: u64,
     rotate: Option<Rotate>,
-    /// The last open or write failed: lines go to ginit's stderr until it works again.
-    failed: bool,
+    /// Rotation is tried: the file is a regular one (never a device or FIFO named as a log
+    /// file) and renaming it has not failed since it was opened.
+    rotatable: bool,
+    /// The file failed: its lines go to ginit's stderr until it works again.
+    failure: Option<Failure>,
+}
+
+/// One failure episode of a log file.
+struct Failure {
+    /// Lines that went to ginit's stderr instead.
+    diverted: u64,
+    /// No new attempt before this.
+    retry_at: Instant,
 }
 
 /// Every output pipe and destination of the supervisor.
@@ -165,12 +198,8 @@ impl Outputs {
             Output::Prefix => Dest::Prefix,
             Output::Json => Dest::Json,
             Output::File { path, rotate } => {
-                let sink = self.files.entry(path.clone()).or_insert(FileSink {
-                    file: None,
-                    size: 0,
-                    rotate: *rotate,
-                    failed: false,
-                });
+                self.forget_old_failures(Instant::now());
+                let sink = self.files.entry(path.clone()).or_default();
                 sink.rotate = *rotate;
                 Dest::File(path.clone())
             }
@@ -187,11 +216,13 @@ impl Outputs {
             stream,
             dest,
             partial: Vec::new(),
+            hup: false,
         });
     }
 
     /// Appends what to poll: ginit's stdout and stderr (POLLOUT while bytes wait), then each
-    /// pipe (POLLIN unless its destination is full). [`Outputs::handle`] takes the same slice.
+    /// pipe (POLLIN unless its destination is full; then no event, but poll still reports
+    /// POLLHUP once its last writer is gone). [`Outputs::handle`] takes the same slice.
     pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
         for sink in &self.sinks {
             let waiting = !sink.pending.is_empty() && !sink.broken;
@@ -202,10 +233,10 @@ impl Outputs {
             });
         }
         for pipe in &self.pipes {
-            let paused = self.blocked(pipe);
+            let paused = !pipe.hup && self.blocked(pipe);
             out.push(libc::pollfd {
-                fd: if paused { -1 } else { pipe.reader.as_raw_fd() },
-                events: libc::POLLIN,
+                fd: pipe.reader.as_raw_fd(),
+                events: if paused { 0 } else { libc::POLLIN },
                 revents: 0,
             });
         }
@@ -221,9 +252,12 @@ impl Outputs {
         let mut i = 0;
         let mut index = 2;
         while i < self.pipes.len() {
-            let ready = fds.get(index).is_some_and(|p| p.revents != 0);
+            let revents = fds.get(index).map_or(0, |p| p.revents);
             index += 1;
-            if ready && self.read_pipe(i) {
+            if revents & libc::POLLHUP != 0 {
+                self.pipes[i].hup = true;
+            }
+            if revents != 0 && self.read_pipe(i) {
                 self.close_pipe(i);
             } else {
                 i += 1;
@@ -236,11 +270,20 @@ impl Outputs {
         self.pipes.is_empty() && self.sinks.iter().all(|s| s.pending.is_empty() || s.broken)
     }
 
-    /// Reopens every log file (SIGUSR1, after an external rotation). Returns how many.
+    /// Reopens every log file (SIGUSR1, after an external rotation); one that failed is tried
+    /// again on its next line. Returns how many.
     pub fn reopen(&mut self) -> usize {
+        let now = Instant::now();
         for (path, sink) in &mut self.files {
             sink.file = None;
-            sink.open(path);
+            match &mut sink.failure {
+                Some(failure) => failure.retry_at = now,
+                None => {
+                    if let Err(e) = sink.open(path) {
+                        sink.fail(path, "open", &e, now);
+                    }
+                }
+            }
         }
         self.files.len()
     }
@@ -281,7 +324,7 @@ impl Outputs {
             // A file that fails sends its lines to ginit's stderr: then that bounds it too.
             Dest::File(ref path) => {
                 let sink = &self.sinks[1];
-                self.files.get(path).is_some_and(|f| f.failed)
+                self.files.get(path).is_some_and(|f| f.failure.is_some())
                     && !sink.broken
                     && sink.pending.len() >= HIGH_WATER
             }
@@ -291,7 +334,7 @@ impl Outputs {
     /// Reads up to a few chunks from pipe `i`; true at end of file (or a read error).
     fn read_pipe(&mut self, i: usize) -> bool {
         for _ in 0..READS_PER_WAKE {
-            if self.blocked(&self.pipes[i]) {
+            if !self.pipes[i].hup && self.blocked(&self.pipes[i]) {
                 return false;
             }
             let n = match self.pipes[i].reader.read(&mut self.scratch) {
@@ -330,8 +373,29 @@ impl Outputs {
         if let Dest::File(path) = &pipe.dest
             && !self.pipes.iter().any(|p| p.dest == pipe.dest)
         {
-            self.files.remove(path);
+            // Closed when unused; one that fails keeps its episode (without an fd) for the
+            // program's next run, see [`FAILURE_MEMORY`].
+            match self.files.get_mut(path) {
+                Some(sink) if sink.failure.is_some() => sink.file = None,
+                _ => {
+                    self.files.remove(path);
+                }
+            }
         }
+    }
+
+    /// Drops unused failed log files whose last attempt is [`FAILURE_MEMORY`] old, so paths
+    /// that left the config do not pile up.
+    fn forget_old_failures(&mut self, now: Instant) {
+        let pipes = &self.pipes;
+        self.files.retain(|path, sink| {
+            sink.failure
+                .as_ref()
+                .is_none_or(|f| now < f.retry_at + FAILURE_MEMORY)
+                || pipes
+                    .iter()
+                    .any(|p| matches!(&p.dest, Dest::File(d) if d == path))
+        });
     }
 
     fn flush_sinks(&mut self) {
@@ -344,8 +408,10 @@ impl Outputs {
     fn deliver(&mut self, i: usize, line: &[u8]) {
         let pipe = &self.pipes[i];
         let sink = &mut self.sinks[pipe.stream.index()];
+        // Only a pipe without writers is read while its stream is full: it alone meets the cap.
+        let capped = pipe.hup;
         match &pipe.dest {
-            Dest::Prefix => sink.push_prefixed(&pipe.label, line),
+            Dest::Prefix => sink.push_prefixed(&pipe.label, line, capped),
             Dest::Json => {
                 let text = String::from_utf8_lossy(line);
                 let record = format!(
@@ -356,7 +422,7 @@ impl Outputs {
                     pipe.stream.name(),
                     json_string(&text),
                 );
-                sink.push(record.as_bytes());
+                sink.push(record.as_bytes(), capped);
             }
             Dest::File(path) => {
                 let written = self
@@ -365,7 +431,7 @@ impl Outputs {
                     .is_some_and(|file| file.write_line(path, line));
                 if !written {
                     // The file cannot take it: the line goes to ginit's stderr, not nowhere.
-                    self.sinks[1].push_prefixed(&pipe.label, line);
+                    self.sinks[1].push_prefixed(&pipe.label, line, capped);
                 }
             }
         }
@@ -402,7 +468,7 @@ impl Sink {
             writer: None,
             pending: Vec::new(),
             broken: false,
-            lost: 0,
+            dropped: 0,
         }
     }
 
@@ -417,18 +483,22 @@ impl Sink {
         self.writer = Some(writer);
     }
 
-    fn push_prefixed(&mut self, label: &str, line: &[u8]) {
+    fn push_prefixed(&mut self, label: &str, line: &[u8], capped: bool) {
         let mut record = Vec::with_capacity(label.len() + line.len() + 4);
         record.extend_from_slice(label.as_bytes());
         record.extend_from_slice(b" | ");
         record.extend_from_slice(line);
         record.push(b'\n');
-        self.push(&record);
+        self.push(&record, capped);
     }
 
-    fn push(&mut self, bytes: &[u8]) {
+    /// Queues one record; with `capped`, only while the buffer stays within [`HARD_CAP`].
+    fn push(&mut self, bytes: &[u8], capped: bool) {
         if self.broken {
-            self.lost += 1;
+            return;
+        }
+        if capped && self.pending.len() + bytes.len() > HARD_CAP {
+            self.dropped += 1;
             return;
         }
         self.pending.extend_from_slice(bytes);
@@ -447,13 +517,23 @@ impl Sink {
             match result {
                 Ok(n) => {
                     self.pending.drain(..n);
+                    if self.dropped > 0 && n > 0 {
+                        warn!(
+                            "{} lines of program output were dropped: ginit's {} was not being read",
+                            self.dropped, self.name
+                        );
+                        self.dropped = 0;
+                    }
+                    if self.pending.is_empty() && self.pending.capacity() > 4 * HIGH_WATER {
+                        // The buffer grew towards the cap: give the memory back.
+                        self.pending = Vec::new();
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.broken = true;
-                    self.lost += 1;
-                    self.pending.clear();
+                    self.pending = Vec::new();
                     error!(
                         "cannot write program output to ginit's {} any more: {e}",
                         self.name
@@ -553,56 +633,73 @@ fn writable_now(fd: RawFd) -> bool {
 }
 
 impl FileSink {
-    fn open(&mut self, path: &Path) -> bool {
+    /// Opens (creates) the file for appending.
+    fn open(&mut self, path: &Path) -> io::Result<()> {
         // O_NONBLOCK: a FIFO or a terminal named as a log file must not block the loop (a
         // regular file ignores the flag).
-        match std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o644)
             .custom_flags(libc::O_NONBLOCK)
-            .open(path)
+            .open(path)?;
+        let meta = file.metadata();
+        self.rotatable = meta.as_ref().is_ok_and(|m| m.is_file());
+        self.size = meta.map_or(0, |m| m.len());
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Appends one line, rotating first when it would pass the size. False when the line
+    /// could not be written (it goes to ginit's stderr): then the file is not tried again
+    /// before [`FILE_RETRY`] has passed, so a full disk costs one attempt a second, not two
+    /// syscalls and two log lines per program line.
+    fn write_line(&mut self, path: &Path, line: &[u8]) -> bool {
+        let now = self.failure.as_ref().map(|_| Instant::now());
+        if let (Some(failure), Some(now)) = (&mut self.failure, now)
+            && now < failure.retry_at
         {
-            Ok(file) => {
-                self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                self.file = Some(file);
-                if self.failed {
-                    warn!("writing to {} again", path.display());
-                }
-                self.failed = false;
-                true
-            }
-            Err(e) => {
-                if !self.failed {
-                    error!(
-                        "cannot open {}: {e}; its lines go to ginit's stderr",
-                        path.display()
+            failure.diverted += 1;
+            return false;
+        }
+        match self.append(path, line) {
+            Ok(()) => {
+                if let Some(failure) = self.failure.take() {
+                    warn!(
+                        "writing to {} again; {} lines went to ginit's stderr meanwhile",
+                        path.display(),
+                        failure.diverted
                     );
                 }
-                self.failed = true;
+                true
+            }
+            Err((what, e)) => {
+                self.fail(path, what, &e, now.unwrap_or_else(Instant::now));
+                if let Some(failure) = &mut self.failure {
+                    failure.diverted += 1;
+                }
                 false
             }
         }
     }
 
-    /// Appends one line, rotating first when it would pass the size. False when the line
-    /// could not be written.
-    fn write_line(&mut self, path: &Path, line: &[u8]) -> bool {
-        if self.file.is_none() && !self.open(path) {
-            return false;
+    fn append(&mut self, path: &Path, line: &[u8]) -> Result<(), (&'static str, io::Error)> {
+        if self.file.is_none() {
+            self.open(path).map_err(|e| ("open", e))?;
         }
         let len = line.len() as u64 + 1;
         if let Some(rotate) = self.rotate
+            && self.rotatable
             && self.size > 0
             && self.size + len > rotate.size
         {
             self.rotate(path, rotate.keep);
-            if self.file.is_none() && !self.open(path) {
-                return false;
+            if self.file.is_none() {
+                self.open(path).map_err(|e| ("open", e))?;
             }
         }
         let Some(file) = &mut self.file else {
-            return false;
+            return Err(("open", io::ErrorKind::NotFound.into()));
         };
         // One write per line keeps lines whole when several programs share the file.
         let mut record = Vec::with_capacity(line.len() + 1);
@@ -611,25 +708,38 @@ impl FileSink {
         match file.write_all(&record) {
             Ok(()) => {
                 self.size += len;
-                true
+                Ok(())
             }
-            Err(e) => {
-                if !self.failed {
-                    error!(
-                        "cannot write to {}: {e}; its lines go to ginit's stderr",
-                        path.display()
-                    );
-                }
-                self.failed = true;
-                self.file = None;
-                false
+            Err(e) => Err(("write to", e)),
+        }
+    }
+
+    /// Starts a failure episode (one error line) or extends the one going on (silently).
+    fn fail(&mut self, path: &Path, what: &str, e: &io::Error, now: Instant) {
+        self.file = None;
+        let retry_at = now + FILE_RETRY;
+        match &mut self.failure {
+            Some(failure) => failure.retry_at = retry_at,
+            None => {
+                error!(
+                    "cannot {what} {}: {e}; its lines go to ginit's stderr until it works \
+                     again (tried again once a second)",
+                    path.display()
+                );
+                self.failure = Some(Failure {
+                    diverted: 0,
+                    retry_at,
+                });
             }
         }
     }
 
-    /// `path.{keep-1}` -> `path.{keep}`, ..., `path` -> `path.1`, then a new `path`.
+    /// `path.{keep-1}` -> `path.{keep}`, ..., `path` -> `path.1`; the next write opens a new
+    /// `path`. `keep` renames at most (validation bounds it). When `path` cannot be renamed
+    /// (a bind-mounted file: EBUSY), writing goes on in it and rotation stops until it is
+    /// opened again (SIGUSR1, the program's next run): one warning, not one per line, and the
+    /// numbered files are not shifted again for nothing.
     fn rotate(&mut self, path: &Path, keep: u32) {
-        self.file = None;
         let numbered = |n: u32| {
             let mut p = path.as_os_str().to_owned();
             p.push(format!(".{n}"));
@@ -638,10 +748,14 @@ impl FileSink {
         for n in (1..keep).rev() {
             let _ = std::fs::rename(numbered(n), numbered(n + 1));
         }
-        if let Err(e) = std::fs::rename(path, numbered(1)) {
-            warn!("cannot rotate {}: {e}", path.display());
+        self.size = 0;
+        match std::fs::rename(path, numbered(1)) {
+            Ok(()) => self.file = None,
+            Err(e) => {
+                self.rotatable = false;
+                warn!("cannot rotate {}: {e}; it grows on", path.display());
+            }
         }
-        self.open(path);
     }
 }
 
@@ -682,7 +796,7 @@ mod tests {
             file: None,
             size: 0,
             rotate: Some(Rotate { size: 9, keep: 2 }),
-            failed: false,
+            ..FileSink::default()
         };
         for line in ["one", "two", "three", "four", "five"] {
             assert!(sink.write_line(&path, line.as_bytes()));
@@ -735,5 +849,150 @@ mod tests {
             ),
             "{json}"
         );
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ginit-output-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// One round of the loop without waiting: poll, then handle.
+    fn round(outputs: &mut Outputs) -> Vec<libc::pollfd> {
+        let mut fds = Vec::new();
+        outputs.poll_fds(&mut fds);
+        // SAFETY: a valid array of its length; zero timeout.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        outputs.handle(&fds);
+        fds
+    }
+
+    #[test]
+    fn a_paused_pipe_is_closed_once_its_writer_is_gone_and_the_cap_holds() {
+        let mut outputs = Outputs::new();
+        let mut app = ProgramSpec::new("app", vec!["app".into()]);
+        app.stdout = Output::Prefix;
+        // ginit's stdout takes nothing and its buffer is at the high-water mark: paused.
+        outputs.sinks[0].writer = Some(Writer::PollFirst(-1));
+        outputs.sinks[0].pending = vec![b'.'; HIGH_WATER];
+        let (r, w) = Outputs::pipe().unwrap();
+        outputs.attach(r, &app, 0, Stream::Stdout);
+        let mut live = File::from(w);
+        live.write_all(b"waits\n").unwrap();
+        let (r, w) = Outputs::pipe().unwrap();
+        outputs.attach(r, &app, 1, Stream::Stdout);
+        // A pipe's default capacity of 1 KiB lines from a writer that then exits.
+        let mut line = vec![b'y'; 1023];
+        line.push(b'\n');
+        let mut gone = File::from(w);
+        for _ in 0..64 {
+            gone.write_all(&line).unwrap();
+        }
+        drop(gone);
+        let mut rounds = 0;
+        while outputs.pipes.len() > 1 && rounds < 20 {
+            let fds = round(&mut outputs);
+            assert!(fds[2].fd >= 0 && fds[2].events == 0, "paused, still polled");
+            rounds += 1;
+        }
+        assert_eq!(outputs.pipes.len(), 1, "the pipe without writers is closed");
+        let record = "app | ".len() + 1024;
+        assert_eq!(outputs.sinks[0].pending.len(), HIGH_WATER + 64 * record);
+        assert_eq!(outputs.sinks[0].dropped, 0);
+        // The live writer is not read while the stream is full, so it waits, losing nothing.
+        round(&mut outputs);
+        assert_eq!(outputs.pipes.len(), 1);
+        assert!(outputs.pipes[0].partial.is_empty());
+        assert!(!String::from_utf8_lossy(&outputs.sinks[0].pending).contains("waits"));
+
+        // Near the cap, an exited writer's lines past it are dropped and counted.
+        outputs.sinks[0].pending = vec![b'.'; HARD_CAP - record - 10];
+        let (r, w) = Outputs::pipe().unwrap();
+        outputs.attach(r, &app, 1, Stream::Stdout);
+        let mut gone = File::from(w);
+        for _ in 0..3 {
+            gone.write_all(&line).unwrap();
+        }
+        drop(gone);
+        let mut rounds = 0;
+        while outputs.pipes.len() > 1 && rounds < 20 {
+            round(&mut outputs);
+            rounds += 1;
+        }
+        assert_eq!(outputs.pipes.len(), 1);
+        assert_eq!(outputs.sinks[0].pending.len(), HARD_CAP - 10);
+        assert_eq!(outputs.sinks[0].dropped, 2);
+
+        // Once the stream takes bytes, the loss is reported (and forgotten), the buffer
+        // empties and the live writer's line comes through.
+        let dir = temp_dir("drop");
+        let out = File::create(dir.join("stdout")).unwrap();
+        outputs.sinks[0].writer = Some(Writer::Plain(out.as_raw_fd()));
+        round(&mut outputs);
+        round(&mut outputs);
+        assert_eq!(outputs.sinks[0].dropped, 0);
+        let written = std::fs::read(dir.join("stdout")).unwrap();
+        assert!(written.ends_with(b"app | waits\n"));
+        assert!(outputs.sinks[0].pending.capacity() <= 4 * HIGH_WATER);
+        drop(live);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_file_is_tried_again_after_a_second_and_counts_what_went_to_stderr() {
+        let dir = temp_dir("fail");
+        let path = dir.join("app.log");
+        std::fs::create_dir(&path).unwrap(); // open fails: EISDIR
+        let mut sink = FileSink::default();
+        assert!(!sink.write_line(&path, b"one"));
+        assert!(!sink.write_line(&path, b"two"));
+        std::fs::remove_dir(&path).unwrap();
+        // Writable now, but not tried again before FILE_RETRY has passed.
+        assert!(!sink.write_line(&path, b"three"));
+        assert_eq!(sink.failure.as_ref().map(|f| f.diverted), Some(3));
+        assert!(!path.exists());
+        if let Some(f) = &mut sink.failure {
+            f.retry_at = Instant::now();
+        }
+        assert!(sink.write_line(&path, b"four"));
+        assert!(sink.failure.is_none());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "four\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A device is never rotated, and a full one costs one attempt, not one per line.
+        let full = Path::new("/dev/full");
+        if full.exists() {
+            let mut sink = FileSink {
+                rotate: Some(Rotate { size: 1, keep: 3 }),
+                ..FileSink::default()
+            };
+            for _ in 0..1000 {
+                assert!(!sink.write_line(full, b"x"));
+            }
+            assert_eq!(sink.failure.as_ref().map(|f| f.diverted), Some(1000));
+            assert!(sink.file.is_none() && !sink.rotatable);
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_renamed_stops_rotating_and_grows_on() {
+        let dir = temp_dir("norotate");
+        let path = dir.join("app.log");
+        // `app.log.1` is a directory that is not empty: renaming app.log onto it fails.
+        std::fs::create_dir_all(dir.join("app.log.1/x")).unwrap();
+        let mut sink = FileSink {
+            rotate: Some(Rotate { size: 9, keep: 1 }),
+            ..FileSink::default()
+        };
+        for line in ["one", "two", "three", "four", "five"] {
+            assert!(sink.write_line(&path, line.as_bytes()));
+        }
+        assert!(!sink.rotatable);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "one\ntwo\nthree\nfour\nfive\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

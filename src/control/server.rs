@@ -7,6 +7,14 @@
 //! no complete request for [`STALL`] is dropped, and so is one that does not read its
 //! responses. Requests are handed out one at a time per connection: the next is read only
 //! once the previous was answered (some answers wait until a stop or restart has finished).
+//!
+//! Never locked out: at most [`MAX_CONNECTIONS`] are kept (memory stays bounded); a new one
+//! beyond that closes the connection idle longest, i.e. the one whose last request was
+//! answered earliest (never one whose request is being carried out), so `ginit ready` gets
+//! through however many connections a leaking probe keeps open. Only when every kept
+//! connection has a request in progress is the newcomer refused. When ginit is out of fds,
+//! the idlest connection makes room for the new one; with none to close, the listener rests
+//! for [`ACCEPT_PAUSE`] rather than waking the loop over and over.
 #![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -21,8 +29,11 @@ use super::protocol::{MAX_REQUEST, Request, Response};
 
 /// How long a connection may sit without sending a complete request.
 const STALL: Duration = Duration::from_secs(10);
-/// Connections served at once; more are told to come back later.
-const MAX_CONNECTIONS: usize = 64;
+/// Connections kept at once; a newer one closes the idlest (see the module header).
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long the listener is not polled after accept failed for want of fds with nothing to
+/// close.
+const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 /// Unread response bytes after which a connection is dropped.
 const MAX_OUTPUT: usize = 1 << 20;
 
@@ -46,6 +57,8 @@ pub struct Server {
     conns: Vec<Conn>,
     next_id: ConnId,
     uid: u32,
+    /// Accept failed (no fds) with nothing to close: the listener is not polled until then.
+    resting: Option<Instant>,
 }
 
 impl Server {
@@ -57,6 +70,7 @@ impl Server {
             conns: Vec::new(),
             next_id: 0,
             uid: 0,
+            resting: None,
         }
     }
 
@@ -93,13 +107,18 @@ impl Server {
             next_id: 1,
             // SAFETY: geteuid cannot fail.
             uid: unsafe { libc::geteuid() },
+            resting: None,
         })
     }
 
     /// Appends the listener and each connection to poll; [`Server::handle`] takes the same.
     pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
+        let listener = match (&self.listener, self.resting) {
+            (Some(l), None) => l.as_raw_fd(),
+            _ => -1,
+        };
         out.push(libc::pollfd {
-            fd: self.listener.as_ref().map_or(-1, |l| l.as_raw_fd()),
+            fd: listener,
             events: libc::POLLIN,
             revents: 0,
         });
@@ -177,13 +196,20 @@ impl Server {
         requests
     }
 
-    /// The earliest stall deadline.
+    /// The earliest stall deadline (or the end of a rest of the listener).
     pub fn deadline(&self) -> Option<Instant> {
-        self.conns.iter().filter_map(|c| c.deadline).min()
+        self.conns
+            .iter()
+            .filter_map(|c| c.deadline)
+            .chain(self.resting)
+            .min()
     }
 
     /// Drops connections that stalled.
     pub fn on_time(&mut self, now: Instant) {
+        if self.resting.is_some_and(|t| now >= t) {
+            self.resting = None;
+        }
         self.conns.retain(|c| {
             let stalled = c.deadline.is_some_and(|d| now >= d);
             if stalled {
@@ -203,7 +229,14 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    let no_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    if no_fds && evict_idlest(&mut self.conns) {
+                        continue;
+                    }
+                    // The connection stays queued and the listener readable: rest, or every
+                    // round of the loop would try (and log) again at once.
                     warn!("control: cannot accept a connection: {e}");
+                    self.resting = Some(now + ACCEPT_PAUSE);
                     return;
                 }
             };
@@ -228,16 +261,20 @@ impl Server {
                 )),
                 None => Some("permission denied: cannot tell who is asking".to_string()),
             };
-            let refusal = refusal.or_else(|| {
-                (self.conns.len() >= MAX_CONNECTIONS)
-                    .then(|| "too many control connections; try again".to_string())
-            });
+            // A refused peer never makes room: it cannot push anyone out.
+            let refusal = match refusal {
+                None if self.conns.len() >= MAX_CONNECTIONS && !evict_idlest(&mut self.conns) => {
+                    Some("too many control requests in progress; try again".to_string())
+                }
+                refusal => refusal,
+            };
             if let Some(why) = refusal {
                 debug!("control: {why}");
                 conn.output = Response::error(why).to_line().into_bytes();
                 conn.closing = true;
                 conn.flush();
-                if conn.output.is_empty() {
+                // Kept to finish saying so only while there is room.
+                if conn.output.is_empty() || self.conns.len() >= MAX_CONNECTIONS {
                     continue;
                 }
             }
@@ -350,6 +387,27 @@ impl Conn {
     }
 }
 
+/// Closes the connection idle longest: the earliest stall deadline, i.e. the earliest accept or
+/// answer (a connection with a request in progress has none, and is never chosen). It is told
+/// why if it can take one line at once. False when every connection is busy.
+fn evict_idlest(conns: &mut Vec<Conn>) -> bool {
+    let idlest = conns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((c.deadline?, i)))
+        .min();
+    let Some((_, i)) = idlest else {
+        return false;
+    };
+    let mut conn = conns.remove(i);
+    debug!("control: closing the idlest connection to make room");
+    let _ = conn.stream.write(EVICTED.as_bytes());
+    true
+}
+
+/// What a connection closed to make room is told.
+const EVICTED: &str = "{\"ok\":false,\"error\":\"closed: too many control connections, this one was idle longest\"}\n";
+
 /// The uid of the process at the other end (SO_PEERCRED).
 fn peer_uid(stream: &UnixStream) -> Option<u32> {
     let mut cred = libc::ucred {
@@ -369,4 +427,63 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
         )
     };
     (rc == 0).then_some(cred.uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eviction_notice_is_a_response() {
+        let r = Response::parse(EVICTED.trim_end().as_bytes()).unwrap();
+        assert!(!r.ok && r.error.is_some_and(|e| e.contains("idle longest")));
+    }
+
+    #[test]
+    fn a_full_table_closes_the_idlest_connection_never_a_busy_one() {
+        let dir = std::env::temp_dir().join(format!("ginit-server-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let mut server = Server::bind(&path).unwrap();
+        let listener_ready = [libc::pollfd {
+            fd: 0,
+            events: 0,
+            revents: libc::POLLIN,
+        }];
+        let now = Instant::now();
+        let connect = || {
+            let s = UnixStream::connect(&path).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        };
+        let mut clients: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect()).collect();
+        server.handle(&listener_ready, now);
+        assert_eq!(server.conns.len(), MAX_CONNECTIONS);
+        // The first is carrying out a request; the second was answered longest ago.
+        server.conns[0].busy = true;
+        server.conns[0].deadline = None;
+        server.conns[1].deadline = Some(now);
+        clients.push(connect());
+        server.handle(&listener_ready, now);
+        assert_eq!(server.conns.len(), MAX_CONNECTIONS);
+        let mut told = String::new();
+        clients[1].read_to_string(&mut told).unwrap();
+        assert_eq!(told, EVICTED);
+        assert!(server.conns[0].busy, "the busy one stays");
+        // Every connection busy: the newcomer is refused, the table does not grow.
+        for c in &mut server.conns {
+            c.busy = true;
+            c.deadline = None;
+        }
+        let mut late = connect();
+        server.handle(&listener_ready, now);
+        assert_eq!(server.conns.len(), MAX_CONNECTIONS);
+        let mut refused = String::new();
+        late.read_to_string(&mut refused).unwrap();
+        assert!(
+            refused.contains("too many control requests in progress"),
+            "{refused}"
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -10,13 +10,14 @@ pub mod units;
 pub mod words;
 pub mod yaml;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::users::Credentials;
 
-pub use schema::{Resolver, SystemResolver};
+pub use schema::{MAX_ERRORS, Resolver, SystemResolver};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -391,11 +392,15 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// Every problem found in one config file.
+/// Every problem found in one config file: the first [`MAX_ERRORS`] found, sorted by
+/// position, and how many more there were (counted, not kept: a file with 10,000 broken
+/// programs gives a readable report, and bounded work for its hints).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigErrors {
     pub file: PathBuf,
     pub errors: Vec<ConfigError>,
+    /// Errors beyond `errors`.
+    pub more: usize,
 }
 
 impl fmt::Display for ConfigErrors {
@@ -413,6 +418,14 @@ impl fmt::Display for ConfigErrors {
             }
             write!(f, ": {}", e.message)?;
         }
+        if self.more > 0 {
+            write!(
+                f,
+                "\n{}: and {} more errors",
+                self.file.display(),
+                self.more
+            )?;
+        }
         Ok(())
     }
 }
@@ -427,7 +440,13 @@ impl ConfigErrors {
                 path: String::new(),
                 message,
             }],
+            more: 0,
         }
+    }
+
+    /// How many errors were found, shown or not.
+    pub fn count(&self) -> usize {
+        self.errors.len() + self.more
     }
 }
 
@@ -437,18 +456,72 @@ pub fn schema_for_tests(text: &str) -> Config {
     schema::validate(text, &schema::tests::Fake).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+/// The largest config file ginit reads: 1 MiB holds 10,000 programs of about 100 bytes
+/// each, and reading it (in PID 1, on every reload) stays a bounded cost.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the config: {e}")))?;
+    let text = read(path).map_err(|e| ConfigErrors::whole_file(path, e))?;
     parse(&text, path, resolver)
+}
+
+/// Reads the config: a regular file of at most MAX_CONFIG_BYTES, else an error that says
+/// why. Opened non-blocking, so a FIFO without a writer cannot hold PID 1 in open(2), and
+/// without becoming a controlling terminal should the path name one; anything but a regular
+/// file (/dev/zero reads forever) is refused before a byte is read.
+fn read(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read the config: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the config: {e}"))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(format!(
+            "cannot read the config: it is {what}, not a regular file"
+        ));
+    }
+    let too_big = || format!("the config is larger than 1 MiB ({MAX_CONFIG_BYTES} bytes)");
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    // The size may change between fstat and read: the read itself is capped too.
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the config: {e}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| format!("cannot read the config: it is not UTF-8 text ({e})"))
 }
 
 /// Validates config text; `file` is used in messages only.
 pub fn parse(text: &str, file: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
-    schema::validate(text, resolver).map_err(|errors| ConfigErrors {
+    schema::validate(text, resolver).map_err(|(errors, more)| ConfigErrors {
         file: file.to_path_buf(),
         errors,
+        more,
     })
 }
 
@@ -478,28 +551,69 @@ impl Config {
     /// Program names in an order where each comes after what it depends on (file order among
     /// equals). Validation guarantees there is no cycle.
     pub fn start_order(&self) -> Vec<&str> {
-        let mut done: Vec<&str> = Vec::new();
-        while done.len() < self.programs.len() {
-            let before = done.len();
-            for p in &self.programs {
-                if !done.contains(&p.name.as_str())
-                    && p.depends_on.iter().all(|d| done.contains(&d.as_str()))
-                {
-                    done.push(&p.name);
+        self.start_order_indices()
+            .into_iter()
+            .filter_map(|i| self.programs.get(i).map(|p| p.name.as_str()))
+            .collect()
+    }
+
+    /// [`Config::start_order`] as indices into `programs`.
+    ///
+    /// The order is that of repeated passes over the programs in file order, each pass adding
+    /// every program whose dependencies were all added before it (earlier in the same pass
+    /// included); programs never added (in a cycle, or after a missing name) are left out.
+    /// Computed without the passes, in O(n + e) plus a sort: a program's pass is the largest
+    /// over its dependencies of their pass, plus one for a dependency written after it (the
+    /// pass meets it first), found in one topological walk (Kahn's algorithm); then the
+    /// programs sorted by (pass, file position). Names are unique (validation ensures it).
+    fn start_order_indices(&self) -> Vec<usize> {
+        let n = self.programs.len();
+        let index: HashMap<&str, usize> = self
+            .programs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .rev() // the first of duplicate names wins
+            .collect();
+        // Dependencies not yet placed; a missing name is never placed, so neither is its
+        // dependent.
+        let mut waiting: Vec<usize> = self.programs.iter().map(|p| p.depends_on.len()).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, p) in self.programs.iter().enumerate() {
+            for dep in &p.depends_on {
+                if let Some(list) = index.get(dep.as_str()).and_then(|d| dependents.get_mut(*d)) {
+                    list.push(i);
                 }
             }
-            if done.len() == before {
-                break; // a cycle, which validation rejects; never loop forever
+        }
+        let mut pass = vec![0usize; n];
+        let mut ready: Vec<usize> = (0..n).filter(|i| waiting.get(*i) == Some(&0)).collect();
+        let mut placed: Vec<usize> = Vec::with_capacity(n);
+        while let Some(d) = ready.pop() {
+            placed.push(d);
+            let done = pass.get(d).copied().unwrap_or(0);
+            for &p in dependents.get(d).map_or(&[][..], Vec::as_slice) {
+                let later = usize::from(d > p); // written after: the pass reaches it too late
+                if let Some(slot) = pass.get_mut(p) {
+                    *slot = (*slot).max(done + later);
+                }
+                if let Some(w) = waiting.get_mut(p).filter(|w| **w > 0) {
+                    *w -= 1;
+                    if *w == 0 {
+                        ready.push(p);
+                    }
+                }
             }
         }
-        done
+        placed.sort_unstable_by_key(|&i| (pass.get(i).copied().unwrap_or(0), i));
+        placed
     }
 
     /// The plan `ginit check` prints.
     pub fn plan(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let order = self.start_order();
+        let order = self.start_order_indices();
         for s in &self.sockets {
             let _ = writeln!(
                 out,
@@ -507,12 +621,13 @@ impl Config {
                 s.name, s.listen, s.backlog
             );
         }
-        let _ = writeln!(out, "start order: {}", order.join(", "));
-        for name in order {
-            let Some(p) = self.program(name) else {
-                continue;
-            };
-            let _ = writeln!(out, "\n{name}:");
+        let names: Vec<&str> = order
+            .iter()
+            .filter_map(|i| self.programs.get(*i).map(|p| p.name.as_str()))
+            .collect();
+        let _ = writeln!(out, "start order: {}", names.join(", "));
+        for p in order.iter().filter_map(|i| self.programs.get(*i)) {
+            let _ = writeln!(out, "\n{}:", p.name);
             let _ = writeln!(out, "  command: {:?}", p.command);
             if p.instances != 1 {
                 let _ = writeln!(out, "  instances: {}", p.instances);

@@ -8,7 +8,9 @@
 //! What needs the system (users, executables, directories) goes through [`Resolver`], so the
 //! rules are unit-tested without touching the machine.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,6 +154,54 @@ const PROGRAM_KEYS: &[&str] = &[
 const PROGRAM_LATER: &[&str] = &[];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
 
+// Bounds. Every number a file can write is bounded here, so no file makes ginit allocate,
+// fork or loop without end, and no setting can start a program that cannot run or make a
+// check spin. The README's config reference lists each one.
+
+/// Copies of one program.
+pub const MAX_INSTANCES: u64 = 1000;
+/// Instances of all programs together (so also the number of programs).
+pub const MAX_TOTAL_INSTANCES: u64 = 10_000;
+/// `max_restarts`: the restart window remembers one time per restart (16 bytes each).
+pub const MAX_RESTARTS: u64 = 1_000_000;
+/// `rotate.keep`: each rotation renames every kept file once.
+pub const MAX_KEEP: u64 = 100;
+/// `rotate.size`: a smaller file would be rotated for nearly every line.
+pub const MIN_ROTATE_SIZE: (u64, &str) = (1 << 10, "1KiB");
+/// `health.failures`.
+pub const MAX_FAILURES: u64 = 100;
+/// `backlog`: listen(2)'s argument (the kernel caps it at net.core.somaxconn anyway).
+pub const MAX_BACKLOG: u64 = 65_535;
+/// Intervals and timeouts ginit acts on repeatedly (`health.interval`, `health.timeout`,
+/// `watchdog`, `ready.timeout`): ready checks are retried every 100 ms, and anything shorter
+/// would only keep ginit busy.
+pub const MIN_CHECK_INTERVAL: (Duration, &str) = (Duration::from_millis(100), "100ms");
+/// `monitor_window`: usage is sampled every second.
+pub const MIN_MONITOR_WINDOW: (Duration, &str) = (Duration::from_secs(1), "1s");
+/// `memory_max`: below this no program runs without being reloaded at once.
+pub const MIN_MEMORY_MAX: (u64, &str) = (1 << 20, "1MiB");
+/// `cpu_max`, in percent of one core.
+pub const CPU_MAX_RANGE: (f64, f64) = (1.0, 100_000.0);
+/// At most this many errors are kept and printed (then "and N more errors"), which also
+/// bounds the work spent on "did you mean" hints.
+pub const MAX_ERRORS: usize = 100;
+/// Words longer than this get no "did you mean" hint (no key or name is that long).
+const MAX_HINT_LEN: usize = 64;
+
+/// The least value of an rlimit with which a program can still start, with how it is
+/// written: exec needs address space, data and stack, a few fds, one process, and a second
+/// of CPU.
+pub fn rlimit_floor(r: Rlimit) -> (u64, &'static str) {
+    match r {
+        Rlimit::AddressSpace => (16 << 20, "16MiB"),
+        Rlimit::Data => (1 << 20, "1MiB"),
+        Rlimit::Stack => (128 << 10, "128KiB"),
+        Rlimit::OpenFiles => (16, "16"),
+        Rlimit::Processes | Rlimit::CpuSeconds => (1, "1"),
+        Rlimit::Core | Rlimit::FileSize => (0, "0"),
+    }
+}
+
 /// Default stop timeout, as Docker's `docker stop`.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -192,39 +242,75 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The closest of `choices` to `word`, if close enough to be a likely typo.
+/// The closest of `choices` to `word`, if close enough to be a likely typo. Candidates whose
+/// length alone rules them out are skipped, and long words get no hint, so the work stays
+/// small even against thousands of program names.
 fn nearest<'a>(word: &str, choices: &[&'a str]) -> Option<&'a str> {
+    if word.len() > MAX_HINT_LEN {
+        return None;
+    }
+    let word = word.to_ascii_lowercase();
+    let close = |c: &str| (c.len() / 3).max(2);
     let (best, d) = choices
         .iter()
-        .map(|c| (*c, distance(&word.to_ascii_lowercase(), c)))
+        .filter(|c| c.len() <= MAX_HINT_LEN && c.len().abs_diff(word.len()) <= close(c))
+        .map(|c| (*c, distance(&word, c)))
         .min_by_key(|(_, d)| *d)?;
-    (d <= (best.len() / 3).max(2)).then_some(best)
-}
-
-fn hint(word: &str, choices: &[&str]) -> String {
-    match nearest(word, choices) {
-        Some(n) => format!(" (did you mean `{n}`?)"),
-        None => String::new(),
-    }
+    (d <= close(best)).then_some(best)
 }
 
 struct Validator<'r> {
     errors: Vec<ConfigError>,
+    /// Errors found beyond MAX_ERRORS: counted, not kept.
+    more: usize,
     resolver: &'r dyn Resolver,
+    /// Log files seen so far (index into `files`).
+    file_index: HashMap<String, usize>,
     /// Log files seen so far, with their rotation and where they were first named.
-    files: Vec<(PathBuf, Option<Rotate>, String)>,
+    files: Vec<(Option<Rotate>, String)>,
+    /// tcp and http checks of the program being read.
+    addr_checks: Vec<AddrCheck>,
+}
+
+/// A tcp or http check, kept to be compared with the sockets once all are read.
+struct AddrCheck {
+    /// Key path, e.g. `programs.web.ready.tcp`, and where its value is.
+    path: String,
+    mark: yaml::Mark,
+    addr: SocketAddr,
+    /// `ready` (else `health`).
+    readiness: bool,
 }
 
 type Entries<'n> = Vec<(&'n str, &'n Node)>;
 
 impl Validator<'_> {
     fn error(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.error_at(node.mark, path, message);
+    }
+
+    fn error_at(&mut self, mark: yaml::Mark, path: &str, message: impl Into<String>) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.more += 1;
+            return;
+        }
         self.errors.push(ConfigError {
-            line: node.mark.line,
-            col: node.mark.col,
+            line: mark.line,
+            col: mark.col,
             path: path.to_string(),
             message: message.into(),
         });
+    }
+
+    /// " (did you mean `x`?)" or nothing; nothing once no more errors are kept.
+    fn hint(&self, word: &str, choices: &[&str]) -> String {
+        if self.errors.len() >= MAX_ERRORS {
+            return String::new();
+        }
+        match nearest(word, choices) {
+            Some(n) => format!(" (did you mean `{n}`?)"),
+            None => String::new(),
+        }
     }
 
     /// The entries of a mapping, with unknown, duplicate and not-yet-supported keys reported.
@@ -246,13 +332,14 @@ impl Validator<'_> {
             return Vec::new();
         };
         let mut out: Entries<'n> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for (key, value) in pairs {
             let Some(name) = key.scalar() else {
                 self.error(key, path, "keys must be plain names");
                 continue;
             };
             let at = join(path, name);
-            if out.iter().any(|(k, _)| *k == name) {
+            if seen.insert(name, out.len()).is_some() {
                 self.error(key, &at, "this key is given twice");
             } else if known.contains(&name) {
                 out.push((name, value));
@@ -267,11 +354,8 @@ impl Validator<'_> {
             } else {
                 let mut all: Vec<&str> = known.to_vec();
                 all.extend_from_slice(later);
-                self.error(
-                    key,
-                    &at,
-                    format!("unknown key `{name}`{}", hint(name, &all)),
-                );
+                let hint = self.hint(name, &all);
+                self.error(key, &at, format!("unknown key `{name}`{hint}"));
             }
         }
         out
@@ -351,7 +435,7 @@ impl Validator<'_> {
                     }
                 }
                 "inherit" => listen = self.string(n, &p).map(Listen::Inherit),
-                "backlog" => backlog = self.number(n, &p, 1).unwrap_or(backlog),
+                "backlog" => backlog = self.number32(n, &p, 1, MAX_BACKLOG).unwrap_or(backlog),
                 "mode" => {
                     if let Some(text) = self.string(n, &p) {
                         match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
@@ -414,7 +498,10 @@ impl Validator<'_> {
         let check = self.check(node, path, &fields, true);
         for (k, n) in &fields {
             if *k == "timeout" {
-                timeout = self.positive_duration(n, &join(path, k)).unwrap_or(timeout);
+                let p = join(path, k);
+                timeout = self
+                    .duration_at_least(n, &p, MIN_CHECK_INTERVAL)
+                    .unwrap_or(timeout);
             }
         }
         check.map(|check| ReadySpec { check, timeout })
@@ -434,9 +521,19 @@ impl Validator<'_> {
         for (k, n) in &fields {
             let p = join(path, k);
             match *k {
-                "interval" => h.interval = self.positive_duration(n, &p).unwrap_or(h.interval),
-                "timeout" => h.timeout = self.positive_duration(n, &p).unwrap_or(h.timeout),
-                "failures" => h.failures = self.number(n, &p, 1).unwrap_or(h.failures),
+                "interval" => {
+                    h.interval = self
+                        .duration_at_least(n, &p, MIN_CHECK_INTERVAL)
+                        .unwrap_or(h.interval)
+                }
+                "timeout" => {
+                    h.timeout = self
+                        .duration_at_least(n, &p, MIN_CHECK_INTERVAL)
+                        .unwrap_or(h.timeout)
+                }
+                "failures" => {
+                    h.failures = self.number32(n, &p, 1, MAX_FAILURES).unwrap_or(h.failures)
+                }
                 _ => {}
             }
         }
@@ -473,7 +570,15 @@ impl Validator<'_> {
                     if let Some(text) = self.string(n, &p) {
                         let t = text.strip_prefix("tcp://").unwrap_or(&text);
                         match t.replace("localhost:", "127.0.0.1:").parse() {
-                            Ok(addr) => checks.push(ReadyCheck::Tcp(addr)),
+                            Ok(addr) => {
+                                self.addr_checks.push(AddrCheck {
+                                    path: p.clone(),
+                                    mark: n.mark,
+                                    addr,
+                                    readiness,
+                                });
+                                checks.push(ReadyCheck::Tcp(addr))
+                            }
                             Err(_) => {
                                 let msg = format!(
                                     "`{text}` is not an address (write it like 127.0.0.1:8080)"
@@ -486,7 +591,17 @@ impl Validator<'_> {
                 "http" => {
                     if let Some(text) = self.string(n, &p) {
                         match parse_http_url(&text) {
-                            Ok(c) => checks.push(c),
+                            Ok(c) => {
+                                if let ReadyCheck::Http { addr, .. } = &c {
+                                    self.addr_checks.push(AddrCheck {
+                                        path: p.clone(),
+                                        mark: n.mark,
+                                        addr: *addr,
+                                        readiness,
+                                    });
+                                }
+                                checks.push(c)
+                            }
                             Err(e) => self.error(n, &p, e),
                         }
                     }
@@ -583,6 +698,18 @@ impl Validator<'_> {
                             None => continue,
                         }
                     };
+                    let floor = rlimit_floor(r);
+                    if let Some(n) = value.filter(|n| *n < floor.0) {
+                        let msg = format!(
+                            "must be at least {} (a program cannot start with less), found {}",
+                            floor.1,
+                            v.scalar()
+                                .filter(|_| r.is_size())
+                                .map_or(n.to_string(), |t| format!("`{t}`"))
+                        );
+                        self.error(v, &p, msg);
+                        continue;
+                    }
                     let (hard, can_raise) = self.resolver.hard_limit(r.resource());
                     let above = match (value, hard) {
                         (_, None) => false,
@@ -619,11 +746,17 @@ impl Validator<'_> {
         }
     }
 
-    /// `150%` (or `150`): percent of one core.
+    /// `150%` (or `150`): percent of one core, within CPU_MAX_RANGE.
     fn percent(&mut self, node: &Node, path: &str) -> Option<f64> {
         let text = self.string(node, path)?;
+        let (min, max) = CPU_MAX_RANGE;
         match text.trim().trim_end_matches('%').parse::<f64>() {
-            Ok(n) if n > 0.0 && n.is_finite() => Some(n),
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            Ok(n) if n.is_finite() => {
+                let msg = format!("must be from {min}% to {max}%, found `{text}`");
+                self.error(node, path, msg);
+                None
+            }
             _ => {
                 let msg = format!("`{text}` is not a CPU share (write it like 50% or 150%)");
                 self.error(node, path, msg);
@@ -639,12 +772,38 @@ impl Validator<'_> {
             .ok()
     }
 
-    fn number(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
+    /// A size of at least `min` (a value and how it is written).
+    fn size_at_least(&mut self, node: &Node, path: &str, min: (u64, &str)) -> Option<u64> {
+        let n = self.size(node, path)?;
+        if n < min.0 {
+            let text = node.scalar().unwrap_or_default();
+            self.error(
+                node,
+                path,
+                format!("must be at least {}, found `{text}`", min.1),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A whole number from `min` to `max`.
+    fn number(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
         let text = self.plain(node, path, "a whole number")?;
-        match text.parse::<u32>() {
-            Ok(n) if n >= min => Some(n),
+        match text.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
             Ok(n) => {
-                self.error(node, path, format!("must be at least {min}, found {n}"));
+                self.error(
+                    node,
+                    path,
+                    format!("must be from {min} to {max}, found {n}"),
+                );
+                None
+            }
+            // Digits that do not fit in 64 bits are still a number, just far out of range.
+            Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+                let msg = format!("must be from {min} to {max}, found {text}");
+                self.error(node, path, msg);
                 None
             }
             Err(_) => {
@@ -658,12 +817,24 @@ impl Validator<'_> {
         }
     }
 
-    /// A duration that must not be zero (an interval or a timeout of 0 would spin or fail
-    /// at once).
-    fn positive_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+    /// A whole number from `min` to `max` that fits in 32 bits (every max here does).
+    fn number32(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u32> {
+        self.number(node, path, min, max)
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// A duration of at least `min` (a value and how it is written), at most 365d.
+    fn duration_at_least(
+        &mut self,
+        node: &Node,
+        path: &str,
+        min: (Duration, &str),
+    ) -> Option<Duration> {
         let d = self.duration(node, path)?;
-        if d.is_zero() {
-            self.error(node, path, "must be longer than 0s");
+        if d < min.0 {
+            let text = node.scalar().unwrap_or_default();
+            let msg = format!("must be from {} to 365d, found `{text}`", min.1);
+            self.error(node, path, msg);
             return None;
         }
         Some(d)
@@ -714,7 +885,7 @@ impl Validator<'_> {
                     path,
                     format!(
                         "unknown value `{text}`; expected one of {list}{}",
-                        hint(&text, choices)
+                        self.hint(&text, choices)
                     ),
                 );
                 None
@@ -777,9 +948,9 @@ impl Validator<'_> {
             for (k, v) in self.mapping(value, &at, &["size", "keep"], &[]) {
                 let p = join(&at, k);
                 if k == "size" {
-                    r.size = self.size(v, &p).unwrap_or(r.size);
+                    r.size = self.size_at_least(v, &p, MIN_ROTATE_SIZE).unwrap_or(r.size);
                 } else {
-                    r.keep = self.number(v, &p, 1).unwrap_or(r.keep);
+                    r.keep = self.number32(v, &p, 1, MAX_KEEP).unwrap_or(r.keep);
                 }
             }
             rotate = Some(r);
@@ -788,17 +959,20 @@ impl Validator<'_> {
             Some(file) if file.is_absolute() => {
                 // Outputs may share a file (stdout and stderr together, say), but one file
                 // has one rotation.
-                match self.files.iter().find(|(f, _, _)| *f == file) {
-                    Some((_, r, first)) if *r != rotate => {
+                let key = file.to_string_lossy().into_owned();
+                match self.file_index.get(&key).and_then(|i| self.files.get(*i)) {
+                    Some((r, first)) if *r != rotate => {
                         let msg = format!(
-                            "`{}` is also written by `{first}` with a different `rotate`; \
-                             give both the same",
-                            file.display()
+                            "`{key}` is also written by `{first}` with a different `rotate`; \
+                             give both the same"
                         );
                         self.error(node, path, msg);
                     }
                     Some(_) => {}
-                    None => self.files.push((file.clone(), rotate, path.to_string())),
+                    None => {
+                        self.file_index.insert(key, self.files.len());
+                        self.files.push((rotate, path.to_string()));
+                    }
                 }
                 Output::File { path: file, rotate }
             }
@@ -884,7 +1058,9 @@ impl Validator<'_> {
                 }
                 "user" => user = self.string(value, &at).map(|u| (u, *value)),
                 "group" => group = self.string(value, &at).map(|g| (g, *value)),
-                "instances" => spec.instances = self.number(value, &at, 1).unwrap_or(1),
+                "instances" => {
+                    spec.instances = self.number32(value, &at, 1, MAX_INSTANCES).unwrap_or(1)
+                }
                 "oneshot" => spec.oneshot = self.boolean(value, &at).unwrap_or(false),
                 "depends_on" => {
                     spec.depends_on = self
@@ -939,7 +1115,9 @@ impl Validator<'_> {
                         );
                     }
                 }
-                "max_restarts" => spec.max_restarts = self.number(value, &at, 0).unwrap_or(10),
+                "max_restarts" => {
+                    spec.max_restarts = self.number32(value, &at, 0, MAX_RESTARTS).unwrap_or(10)
+                }
                 "restart_window" => {
                     spec.restart_window = self.duration(value, &at).unwrap_or(spec.restart_window)
                 }
@@ -961,7 +1139,9 @@ impl Validator<'_> {
                 "reload" => spec.reload = self.reload(value, &at),
                 "ready" => spec.ready = self.ready(value, &at),
                 "health" => spec.health = self.health(value, &at),
-                "watchdog" => spec.watchdog = self.positive_duration(value, &at),
+                "watchdog" => {
+                    spec.watchdog = self.duration_at_least(value, &at, MIN_CHECK_INTERVAL)
+                }
                 "sockets" => {
                     spec.sockets = self
                         .string_list(value, &at)
@@ -975,10 +1155,12 @@ impl Validator<'_> {
                     }
                 }
                 "limits" => spec.limits = self.limits(value, &at),
-                "memory_max" => spec.memory_max = self.size(value, &at),
+                "memory_max" => spec.memory_max = self.size_at_least(value, &at, MIN_MEMORY_MAX),
                 "cpu_max" => spec.cpu_max = self.percent(value, &at),
                 "monitor_window" => {
-                    spec.monitor_window = self.duration(value, &at).unwrap_or(spec.monitor_window)
+                    spec.monitor_window = self
+                        .duration_at_least(value, &at, MIN_MONITOR_WINDOW)
+                        .unwrap_or(spec.monitor_window)
                 }
                 "cpu_action" => {
                     spec.cpu_action = match self.choice(value, &at, &["warn", "restart"]) {
@@ -1159,66 +1341,143 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// Reports dependency cycles, once per cycle, at the first program of the cycle.
-fn find_cycles(programs: &[ProgramSpec]) -> Vec<Vec<String>> {
-    let mut cycles: Vec<Vec<String>> = Vec::new();
-    fn visit(
-        name: &str,
-        programs: &[ProgramSpec],
-        stack: &mut Vec<String>,
-        done: &mut Vec<String>,
-        cycles: &mut Vec<Vec<String>>,
-    ) {
-        if let Some(pos) = stack.iter().position(|s| s == name) {
-            let mut cycle: Vec<String> = stack[pos..].to_vec();
-            cycle.push(name.to_string());
-            cycles.push(cycle);
-            return;
+/// Dependency cycles, each as the names around it (first == last), in the order a
+/// depth-first walk from each program in file order meets them (a back edge each), at most
+/// `limit` of them. Iterative, with an explicit stack: a 10,000-long chain is no deeper for
+/// ginit's own stack than a short one. Names must be unique (validation ensures it);
+/// dependencies on unknown names are skipped.
+fn find_cycles(programs: &[ProgramSpec], limit: usize) -> Vec<Vec<&str>> {
+    let index: HashMap<&str, usize> = programs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .rev() // the first of duplicate names wins, as with a search in file order
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        /// On the walk's stack, at this position.
+        Open(usize),
+        Done,
+    }
+    let mut mark = vec![Mark::New; programs.len()];
+    let mut cycles: Vec<Vec<&str>> = Vec::new();
+    // (program, next dependency to look at)
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in 0..programs.len() {
+        if mark.get(root) != Some(&Mark::New) {
+            continue;
         }
-        if done.iter().any(|d| d == name) {
-            return;
+        if let Some(m) = mark.get_mut(root) {
+            *m = Mark::Open(0);
         }
-        stack.push(name.to_string());
-        if let Some(p) = programs.iter().find(|p| p.name == name) {
-            for dep in &p.depends_on {
-                visit(dep, programs, stack, done, cycles);
+        stack.push((root, 0));
+        while let Some(top) = stack.last_mut() {
+            let p = top.0;
+            let Some(dep) = programs.get(p).and_then(|q| q.depends_on.get(top.1)) else {
+                if let Some(m) = mark.get_mut(p) {
+                    *m = Mark::Done;
+                }
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            let Some(&d) = index.get(dep.as_str()) else {
+                continue;
+            };
+            match mark.get(d).copied() {
+                Some(Mark::New) => {
+                    if let Some(m) = mark.get_mut(d) {
+                        *m = Mark::Open(stack.len());
+                    }
+                    stack.push((d, 0));
+                }
+                Some(Mark::Open(at)) if cycles.len() < limit => {
+                    let names = |q: &(usize, usize)| programs.get(q.0).map(|p| p.name.as_str());
+                    let mut cycle: Vec<&str> = stack.iter().skip(at).filter_map(names).collect();
+                    cycle.extend(programs.get(d).map(|p| p.name.as_str()));
+                    cycles.push(cycle);
+                }
+                _ => {}
             }
         }
-        stack.pop();
-        done.push(name.to_string());
-    }
-    let mut done = Vec::new();
-    for p in programs {
-        visit(&p.name, programs, &mut Vec::new(), &mut done, &mut cycles);
     }
     cycles
 }
 
+/// A cycle as a message: whole when short, else its first and last names around a count.
+fn show_cycle(cycle: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    if cycle.len() <= 2 * SHOWN + 1 {
+        return cycle.join(" -> ");
+    }
+    let head: Vec<&str> = cycle.iter().take(SHOWN).copied().collect();
+    let tail: Vec<&str> = cycle.iter().skip(cycle.len() - SHOWN).copied().collect();
+    format!(
+        "{} -> ({} more) -> {}",
+        head.join(" -> "),
+        cycle.len() - 2 * SHOWN,
+        tail.join(" -> ")
+    )
+}
+
+/// Whether a listener on `listener` answers connections to `check`: the same port, and the
+/// same address, or the listener's address unspecified (0.0.0.0 for IPv4; [::], which is
+/// taken to cover IPv4 too), or the check's address unspecified (a connect to 0.0.0.0 or
+/// [::] reaches this host). IPv4-mapped IPv6 addresses count as IPv4.
+fn serves(listener: SocketAddr, check: SocketAddr) -> bool {
+    let plain = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (l, c) = (plain(listener.ip()), plain(check.ip()));
+    listener.port() == check.port()
+        && (l == c
+            || c.is_unspecified()
+            || match l {
+                IpAddr::V4(a) => a.is_unspecified() && c.is_ipv4(),
+                IpAddr::V6(a) => a.is_unspecified(),
+            })
+}
+
 /// Validates config text: the whole config, or every error found.
-pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<ConfigError>> {
+/// Errors of a file that does not validate: the first MAX_ERRORS found (in file order), and
+/// how many more there were.
+pub type Rejection = (Vec<ConfigError>, usize);
+
+/// Validates config text: the whole config, or every error found (see [`Rejection`]).
+///
+/// Near-linear in the size of the file: names are looked up in hash maps, the dependency
+/// graph is walked once, and hints stop with the errors kept.
+pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection> {
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
-            return Err(vec![ConfigError {
+            let e = ConfigError {
                 line: 1,
                 col: 1,
                 path: String::new(),
                 message: "the config is empty: it needs a `programs:` mapping".into(),
-            }]);
+            };
+            return Err((vec![e], 0));
         }
         Err(e) => {
-            return Err(vec![ConfigError {
+            let e = ConfigError {
                 line: e.mark.line,
                 col: e.mark.col,
                 path: String::new(),
-                message: format!("invalid YAML: {}", e.message),
-            }]);
+                message: e.message,
+            };
+            return Err((vec![e], 0));
         }
     };
     let mut v = Validator {
         errors: Vec::new(),
+        more: 0,
         resolver,
+        file_index: HashMap::new(),
         files: Vec::new(),
+        addr_checks: Vec::new(),
     };
     let top = v.mapping(&root, "", TOP_KEYS, TOP_LATER);
     let mut config = Config {
@@ -1235,10 +1494,16 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
         control_socket: PathBuf::from(super::DEFAULT_SOCKET),
         sockets: Vec::new(),
     };
-    let mut socket_refs: Vec<(String, Node)> = Vec::new();
+    let mut socket_refs: Vec<(&str, &Node)> = Vec::new();
     // Every socket name written, valid or not: references are checked against these.
-    let mut declared_sockets: Vec<String> = Vec::new();
-    let mut dep_nodes: Vec<(String, Node)> = Vec::new();
+    let mut declared_sockets: HashMap<&str, usize> = HashMap::new();
+    let mut dep_nodes: Vec<(&str, &Node)> = Vec::new();
+    // Program names written (valid or not), and sockets defined.
+    let mut program_names: HashMap<&str, usize> = HashMap::new();
+    let mut socket_index: HashMap<&str, usize> = HashMap::new();
+    // tcp and http checks, with the index of their program in `config.programs`.
+    let mut addr_checks: Vec<(usize, AddrCheck)> = Vec::new();
+    let mut programs_node = None;
     for (key, value) in &top {
         match *key {
             "programs" => {
@@ -1250,35 +1515,35 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                     );
                     continue;
                 };
+                programs_node = Some(*value);
                 for (k, node) in pairs {
                     let Some(name) = k.scalar() else { continue };
                     let path = join("programs", name);
                     if !valid_name(name) {
                         v.error(k, &path, "program names use letters, digits, `_`, `-` and `.`, starting with a letter or digit");
                     }
-                    if config.programs.iter().any(|p| p.name == name) {
+                    if program_names.insert(name, config.programs.len()).is_some() {
                         v.error(k, &path, "this program is defined twice");
                         continue;
                     }
+                    v.addr_checks.clear();
                     if let Some(spec) = v.program(name, k, node, &path) {
+                        let at = config.programs.len();
+                        addr_checks.extend(v.addr_checks.drain(..).map(|c| (at, c)));
                         if let Value::Map(fields) = &node.value
                             && let Some((_, deps)) = fields
                                 .iter()
                                 .find(|(k, _)| k.scalar() == Some("depends_on"))
                             && let Value::Seq(items) = &deps.value
                         {
-                            for item in items {
-                                dep_nodes.push((name.to_string(), item.clone()));
-                            }
+                            dep_nodes.extend(items.iter().map(|item| (name, item)));
                         }
                         if let Value::Map(fields) = &node.value
                             && let Some((_, socks)) =
                                 fields.iter().find(|(k, _)| k.scalar() == Some("sockets"))
                             && let Value::Seq(items) = &socks.value
                         {
-                            for item in items {
-                                socket_refs.push((name.to_string(), item.clone()));
-                            }
+                            socket_refs.extend(items.iter().map(|item| (name, item)));
                         }
                         config.programs.push(spec);
                     }
@@ -1304,16 +1569,17 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                 for (k, node) in pairs {
                     let Some(name) = k.scalar() else { continue };
                     let path = join("sockets", name);
-                    declared_sockets.push(name.to_string());
+                    let first = declared_sockets.insert(name, 0).is_none();
                     if !valid_name(name) {
                         v.error(
                             k,
                             &path,
                             "socket names use letters, digits, `_`, `-` and `.`",
                         );
-                    } else if config.sockets.iter().any(|s| s.name == name) {
+                    } else if !first || socket_index.contains_key(name) {
                         v.error(k, &path, "this socket is defined twice");
                     } else if let Some(spec) = v.socket(name, k, node, &path) {
+                        socket_index.insert(name, config.sockets.len());
                         config.sockets.push(spec);
                     }
                 }
@@ -1353,50 +1619,124 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
     if !top.iter().any(|(k, _)| *k == "programs") {
         v.error(&root, "programs", "the config needs a `programs:` mapping");
     }
-    let names: Vec<String> = config.programs.iter().map(|p| p.name.clone()).collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let total: u64 = config.programs.iter().map(|p| u64::from(p.instances)).sum();
+    if total > MAX_TOTAL_INSTANCES
+        && let Some(node) = programs_node
+    {
+        let msg =
+            format!("the programs have {total} instances in all; at most {MAX_TOTAL_INSTANCES}");
+        v.error(node, "programs", msg);
+    }
+    let parsed: HashMap<&str, usize> = config
+        .programs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let mut name_refs: Vec<&str> = Vec::new();
     for (program, node) in &dep_nodes {
         let Some(dep) = node.scalar() else { continue };
         let path = format!("programs.{program}.depends_on");
-        if dep == program {
+        if dep == *program {
             v.error(node, &path, format!("`{program}` cannot depend on itself"));
-        } else if !names.iter().any(|n| n == dep) {
+        } else if !parsed.contains_key(dep) {
+            // Only built when a hint is wanted, and only once.
+            if name_refs.is_empty() {
+                name_refs = config.programs.iter().map(|p| p.name.as_str()).collect();
+            }
+            let hint = v.hint(dep, &name_refs);
+            v.error(node, &path, format!("no program named `{dep}`{hint}"));
+        }
+    }
+    let socket_names: Vec<&str> = declared_sockets.keys().copied().collect();
+    for (program, node) in &socket_refs {
+        let Some(name) = node.scalar() else { continue };
+        if !declared_sockets.contains_key(name) {
+            let hint = v.hint(name, &socket_names);
             v.error(
                 node,
-                &path,
-                format!("no program named `{dep}`{}", hint(dep, &name_refs)),
+                &format!("programs.{program}.sockets"),
+                format!("no socket named `{name}`{hint}"),
             );
         }
     }
-    let socket_names: Vec<&str> = declared_sockets.iter().map(String::as_str).collect();
-    for (program, node) in &socket_refs {
-        let Some(name) = node.scalar() else { continue };
-        if !socket_names.contains(&name) {
-            let msg = format!("no socket named `{name}`{}", hint(name, &socket_names));
-            v.error(node, &format!("programs.{program}.sockets"), msg);
-        }
+    // Where each program's dependencies are written, for errors about the program's cycle.
+    let mut deps_at: HashMap<&str, yaml::Mark> = HashMap::new();
+    for (program, node) in dep_nodes.iter().rev() {
+        deps_at.insert(program, node.mark);
     }
-    for cycle in find_cycles(&config.programs) {
+    for cycle in find_cycles(&config.programs, MAX_ERRORS) {
         if cycle.len() <= 2 {
             continue; // self-dependency, reported above
         }
-        let first = &cycle[0];
-        let node = dep_nodes
-            .iter()
-            .find(|(p, _)| p == first)
-            .map(|(_, n)| n.clone())
-            .unwrap_or(root.clone());
-        v.error(
-            &node,
+        let Some(first) = cycle.first() else { continue };
+        let mark = deps_at.get(first).copied().unwrap_or(root.mark);
+        v.error_at(
+            mark,
             &format!("programs.{first}.depends_on"),
-            format!("dependency cycle: {}", cycle.join(" -> ")),
+            format!("dependency cycle: {}", show_cycle(&cycle)),
         );
     }
+    owned_addresses(&mut v, &config, &addr_checks);
     if v.errors.is_empty() {
         Ok(config)
     } else {
         v.errors.sort_by_key(|e| (e.line, e.col));
-        Err(v.errors)
+        Err((v.errors, v.more))
+    }
+}
+
+/// SPEC section 10: a tcp or http check must observe the instance, not ginit. One on an
+/// address a socket of ginit's serves would be answered by the kernel's backlog (tcp) or by
+/// another instance (http), so a `ready` check there is refused, and a `health` check only
+/// allowed with one instance (the runtime suspends it while a replace runs). Sockets adopted
+/// with `inherit` have no address known before they are adopted, and unix sockets none a
+/// tcp or http check can name.
+fn owned_addresses(v: &mut Validator, config: &Config, checks: &[(usize, AddrCheck)]) {
+    let mut by_port: HashMap<u16, Vec<(&str, SocketAddr)>> = HashMap::new();
+    for s in &config.sockets {
+        if let Listen::Tcp(addr) = s.listen {
+            by_port
+                .entry(addr.port())
+                .or_default()
+                .push((&s.name, addr));
+        }
+    }
+    for (program, check) in checks {
+        let AddrCheck {
+            path,
+            mark,
+            addr,
+            readiness,
+        } = check;
+        let Some(spec) = config.programs.get(*program) else {
+            continue;
+        };
+        let Some((socket, listen)) = by_port
+            .get(&addr.port())
+            .and_then(|l| l.iter().find(|(_, l)| serves(*l, *addr)))
+        else {
+            continue;
+        };
+        let owned =
+            format!("`{addr}` is served by socket `{socket}` (tcp://{listen}), which ginit owns");
+        if *readiness {
+            let msg = format!(
+                "{owned}: the kernel's backlog (tcp) or another instance (http) would answer \
+                 this check, not this instance, so a build that never serves would count as \
+                 ready; use `notify: true`, `exec`, or an address only this instance serves"
+            );
+            v.error_at(*mark, path, msg);
+        } else if spec.instances > 1 {
+            let msg = format!(
+                "{owned}: with `instances: {}` another instance would answer this check; a \
+                 health check on such an address is allowed only with `instances: 1` (ginit \
+                 suspends it while a replace runs); use `exec` or an address only this \
+                 instance serves",
+                spec.instances
+            );
+            v.error_at(*mark, path, msg);
+        }
     }
 }
 
@@ -1453,6 +1793,7 @@ pub(super) mod tests {
     fn errors(text: &str) -> Vec<String> {
         validate(text, &Fake)
             .expect_err("should be invalid")
+            .0
             .into_iter()
             .map(|e| format!("{}:{}: {}: {}", e.line, e.col, e.path, e.message))
             .collect()
@@ -1686,8 +2027,8 @@ log: {level: debug, format: json}
             "programs.a.health.notify: unknown key `notify`",
             "8:12: programs.b.ready: give one check",
             "8:50: programs.b.ready.http: `https://x` is not an http URL",
-            "9:15: programs.b.watchdog: must be longer than 0s",
-            "10:44: programs.b.health.interval: must be longer than 0s",
+            "9:15: programs.b.watchdog: must be from 100ms to 365d, found `0s`",
+            "10:44: programs.b.health.interval: must be from 100ms to 365d, found `0s`",
         ];
         assert_eq!(errs.len(), want.len(), "{errs:?}");
         for (e, w) in errs.iter().zip(want) {

@@ -63,21 +63,61 @@ impl Node {
     }
 }
 
-/// A YAML syntax error: message and where.
+/// A YAML syntax error, or a bound of the reader passed: message and where.
 #[derive(Debug, PartialEq)]
 pub struct SyntaxError {
     pub message: String,
     pub mark: Mark,
 }
 
+/// Deepest nesting of lists and mappings ginit reads. A real config needs about 6 levels
+/// (`programs.web.stdout.rotate.size`); the tree is built without recursion, but dropping,
+/// cloning and comparing it recurse, so its depth is bounded here, aliases included.
+pub const MAX_DEPTH: usize = 64;
+
+/// Most values (scalars, lists and mappings) a config may hold, each use of an alias counted
+/// as a copy of what it names (and each anchor once more, for the copy kept of it). A
+/// 10,000-program file holds about 100,000; "billion laughs" (9 levels of 9 aliases) would
+/// hold 9^9 and is refused at the alias that passes the bound.
+pub const MAX_VALUES: usize = 250_000;
+
+/// Most bytes of scalar text, counted the same way: a long string used through an alias
+/// many times costs its length each time.
+pub const MAX_TEXT: usize = 4 << 20;
+
 /// Parses one YAML document. An empty file gives `Ok(None)`.
+///
+/// Events are pulled from libyaml one at a time, so a bound passed stops the parse at once:
+/// a file nested 100,000 levels deep costs the first 65 levels, not libyaml's scan of all of
+/// it (which is quadratic in flow depth).
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let events = events::read(text)?;
-    Builder {
-        events: events.into_iter().peekable(),
-        anchors: HashMap::new(),
+    let mut parser = events::Parser::new(text)?;
+    let mut builder = Builder::default();
+    let mut root = None;
+    let mut documents = 0;
+    loop {
+        match parser.next()? {
+            Event::StreamEnd => break,
+            Event::DocumentStart(mark) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(SyntaxError {
+                        message: "invalid YAML: the file holds more than one YAML document; \
+                                  ginit reads one"
+                            .into(),
+                        mark,
+                    });
+                }
+            }
+            Event::Other => {}
+            event => {
+                if let Some(node) = builder.event(event)? {
+                    root = Some(node);
+                }
+            }
+        }
     }
-    .document()
+    Ok(root.filter(|n| !n.is_null()))
 }
 
 /// Owned copies of libyaml's events.
@@ -103,14 +143,17 @@ enum Event {
         mark: Mark,
     },
     /// End of a sequence or mapping.
-    End,
-    /// Stream start/end, document end: nothing to build.
+    End(Mark),
+    StreamEnd,
+    /// Stream start, document end: nothing to build.
     Other,
 }
 
 mod events {
-    //! The only unsafe part: driving libyaml's C-style event parser.
+    //! The only unsafe part: driving libyaml's C-style event parser. libyaml itself keeps
+    //! its nesting on heap stacks (no recursion; checked in unsafe-libyaml-norway 0.2.15).
     use super::{Event, Mark, SyntaxError};
+    use std::marker::PhantomData;
     use std::mem::MaybeUninit;
     use unsafe_libyaml_norway as unsafe_yaml;
 
@@ -134,31 +177,53 @@ mod events {
         Some(s.to_string_lossy().into_owned())
     }
 
-    pub(super) fn read(text: &str) -> Result<Vec<Event>, SyntaxError> {
-        let mut parser = MaybeUninit::<unsafe_yaml::yaml_parser_t>::uninit();
-        // SAFETY: initialize fills the parser; it is deleted exactly once below; the input
-        // string outlives every call that reads it; each event is deleted after being copied.
-        unsafe {
-            if unsafe_yaml::yaml_parser_initialize(parser.as_mut_ptr()).fail {
-                return Err(SyntaxError {
-                    message: "the YAML parser could not start (out of memory)".into(),
-                    mark: Mark::default(),
-                });
+    /// A libyaml parser reading `text`; deleted on drop.
+    pub(super) struct Parser<'t> {
+        /// Boxed: libyaml keeps pointers into its own struct, which must not move.
+        raw: Box<MaybeUninit<unsafe_yaml::yaml_parser_t>>,
+        text: PhantomData<&'t str>,
+    }
+
+    impl<'t> Parser<'t> {
+        pub(super) fn new(text: &'t str) -> Result<Parser<'t>, SyntaxError> {
+            let mut raw = Box::new(MaybeUninit::<unsafe_yaml::yaml_parser_t>::uninit());
+            // SAFETY: initialize fills the parser (and frees what it took when it fails, so
+            // a failed one is never deleted); the input outlives the parser ('t).
+            unsafe {
+                if unsafe_yaml::yaml_parser_initialize(raw.as_mut_ptr()).fail {
+                    return Err(SyntaxError {
+                        message: "the YAML parser could not start (out of memory)".into(),
+                        mark: Mark::default(),
+                    });
+                }
+                unsafe_yaml::yaml_parser_set_input_string(
+                    raw.as_mut_ptr(),
+                    text.as_ptr(),
+                    text.len() as _,
+                );
             }
-            let parser = parser.as_mut_ptr();
-            unsafe_yaml::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as _);
-            let mut out = Vec::new();
-            let result = loop {
-                let mut event = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
+            Ok(Parser {
+                raw,
+                text: PhantomData,
+            })
+        }
+
+        /// The next event, copied out of libyaml.
+        pub(super) fn next(&mut self) -> Result<Event, SyntaxError> {
+            let parser = self.raw.as_mut_ptr();
+            let mut event = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
+            // SAFETY: the parser was initialized in `new`; a successful parse fills `event`,
+            // whose strings are copied before it is deleted, exactly once.
+            unsafe {
                 if unsafe_yaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
                     let p: &unsafe_yaml::yaml_parser_t = &*parser; // its error fields, through Deref
                     let problem =
                         c_string(p.problem.cast()).unwrap_or_else(|| "invalid YAML".into());
                     let message = match c_string(p.context.cast()) {
-                        Some(context) => format!("{problem} {context}"),
-                        None => problem,
+                        Some(context) => format!("invalid YAML: {problem} {context}"),
+                        None => format!("invalid YAML: {problem}"),
                     };
-                    break Err(SyntaxError {
+                    return Err(SyntaxError {
                         message,
                         mark: mark(&p.problem_mark),
                     });
@@ -169,10 +234,15 @@ mod events {
                     unsafe_yaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart(at),
                     unsafe_yaml::YAML_SCALAR_EVENT => {
                         let s = event.data.scalar;
-                        let bytes = std::slice::from_raw_parts(s.value, s.length as usize);
+                        let text = if s.value.is_null() || s.length == 0 {
+                            String::new()
+                        } else {
+                            let bytes = std::slice::from_raw_parts(s.value, s.length as usize);
+                            String::from_utf8_lossy(bytes).into_owned()
+                        };
                         let tag = c_string(s.tag);
                         Event::Scalar {
-                            text: String::from_utf8_lossy(bytes).into_owned(),
+                            text,
                             plain: s.style == unsafe_yaml::YAML_PLAIN_SCALAR_STYLE
                                 && tag.as_deref() != Some("tag:yaml.org,2002:str"),
                             anchor: c_string(s.anchor),
@@ -192,158 +262,297 @@ mod events {
                         mark: at,
                     },
                     unsafe_yaml::YAML_SEQUENCE_END_EVENT | unsafe_yaml::YAML_MAPPING_END_EVENT => {
-                        Event::End
+                        Event::End(at)
+                    }
+                    // After the end (or an error) libyaml hands out empty events: treat them
+                    // as the end too, so no caller can loop on them.
+                    unsafe_yaml::YAML_STREAM_END_EVENT | unsafe_yaml::YAML_NO_EVENT => {
+                        Event::StreamEnd
                     }
                     _ => Event::Other,
                 };
-                let done = event.type_ == unsafe_yaml::YAML_STREAM_END_EVENT;
                 unsafe_yaml::yaml_event_delete(&mut event);
-                out.push(converted);
-                if done {
-                    break Ok(out);
-                }
-            };
-            unsafe_yaml::yaml_parser_delete(parser);
-            result
+                Ok(converted)
+            }
+        }
+    }
+
+    impl Drop for Parser<'_> {
+        fn drop(&mut self) {
+            // SAFETY: initialized in `new` (a Parser exists only then), deleted once here.
+            unsafe { unsafe_yaml::yaml_parser_delete(self.raw.as_mut_ptr()) }
         }
     }
 }
 
+/// What a value costs: values and bytes of text in it (itself included), and its height
+/// (lists and mappings on the longest path down; 0 for a scalar).
+#[derive(Clone, Copy, Debug, Default)]
+struct Weight {
+    values: usize,
+    text: usize,
+    height: usize,
+}
+
+/// A list or mapping whose end has not been read yet.
+struct Frame {
+    items: Partial,
+    anchor: Option<String>,
+    mark: Mark,
+    weight: Weight,
+}
+
+enum Partial {
+    Seq(Vec<Node>),
+    Map {
+        entries: Vec<(Node, Node)>,
+        /// A key read, waiting for its value.
+        key: Option<Node>,
+        /// Entries brought in by merge keys (`<<`), in order; explicit keys win over them.
+        merged: Vec<(Node, Node)>,
+    },
+}
+
+/// Builds the tree from events with an explicit stack: nothing here recurses on the depth
+/// of the file.
+#[derive(Default)]
 struct Builder {
-    events: std::iter::Peekable<std::vec::IntoIter<Event>>,
-    anchors: HashMap<String, Node>,
+    stack: Vec<Frame>,
+    anchors: HashMap<String, (Node, Weight)>,
+    /// Spent so far: values and text built or copied.
+    spent: Weight,
 }
 
 impl Builder {
-    fn document(mut self) -> Result<Option<Node>, SyntaxError> {
-        let mut root = None;
-        while let Some(event) = self.events.next() {
-            if let Event::DocumentStart(mark) = event {
-                if root.is_some() {
-                    return Err(SyntaxError {
-                        message: "the file holds more than one YAML document; ginit reads one"
-                            .into(),
-                        mark,
-                    });
-                }
-                root = Some(self.node()?);
-            }
-        }
-        Ok(root.filter(|n| !n.is_null()))
-    }
-
-    fn node(&mut self) -> Result<Node, SyntaxError> {
-        let bad = || SyntaxError {
-            message: "unexpected end of the YAML document".into(),
-            mark: Mark::default(),
-        };
-        let (node, anchor) = match self.events.next().ok_or_else(bad)? {
+    /// Takes one event; returns the root once it is complete.
+    fn event(&mut self, event: Event) -> Result<Option<Node>, SyntaxError> {
+        let (node, weight, anchor) = match event {
             Event::Scalar {
                 text,
                 plain,
                 anchor,
                 mark,
-            } => (
-                Node {
+            } => {
+                let weight = Weight {
+                    values: 1,
+                    text: text.len(),
+                    height: 0,
+                };
+                spend(&mut self.spent, weight, mark, None)?;
+                let node = Node {
                     value: Value::Scalar { text, plain },
                     mark,
-                },
-                anchor,
-            ),
+                };
+                (node, weight, anchor)
+            }
             Event::Alias { anchor, mark } => {
-                let found = self.anchors.get(&anchor).cloned().ok_or(SyntaxError {
-                    message: format!("unknown anchor `*{anchor}`"),
+                let Some((found, weight)) = self.anchors.get(&anchor) else {
+                    return Err(SyntaxError {
+                        message: format!("invalid YAML: unknown anchor `*{anchor}`"),
+                        mark,
+                    });
+                };
+                if self.stack.len() + weight.height > MAX_DEPTH {
+                    return Err(too_deep(mark));
+                }
+                // Counted before it is copied: the copy is what the bound prevents.
+                spend(&mut self.spent, *weight, mark, Some(&anchor))?;
+                let node = Node {
+                    value: found.value.clone(),
                     mark,
-                })?;
-                return Ok(Node { mark, ..found });
+                };
+                (node, *weight, None)
             }
             Event::SequenceStart { anchor, mark } => {
-                let mut items = Vec::new();
-                while !matches!(self.events.peek(), Some(Event::End) | None) {
-                    items.push(self.node()?);
-                }
-                self.events.next();
-                (
-                    Node {
-                        value: Value::Seq(items),
-                        mark,
-                    },
-                    anchor,
-                )
+                self.open(Partial::Seq(Vec::new()), anchor, mark)?;
+                return Ok(None);
             }
             Event::MappingStart { anchor, mark } => {
-                let mut entries: Vec<(Node, Node)> = Vec::new();
-                let mut merged: Vec<(Node, Node)> = Vec::new();
-                while !matches!(self.events.peek(), Some(Event::End) | None) {
-                    let key = self.node()?;
-                    let value = self.node()?;
-                    if key.value
-                        == (Value::Scalar {
-                            text: "<<".into(),
-                            plain: true,
-                        })
-                    {
-                        merge_into(&mut merged, value)?;
-                    } else {
-                        entries.push((key, value));
-                    }
-                }
-                self.events.next();
-                // Explicit keys win over merged ones.
-                for (k, v) in merged {
-                    if !entries.iter().any(|(e, _)| e.scalar() == k.scalar()) {
-                        entries.push((k, v));
-                    }
-                }
-                (
-                    Node {
-                        value: Value::Map(entries),
-                        mark,
-                    },
-                    anchor,
-                )
+                let map = Partial::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    merged: Vec::new(),
+                };
+                self.open(map, anchor, mark)?;
+                return Ok(None);
             }
-            _ => return Err(bad()),
+            Event::End(mark) => {
+                let Some(frame) = self.stack.pop() else {
+                    return Err(SyntaxError {
+                        message: "invalid YAML: unexpected end of a list or mapping".into(),
+                        mark,
+                    });
+                };
+                let value = match frame.items {
+                    Partial::Seq(items) => Value::Seq(items),
+                    Partial::Map {
+                        mut entries,
+                        merged,
+                        ..
+                    } => {
+                        add_merged(&mut entries, merged);
+                        Value::Map(entries)
+                    }
+                };
+                let node = Node {
+                    value,
+                    mark: frame.mark,
+                };
+                (node, frame.weight, frame.anchor)
+            }
+            Event::DocumentStart(_) | Event::StreamEnd | Event::Other => return Ok(None),
         };
         if let Some(anchor) = anchor {
-            self.anchors.insert(anchor, node.clone());
+            // The copy kept for later aliases costs what the value does.
+            spend(&mut self.spent, weight, node.mark, None)?;
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
-        Ok(node)
+        self.deliver(node, weight)
+    }
+
+    /// Starts a list or mapping, one level deeper.
+    fn open(
+        &mut self,
+        items: Partial,
+        anchor: Option<String>,
+        mark: Mark,
+    ) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(too_deep(mark));
+        }
+        let weight = Weight {
+            values: 1,
+            text: 0,
+            height: 1,
+        };
+        spend(&mut self.spent, weight, mark, None)?;
+        self.stack.push(Frame {
+            items,
+            anchor,
+            mark,
+            weight,
+        });
+        Ok(())
+    }
+
+    /// Hands a complete value to the list or mapping being read, or returns it as the root.
+    fn deliver(&mut self, node: Node, weight: Weight) -> Result<Option<Node>, SyntaxError> {
+        let Some(top) = self.stack.last_mut() else {
+            return Ok(Some(node));
+        };
+        top.weight.values = top.weight.values.saturating_add(weight.values);
+        top.weight.text = top.weight.text.saturating_add(weight.text);
+        top.weight.height = top.weight.height.max(weight.height + 1);
+        match &mut top.items {
+            Partial::Seq(items) => items.push(node),
+            Partial::Map {
+                entries,
+                key,
+                merged,
+            } => match key.take() {
+                None => *key = Some(node),
+                Some(k) if is_merge_key(&k) => merge_into(merged, node)?,
+                Some(k) => entries.push((k, node)),
+            },
+        }
+        Ok(None)
     }
 }
 
-/// Applies a merge key's value (a mapping or a list of mappings) to `merged`; earlier
-/// mappings in a list win, as the YAML merge-key spec says.
-fn merge_into(merged: &mut Vec<(Node, Node)>, value: Node) -> Result<(), SyntaxError> {
-    let mark = value.mark;
-    let maps = match value.value {
-        Value::Map(entries) => vec![entries],
-        Value::Seq(items) => items
-            .into_iter()
-            .map(|n| match n.value {
-                Value::Map(entries) => Ok(entries),
-                _ => Err(()),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|()| SyntaxError {
-                message: "a merge key (`<<`) takes a mapping or a list of mappings".into(),
-                mark,
-            })?,
-        _ => {
-            return Err(SyntaxError {
-                message: "a merge key (`<<`) takes a mapping or a list of mappings".into(),
-                mark,
-            });
+/// Counts `weight` into `spent` and checks the bounds; `alias` names the alias being expanded.
+fn spend(
+    spent: &mut Weight,
+    weight: Weight,
+    mark: Mark,
+    alias: Option<&str>,
+) -> Result<(), SyntaxError> {
+    spent.values = spent.values.saturating_add(weight.values);
+    spent.text = spent.text.saturating_add(weight.text);
+    let message = if spent.values > MAX_VALUES {
+        match alias {
+            Some(name) => format!(
+                "the alias `*{name}` brings the config to more than {MAX_VALUES} values \
+                 (each use of an alias counts as a copy of what it names)"
+            ),
+            None => format!("the config holds more than {MAX_VALUES} values"),
         }
+    } else if spent.text > MAX_TEXT {
+        match alias {
+            Some(name) => format!(
+                "the alias `*{name}` brings the config's text to more than 4 MiB \
+                 (each use of an alias counts as a copy of what it names)"
+            ),
+            None => "the config's text passes 4 MiB".into(),
+        }
+    } else {
+        return Ok(());
     };
-    for entries in maps {
-        for (k, v) in entries {
-            if !merged.iter().any(|(m, _)| m.scalar() == k.scalar()) {
-                merged.push((k, v));
+    Err(SyntaxError { message, mark })
+}
+
+fn too_deep(mark: Mark) -> SyntaxError {
+    SyntaxError {
+        message: format!(
+            "the config is nested more than {MAX_DEPTH} levels deep (lists and mappings, \
+             aliases included); ginit reads at most {MAX_DEPTH}"
+        ),
+        mark,
+    }
+}
+
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.value, Value::Scalar { text, plain: true } if text == "<<")
+}
+
+/// Appends a merge key's value (a mapping or a list of mappings) to `merged`.
+fn merge_into(merged: &mut Vec<(Node, Node)>, value: Node) -> Result<(), SyntaxError> {
+    let bad = SyntaxError {
+        message: "a merge key (`<<`) takes a mapping or a list of mappings".into(),
+        mark: value.mark,
+    };
+    match value.value {
+        Value::Map(entries) => merged.extend(entries),
+        Value::Seq(items) => {
+            if !items.iter().all(|n| matches!(n.value, Value::Map(_))) {
+                return Err(bad);
+            }
+            for item in items {
+                if let Value::Map(entries) = item.value {
+                    merged.extend(entries);
+                }
             }
         }
+        _ => return Err(bad),
     }
     Ok(())
+}
+
+/// Adds merged entries whose key is not given explicitly; among merged ones the first wins,
+/// as the YAML merge-key spec says. One pass with a set: linear in the entries.
+fn add_merged(entries: &mut Vec<(Node, Node)>, merged: Vec<(Node, Node)>) {
+    if merged.is_empty() {
+        return;
+    }
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    // Keys that are not scalars compare equal to each other (as `scalar()` returns None).
+    let mut other_seen = false;
+    for (k, _) in entries.iter() {
+        match k.scalar() {
+            Some(s) => {
+                seen.insert(s.to_string(), ());
+            }
+            None => other_seen = true,
+        }
+    }
+    for (k, v) in merged {
+        let new = match k.scalar() {
+            Some(s) => seen.insert(s.to_string(), ()).is_none(),
+            None => !std::mem::replace(&mut other_seen, true),
+        };
+        if new {
+            entries.push((k, v));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -460,6 +460,27 @@ fn client_within(run: &Run, dir: &TempDir, args: &[&str]) -> (Option<i32>, Strin
     (code, out + &err)
 }
 
+/// What replaces the config of a running ginit.
+enum Hostile<'p> {
+    Text(String),
+    /// A symlink to this path (renamed over the config, as a ConfigMap update would be).
+    LinkTo(&'p Path),
+}
+
+impl Hostile<'_> {
+    fn install(&self, cfg: &Path, dir: &TempDir) {
+        match self {
+            Hostile::Text(text) => std::fs::write(cfg, text).unwrap(),
+            Hostile::LinkTo(target) => {
+                let link = dir.path("link");
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(target, &link).unwrap();
+                std::fs::rename(&link, cfg).unwrap();
+            }
+        }
+    }
+}
+
 fn keep_pid(run: &Run) -> Option<i64> {
     let out: Output = client(run, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -488,44 +509,27 @@ fn a_running_ginit_survives_hostile_configs_and_then_applies_a_good_one() {
 
     let fifo = dir.path("fifo");
     mkfifo(&fifo);
-    let hostile: [(&str, Box<dyn Fn()>); 5] = [
-        ("nested more than 64 levels deep", {
-            let cfg = cfg.clone();
-            Box::new(move || std::fs::write(&cfg, nested_flow(DEEP)).unwrap())
-        }),
-        ("nested more than 64 levels deep", {
-            let cfg = cfg.clone();
-            Box::new(move || std::fs::write(&cfg, nested_block(STACK_DEPTH)).unwrap())
-        }),
-        ("more than 250000 values", {
-            let cfg = cfg.clone();
-            Box::new(move || std::fs::write(&cfg, billion_laughs()).unwrap())
-        }),
-        ("not a regular file", {
-            let (cfg, link) = (cfg.clone(), dir.path("zero-link"));
-            Box::new(move || {
-                let _ = std::fs::remove_file(&link);
-                std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-                std::fs::rename(&link, &cfg).unwrap();
-            })
-        }),
-        ("not a regular file", {
-            let (cfg, link) = (cfg.clone(), dir.path("fifo-link"));
-            let fifo = fifo.clone();
-            Box::new(move || {
-                let _ = std::fs::remove_file(&link);
-                std::os::unix::fs::symlink(&fifo, &link).unwrap();
-                std::fs::rename(&link, &cfg).unwrap();
-            })
-        }),
+    let zero = PathBuf::from("/dev/zero");
+    let hostile = [
+        (
+            "nested more than 64 levels deep",
+            Hostile::Text(nested_flow(DEEP)),
+        ),
+        (
+            "nested more than 64 levels deep",
+            Hostile::Text(nested_block(STACK_DEPTH)),
+        ),
+        ("more than 250000 values", Hostile::Text(billion_laughs())),
+        ("not a regular file", Hostile::LinkTo(&zero)),
+        ("not a regular file", Hostile::LinkTo(&fifo)),
     ];
-    for (i, (want, install)) in hostile.iter().enumerate() {
+    for (i, (want, bad)) in hostile.iter().enumerate() {
         // Each case starts from the good file, so the error seen is this case's.
         let _ = std::fs::remove_file(&cfg);
         std::fs::write(&cfg, good.replace("HELPER", HELPER)).unwrap();
         let (code, text) = client_within(&run, &dir, &["reload-config"]);
         assert_eq!(code, Some(0), "case {i}: {text}");
-        install();
+        bad.install(Path::new(&cfg), &dir);
 
         run.signal(libc::SIGHUP);
         let shown = wait_until(PATIENCE, || {

@@ -3,6 +3,8 @@
 //! `yaml` turns text into nodes with positions; `schema` checks them against the keys ginit
 //! knows and builds these types; Config is not
 //! state: nothing here holds a pid or an fd, and nothing here is changed at run time.
+//! [`load`] reads only a regular file of at most [`MAX_CONFIG_BYTES`], without blocking, so
+//! a reload in PID 1 can never hang on a FIFO or read /dev/zero forever.
 
 pub mod diff;
 mod schema;
@@ -683,5 +685,193 @@ impl Config {
             units::format_duration(self.shutdown.timeout)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order as it was computed before: repeated passes in file order, each adding the
+    /// programs whose dependencies are all added already (quadratic and more; kept here as
+    /// the definition the fast version must match).
+    fn passes(programs: &[ProgramSpec]) -> Vec<&str> {
+        let mut done: Vec<&str> = Vec::new();
+        while done.len() < programs.len() {
+            let before = done.len();
+            for p in programs {
+                if !done.contains(&p.name.as_str())
+                    && p.depends_on.iter().all(|d| done.contains(&d.as_str()))
+                {
+                    done.push(&p.name);
+                }
+            }
+            if done.len() == before {
+                break;
+            }
+        }
+        done
+    }
+
+    /// A small deterministic generator (xorshift), so failures are reproducible.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn config(programs: Vec<ProgramSpec>) -> Config {
+        Config {
+            programs,
+            shutdown: ShutdownSpec {
+                delay: Duration::ZERO,
+                timeout: Duration::from_secs(30),
+            },
+            log: LogSpec {
+                level: None,
+                format: LogFormat::Text,
+                file: None,
+            },
+            control_socket: PathBuf::from(DEFAULT_SOCKET),
+            sockets: Vec::new(),
+        }
+    }
+
+    /// `n` programs with random dependencies: mostly on earlier or later programs (acyclic
+    /// or not), sometimes on themselves, on a missing name, or twice on the same one.
+    fn random_graph(rng: &mut Rng, n: usize, edges: usize, acyclic: bool) -> Config {
+        let mut programs: Vec<ProgramSpec> = (0..n)
+            .map(|i| ProgramSpec::new(&format!("p{i}"), vec!["x".into()]))
+            .collect();
+        // A random file order over a random hidden topological order.
+        let mut rank: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            rank.swap(i, rng.below(i + 1));
+        }
+        for _ in 0..edges {
+            let (a, b) = (rng.below(n), rng.below(n));
+            let dep = match rng.below(20) {
+                0 if !acyclic => format!("p{a}"),
+                1 if !acyclic => "missing".to_string(),
+                _ if acyclic && rank[b] >= rank[a] => continue,
+                _ => format!("p{b}"),
+            };
+            programs[a].depends_on.push(dep.clone());
+            if rng.below(10) == 0 {
+                programs[a].depends_on.push(dep);
+            }
+        }
+        config(programs)
+    }
+
+    #[test]
+    fn start_order_is_the_order_of_the_passes() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..400 {
+            let n = 1 + rng.below(40);
+            let edges = rng.below(3 * n);
+            let c = random_graph(&mut rng, n, edges, round % 2 == 0);
+            assert_eq!(c.start_order(), passes(&c.programs), "round {round}: {c:?}");
+        }
+        // Chains in both file orders, and a program after all of its dependents.
+        for n in [1, 2, 3, 50] {
+            let forward: Vec<ProgramSpec> = (0..n)
+                .map(|i| {
+                    let mut p = ProgramSpec::new(&format!("p{i}"), vec!["x".into()]);
+                    p.depends_on.extend((i > 0).then(|| format!("p{}", i - 1)));
+                    p
+                })
+                .collect();
+            let mut backward = forward.clone();
+            backward.reverse();
+            for c in [config(forward), config(backward)] {
+                let order = c.start_order();
+                assert_eq!(order, passes(&c.programs));
+                let want: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+                assert_eq!(order, want);
+            }
+        }
+    }
+
+    #[test]
+    fn start_order_of_a_long_chain_is_fast_enough_to_run_here() {
+        // 10,000 programs written last-first: the passes would take 10,000 rounds.
+        let n = 10_000;
+        let programs: Vec<ProgramSpec> = (0..n)
+            .rev()
+            .map(|i| {
+                let mut p = ProgramSpec::new(&format!("p{i}"), vec!["x".into()]);
+                if i > 0 {
+                    p.depends_on.push(format!("p{}", i - 1));
+                }
+                p
+            })
+            .collect();
+        let order = config(programs).start_order().len();
+        assert_eq!(order, n);
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let dir = std::env::temp_dir().join(format!("ginit-config-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ok.yaml");
+        std::fs::write(&file, "programs: {}\n").unwrap();
+        assert_eq!(read(&file).unwrap(), "programs: {}\n");
+
+        let big = dir.join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        assert!(read(&big).unwrap_err().contains("larger than 1 MiB"));
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize]).unwrap();
+        assert!(read(&big).is_ok());
+
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // No writer: a blocking open would never return.
+        assert!(
+            read(&fifo)
+                .unwrap_err()
+                .contains("a FIFO, not a regular file")
+        );
+        assert!(
+            read(Path::new("/dev/zero"))
+                .unwrap_err()
+                .contains("a character device, not a regular file")
+        );
+        assert!(read(&dir).unwrap_err().contains("a directory"));
+        assert!(
+            read(&dir.join("absent"))
+                .unwrap_err()
+                .contains("cannot read the config")
+        );
+        std::fs::write(&file, b"\xff\xfe").unwrap();
+        assert!(read(&file).unwrap_err().contains("not UTF-8"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn errors_beyond_those_shown_are_counted() {
+        let e = ConfigErrors {
+            file: "c.yaml".into(),
+            errors: vec![ConfigError {
+                line: 2,
+                col: 3,
+                path: "programs.a".into(),
+                message: "bad".into(),
+            }],
+            more: 7,
+        };
+        assert_eq!(
+            e.to_string(),
+            "c.yaml:2:3: programs.a: bad\nc.yaml: and 7 more errors"
+        );
+        assert_eq!(e.count(), 8);
     }
 }

@@ -7,6 +7,12 @@
 //!
 //! What needs the system (users, executables, directories) goes through [`Resolver`], so the
 //! rules are unit-tested without touching the machine.
+//!
+//! Every number has a range (the bounds below), so no file can make ginit allocate, fork or
+//! rotate without end, make a check spin, or set a limit no program can start with. And
+//! validation runs in PID 1 on every reload, so it must stay near-linear in the file: names
+//! are looked up in hash maps, never by scanning, the dependency graph is walked once without
+//! recursion, and the errors kept (with their hints) stop at [`MAX_ERRORS`].
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -2094,5 +2100,254 @@ log: {level: debug, format: json}
         assert_eq!(nearest("restat", PROGRAM_KEYS), Some("restart"));
         assert_eq!(nearest("depend_on", PROGRAM_KEYS), Some("depends_on"));
         assert_eq!(nearest("zzzzzz", PROGRAM_KEYS), None);
+    }
+
+    /// Each error of `text` must contain the matching `want`, in order, and no more errors.
+    fn refused(text: &str, want: &[&str]) {
+        let errs = errors(text);
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e} should contain {w}");
+        }
+    }
+
+    #[test]
+    fn every_number_has_a_range() {
+        let ok_text = "sockets:\n  s: {listen: \"tcp://127.0.0.1:9\", backlog: 65535}\nprograms:\n  a:\n    command: x\n    instances: 1000\n    max_restarts: 1000000\n    stdout: {file: /l, rotate: {size: 1KiB, keep: 100}}\n    health: {exec: [x], failures: 100, interval: 100ms, timeout: 100ms}\n    ready: {exec: [x], timeout: 100ms}\n    watchdog: 100ms\n    monitor_window: 1s\n    memory_max: 1MiB\n    cpu_max: 1%\n    backoff: {initial: 0s, max: 0s, reset_after: 0s}\n    stop: {timeout: 0s}\n";
+        let c = ok(ok_text);
+        let a = &c.programs[0];
+        assert_eq!((a.instances, a.max_restarts), (1000, 1_000_000));
+        assert_eq!(a.backoff.initial, Duration::ZERO, "0s backoff stays valid");
+        assert_eq!(c.sockets[0].backlog, 65535);
+        assert_eq!(a.cpu_max, Some(1.0));
+        let bad = ok_text
+            .replace("65535", "65536")
+            .replace("1000\n", "1001\n")
+            .replace("1000000", "1000001")
+            .replace("1KiB", "1023")
+            .replace("keep: 100", "keep: 101")
+            .replace("failures: 100", "failures: 0")
+            .replace("interval: 100ms", "interval: 99ms")
+            .replace("timeout: 100ms}\n    ready", "timeout: 1ns}\n    ready")
+            .replace(
+                "timeout: 100ms}\n    watchdog",
+                "timeout: 0s}\n    watchdog",
+            )
+            .replace("watchdog: 100ms", "watchdog: 1us")
+            .replace("monitor_window: 1s", "monitor_window: 999ms")
+            .replace("1MiB", "1048575")
+            .replace("cpu_max: 1%", "cpu_max: 100001%");
+        refused(
+            &bad,
+            &[
+                "sockets.s.backlog: must be from 1 to 65535, found 65536",
+                "programs.a.instances: must be from 1 to 1000, found 1001",
+                "programs.a.max_restarts: must be from 0 to 1000000, found 1000001",
+                "programs.a.stdout.rotate.size: must be at least 1KiB, found `1023`",
+                "programs.a.stdout.rotate.keep: must be from 1 to 100, found 101",
+                "programs.a.health.failures: must be from 1 to 100, found 0",
+                "programs.a.health.interval: must be from 100ms to 365d, found `99ms`",
+                "programs.a.health.timeout: must be from 100ms to 365d, found `1ns`",
+                "programs.a.ready.timeout: must be from 100ms to 365d, found `0s`",
+                "programs.a.watchdog: must be from 100ms to 365d, found `1us`",
+                "programs.a.monitor_window: must be from 1s to 365d, found `999ms`",
+                "programs.a.memory_max: must be at least 1MiB, found `1048575`",
+                "programs.a.cpu_max: must be from 1% to 100000%, found `100001%`",
+            ],
+        );
+        // Far beyond 64 bits is still out of range, not "not a number".
+        refused(
+            "programs:\n  a: {command: x, instances: 99999999999999999999999}\n",
+            &["must be from 1 to 1000, found 99999999999999999999999"],
+        );
+    }
+
+    #[test]
+    fn instances_are_bounded_in_all() {
+        let mut text = String::from("programs:\n");
+        for i in 0..10 {
+            text.push_str(&format!("  p{i}: {{command: x, instances: 1000}}\n"));
+        }
+        ok(&text);
+        text.push_str("  one-more: {command: x}\n");
+        refused(
+            &text,
+            &["2:3: programs: the programs have 10001 instances in all; at most 10000"],
+        );
+    }
+
+    #[test]
+    fn limits_a_program_cannot_start_with_are_refused() {
+        let floors = "programs:\n  a:\n    command: x\n    limits: {address_space: 16MiB, data: 1MiB, stack: 128KiB, open_files: 16, processes: 1, cpu_seconds: 1, core: 0, file_size: 0}\n";
+        assert_eq!(ok(floors).programs[0].limits.rlimits.len(), 8);
+        refused(
+            "programs:\n  a:\n    command: x\n    limits: {address_space: 0, data: 1KiB, stack: 64KiB, open_files: 15, processes: 0, cpu_seconds: 0, core: unlimited}\n",
+            &[
+                "programs.a.limits.address_space: must be at least 16MiB (a program cannot start with less), found `0`",
+                "programs.a.limits.data: must be at least 1MiB",
+                "programs.a.limits.stack: must be at least 128KiB",
+                "programs.a.limits.open_files: must be at least 16 (a program cannot start with less), found 15",
+                "programs.a.limits.processes: must be at least 1",
+                "programs.a.limits.cpu_seconds: must be at least 1",
+            ],
+        );
+    }
+
+    #[test]
+    fn only_the_first_errors_are_kept() {
+        let mut text = String::from("programs:\n");
+        for i in 0..150 {
+            text.push_str(&format!("  p{i}: {{command: x, depends_on: [p{i}x]}}\n"));
+        }
+        let (errs, more) = validate(&text, &Fake).unwrap_err();
+        assert_eq!((errs.len(), more), (MAX_ERRORS, 50));
+        assert!(
+            errs[0].message.contains("(did you mean `p0`?)"),
+            "{:?}",
+            errs[0]
+        );
+        // Sorted by position.
+        assert!(
+            errs.windows(2)
+                .all(|w| (w[0].line, w[0].col) <= (w[1].line, w[1].col))
+        );
+    }
+
+    /// The cycle search as it was (recursive, quadratic): the definition the iterative one
+    /// must match.
+    fn cycles_before(programs: &[ProgramSpec]) -> Vec<Vec<String>> {
+        fn visit(
+            name: &str,
+            programs: &[ProgramSpec],
+            stack: &mut Vec<String>,
+            done: &mut Vec<String>,
+            cycles: &mut Vec<Vec<String>>,
+        ) {
+            if let Some(pos) = stack.iter().position(|s| s == name) {
+                let mut cycle: Vec<String> = stack[pos..].to_vec();
+                cycle.push(name.to_string());
+                cycles.push(cycle);
+                return;
+            }
+            if done.iter().any(|d| d == name) {
+                return;
+            }
+            stack.push(name.to_string());
+            if let Some(p) = programs.iter().find(|p| p.name == name) {
+                for dep in &p.depends_on {
+                    visit(dep, programs, stack, done, cycles);
+                }
+            }
+            stack.pop();
+            done.push(name.to_string());
+        }
+        let (mut cycles, mut done) = (Vec::new(), Vec::new());
+        for p in programs {
+            visit(&p.name, programs, &mut Vec::new(), &mut done, &mut cycles);
+        }
+        cycles
+    }
+
+    #[test]
+    fn cycles_are_found_as_before_without_recursion() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut below = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % n as u64) as usize
+        };
+        for round in 0..300 {
+            let n = 1 + below(25);
+            let mut programs: Vec<ProgramSpec> = (0..n)
+                .map(|i| ProgramSpec::new(&format!("p{i}"), vec!["x".into()]))
+                .collect();
+            for _ in 0..below(2 * n + 1) {
+                let (a, b) = (below(n), below(n + 1));
+                let dep = if b == n {
+                    "missing".to_string()
+                } else {
+                    format!("p{b}")
+                };
+                programs[a].depends_on.push(dep);
+            }
+            let got: Vec<Vec<String>> = find_cycles(&programs, usize::MAX)
+                .into_iter()
+                .map(|c| c.into_iter().map(String::from).collect())
+                .collect();
+            assert_eq!(got, cycles_before(&programs), "round {round}");
+        }
+        // A 10,000-long cycle: found, and shown elided.
+        let n = 10_000;
+        let programs: Vec<ProgramSpec> = (0..n)
+            .map(|i| {
+                let mut p = ProgramSpec::new(&format!("p{i}"), vec!["x".into()]);
+                p.depends_on.push(format!("p{}", (i + 1) % n));
+                p
+            })
+            .collect();
+        let cycles = find_cycles(&programs, MAX_ERRORS);
+        assert_eq!(cycles.len(), 1);
+        assert_eq!(cycles[0].len(), n + 1);
+        assert_eq!(
+            show_cycle(&cycles[0]),
+            "p0 -> p1 -> p2 -> p3 -> p4 -> p5 -> p6 -> p7 -> (9985 more) -> p9993 -> p9994 \
+             -> p9995 -> p9996 -> p9997 -> p9998 -> p9999 -> p0"
+        );
+        assert_eq!(show_cycle(&["a", "b", "a"]), "a -> b -> a");
+    }
+
+    #[test]
+    fn which_listener_serves_which_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for (listener, check, served) in [
+            ("0.0.0.0:80", "127.0.0.1:80", true),
+            ("0.0.0.0:80", "10.1.2.3:80", true),
+            ("0.0.0.0:80", "127.0.0.1:81", false),
+            ("0.0.0.0:80", "[::1]:80", false),
+            ("[::]:80", "127.0.0.1:80", true),
+            ("[::]:80", "[::1]:80", true),
+            ("127.0.0.1:80", "127.0.0.1:80", true),
+            ("127.0.0.1:80", "127.0.0.2:80", false),
+            ("127.0.0.1:80", "0.0.0.0:80", true),
+            ("127.0.0.1:80", "[::]:80", true),
+            ("127.0.0.1:80", "[::ffff:127.0.0.1]:80", true),
+            ("[::1]:80", "127.0.0.1:80", false),
+            ("10.0.0.1:80", "127.0.0.1:80", false),
+        ] {
+            assert_eq!(serves(a(listener), a(check)), served, "{listener} {check}");
+        }
+    }
+
+    #[test]
+    fn checks_on_ginits_own_sockets() {
+        let sockets = "sockets:\n  http: {listen: \"tcp://0.0.0.0:8080\"}\n  unix: {listen: \"unix:///run/a.sock\"}\n  adopted: {inherit: web}\n";
+        let program = |extra: &str| {
+            format!("{sockets}programs:\n  web:\n    command: x\n    sockets: [http]\n{extra}")
+        };
+        refused(
+            &program("    ready: {tcp: \"localhost:8080\"}\n"),
+            &[
+                "9:18: programs.web.ready.tcp: `127.0.0.1:8080` is served by socket `http` (tcp://0.0.0.0:8080), which ginit owns: the kernel's backlog (tcp) or another instance (http) would answer this check",
+            ],
+        );
+        refused(
+            &program("    ready: {http: \"http://127.0.0.1:8080/\"}\n"),
+            &["programs.web.ready.http: `127.0.0.1:8080` is served by socket `http`"],
+        );
+        refused(
+            &program("    instances: 3\n    health: {tcp: \"10.0.0.7:8080\"}\n"),
+            &[
+                "programs.web.health.tcp: `10.0.0.7:8080` is served by socket `http` (tcp://0.0.0.0:8080), which ginit owns: with `instances: 3` another instance would answer this check; a health check on such an address is allowed only with `instances: 1`",
+            ],
+        );
+        // Allowed: health with one instance, and checks on other ports or not tcp/http.
+        for extra in [
+            "    health: {http: \"http://127.0.0.1:8080/healthz\"}\n",
+            "    instances: 2\n    ready: {tcp: \"127.0.0.1:8081\"}\n    health: {http: \"http://127.0.0.1:9090/\"}\n",
+            "    instances: 2\n    ready: {notify: true}\n    health: {exec: [x]}\n",
+        ] {
+            ok(&program(extra));
+        }
     }
 }

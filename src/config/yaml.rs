@@ -8,6 +8,11 @@
 //! Supported: block and flow style, every scalar style, anchors and aliases, merge keys
 //! (`<<: *defaults`). One document per file. Tags are ignored except `!!str`, which makes a
 //! scalar a string (as quoting does). All `unsafe` is in [`events`].
+//!
+//! The file is untrusted input read by PID 1, so this reader must never recurse on the
+//! file's depth, and never copy (aliases) or build without counting: nesting is capped at
+//! [`MAX_DEPTH`], the values built or copied at [`MAX_VALUES`] and their text at
+//! [`MAX_TEXT`], each passed bound an error with its line and column.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -644,5 +649,114 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    fn flow(depth: usize) -> String {
+        format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn nesting_is_capped_at_max_depth() {
+        // The root mapping is one level: 63 lists inside it make 64.
+        let root = parse(&flow(MAX_DEPTH - 1)).unwrap().unwrap();
+        let mut node = get(&root, "a");
+        let mut depth = 1;
+        while let Value::Seq(items) = &node.value {
+            depth += 1;
+            match items.first() {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        assert_eq!(depth, MAX_DEPTH);
+        let err = parse(&flow(MAX_DEPTH)).unwrap_err();
+        assert!(
+            err.message.contains("nested more than 64 levels"),
+            "{err:?}"
+        );
+        // At the first list too deep: column 4 is the first `[`.
+        assert_eq!(
+            err.mark,
+            Mark {
+                line: 1,
+                col: 4 + MAX_DEPTH - 1
+            }
+        );
+        for deep in [flow(100_000), format!("a:\n  {}x\n", "- ".repeat(100_000))] {
+            let err = parse(&deep).unwrap_err();
+            assert!(
+                err.message.contains("nested more than 64 levels"),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn aliases_cannot_nest_deeper_than_the_cap() {
+        let inner = format!("{}x{}", "[".repeat(40), "]".repeat(40));
+        let ok = format!("a: &a {inner}\nb: {}*a{}\n", "[".repeat(23), "]".repeat(23));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("a: &a {inner}\nb: {}*a{}\n", "[".repeat(24), "]".repeat(24));
+        let err = parse(&deep).unwrap_err();
+        assert!(
+            err.message.contains("nested more than 64 levels"),
+            "{err:?}"
+        );
+        assert_eq!(err.mark.line, 2);
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let mut laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            let uses = vec![format!("*{prev}"); 9].join(", ");
+            laughs.push_str(&format!("{name}: &{name} [{uses}]\n"));
+        }
+        let err = parse(&laughs).unwrap_err();
+        assert!(
+            err.message.contains("alias `*") && err.message.contains("250000 values"),
+            "{err:?}"
+        );
+        assert!(err.mark.line > 1, "{err:?}");
+        // A long string used through an alias many times: the text bound.
+        let long = "x".repeat(600_000);
+        let text = format!("a: &a \"{long}\"\nb: [*a, *a, *a, *a, *a, *a, *a]\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("text to more than 4 MiB"), "{err:?}");
+        // Ordinary use is untouched.
+        let ok = "base: &b {x: 1}\nl: [*b, *b, *b]\n";
+        assert_eq!(parse(ok).unwrap().unwrap().kind(), "a mapping");
+    }
+
+    #[test]
+    fn values_are_bounded_without_aliases_too() {
+        let many = format!("a: [{}]\n", vec!["1"; MAX_VALUES].join(","));
+        let err = parse(&many).unwrap_err();
+        assert!(
+            err.message.contains("holds more than 250000 values"),
+            "{err:?}"
+        );
+        // Root mapping, key, list: three values besides the items.
+        let fits = format!("a: [{}]\n", vec!["1"; MAX_VALUES - 3].join(","));
+        assert!(parse(&fits).is_ok());
+    }
+
+    #[test]
+    fn merge_keys_keep_their_meaning_at_scale() {
+        // Explicit keys win; among merged mappings the first wins; linear for many keys.
+        let base: Vec<String> = (0..10_000).map(|i| format!("k{i}: {i}")).collect();
+        let text = format!(
+            "a: &a {{{}}}\nb: &b {{k0: b, extra: b}}\nc:\n  <<: [*b, *a]\n  k1: own\n",
+            base.join(", ")
+        );
+        let root = parse(&text).unwrap().unwrap();
+        let c = get(&root, "c");
+        assert_eq!(map(c).len(), 10_001);
+        assert_eq!(get(c, "k0").scalar(), Some("b"));
+        assert_eq!(get(c, "k1").scalar(), Some("own"));
+        assert_eq!(get(c, "k2").scalar(), Some("2"));
+        assert_eq!(get(c, "extra").scalar(), Some("b"));
+        let err = parse("a:\n  <<: [x]\n").unwrap_err();
+        assert!(err.message.contains("merge key"), "{err:?}");
     }
 }

@@ -5,8 +5,6 @@
 //! the number of programs (a reload of 10,000 programs must not stall PID 1 here); it
 //! decides nothing about how a change is applied.
 
-use std::collections::HashMap;
-
 use super::Config;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -17,24 +15,17 @@ pub struct Diff {
     pub unchanged: Vec<String>,
 }
 
-/// Program name -> index in `programs`.
-fn by_name(c: &Config) -> HashMap<&str, usize> {
-    c.programs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .rev() // the first of duplicate names wins, as with a search in file order
-        .collect()
-}
-
 /// Linear in the number of programs: each name is looked up in a hash map of the other side.
 pub fn diff(old: &Config, new: &Config) -> Diff {
-    let (old_names, new_names) = (by_name(old), by_name(new));
+    let (old_names, new_names) = (
+        super::name_index(&old.programs),
+        super::name_index(&new.programs),
+    );
     let mut d = Diff::default();
     for p in &new.programs {
         match old_names
             .get(p.name.as_str())
-            .and_then(|i| old.programs.get(*i))
+            .and_then(|i| old.programs.get(i))
         {
             None => d.added.push(p.name.clone()),
             Some(o) if o == p => d.unchanged.push(p.name.clone()),
@@ -42,7 +33,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         }
     }
     for p in &old.programs {
-        if !new_names.contains_key(p.name.as_str()) {
+        if !new_names.contains(&p.name) {
             d.removed.push(p.name.clone());
         }
     }

@@ -12,7 +12,6 @@ pub mod units;
 pub mod words;
 pub mod yaml;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -474,48 +473,42 @@ pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors
 /// file (/dev/zero reads forever) is refused before a byte is read.
 fn read(path: &Path) -> Result<String, String> {
     use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read the config: {e}");
+    let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| format!("cannot read the config: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read the config: {e}"))?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        };
-        return Err(format!(
-            "cannot read the config: it is {what}, not a regular file"
-        ));
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(
+            "cannot read the config: it is not a regular file (a FIFO, a device or a \
+                    directory)"
+                .into(),
+        );
     }
-    let too_big = || format!("the config is larger than 1 MiB ({MAX_CONFIG_BYTES} bytes)");
+    let too_big = "the config is larger than 1 MiB (1048576 bytes)";
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(too_big());
+        return Err(too_big.into());
     }
-    // The size may change between fstat and read: the read itself is capped too.
+    // The size may change between fstat and read (and files of /proc say 0): the read
+    // itself is capped too.
     let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read the config: {e}"))?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_big());
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(cannot(e)),
+        };
+        if bytes.len() + n > MAX_CONFIG_BYTES as usize {
+            return Err(too_big.into());
+        }
+        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
-    String::from_utf8(bytes)
-        .map_err(|e| format!("cannot read the config: it is not UTF-8 text ({e})"))
+    String::from_utf8(bytes).map_err(|_| "cannot read the config: it is not UTF-8 text".into())
 }
 
 /// Validates config text; `file` is used in messages only.
@@ -525,6 +518,168 @@ pub fn parse(text: &str, file: &Path, resolver: &dyn Resolver) -> Result<Config,
         errors,
         more,
     })
+}
+
+/// Program name -> position in `programs`; the first of duplicate names wins, as a search in
+/// file order would find it.
+pub(crate) fn name_index(programs: &[ProgramSpec]) -> Names<'_> {
+    let mut index = Names::new(programs.len());
+    for (i, p) in programs.iter().enumerate() {
+        index.insert(&p.name, i);
+    }
+    index
+}
+
+/// Names -> positions: every lookup by name in the config (keys, programs, sockets, files,
+/// variables), so validation stays linear over thousands of names. Open addressing with
+/// SipHash keyed at random per process, as std's HashMap, so no list of names written to
+/// collide makes it quadratic. One concrete type instead of a HashMap per key and value type:
+/// each of those costs the binary a copy of the table code.
+pub(crate) struct Names<'a> {
+    /// (name, position); position EMPTY: a free slot. The length is a power of two, at
+    /// least twice the names held.
+    slots: Vec<(&'a str, usize)>,
+    len: usize,
+    keys: std::hash::RandomState,
+}
+
+const EMPTY: usize = usize::MAX;
+
+impl<'a> Names<'a> {
+    /// A table for about `n` names (it grows if given more).
+    pub(crate) fn new(n: usize) -> Names<'a> {
+        let size = n.saturating_mul(2).max(8).next_power_of_two();
+        Names {
+            slots: vec![("", EMPTY); size],
+            len: 0,
+            keys: std::hash::RandomState::new(),
+        }
+    }
+
+    /// The slot holding `name`, or the free one where it would go (there always is one:
+    /// the table is never more than half full).
+    fn slot(&self, name: &str) -> usize {
+        use std::hash::BuildHasher;
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = self.keys.hash_one(name) as usize & mask;
+        while let Some((held, at)) = self.slots.get(i) {
+            if *at == EMPTY || *held == name {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<usize> {
+        let at = self.slots.get(self.slot(name))?.1;
+        (at != EMPTY).then_some(at)
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Adds `name` at `position` unless it is there already; returns the position it had.
+    pub(crate) fn insert(&mut self, name: &'a str, position: usize) -> Option<usize> {
+        if let Some(had) = self.get(name) {
+            return Some(had);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            let old = std::mem::replace(self, Names::new(self.slots.len()));
+            for (held, at) in old.slots.into_iter().filter(|s| s.1 != EMPTY) {
+                self.insert(held, at);
+            }
+        }
+        let i = self.slot(name);
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = (name, position);
+            self.len += 1;
+        }
+        None
+    }
+}
+
+/// The pass of a program that is never started (see [`walk_dependencies`]).
+const NEVER: usize = usize::MAX;
+
+/// One depth-first walk over `depends_on`, from each program in file order, with an explicit
+/// stack (a 10,000-long chain costs ginit's own stack nothing), in O(n + e). It gives:
+///
+/// - the dependency cycles, each as the names around it (first == last), one per back edge
+///   in the order the walk meets them, at most `limit` of them;
+/// - for each program the pass of [`Config::start_order`] in which it starts: 0 without
+///   dependencies, else the largest over its dependencies of their pass, plus one for a
+///   dependency written after it (a pass in file order meets the program before it); NEVER
+///   in a cycle or after a missing name. A program finishes after every dependency has (or
+///   while one is still open on the stack, which is a cycle), so one look at its
+///   dependencies when it finishes is enough.
+///
+/// Dependencies on unknown names are skipped by the cycle search.
+pub(crate) fn walk_dependencies(
+    programs: &[ProgramSpec],
+    limit: usize,
+) -> (Vec<Vec<&str>>, Vec<usize>) {
+    let index = name_index(programs);
+    // Per program: NEW, DONE, or its position on the walk's stack.
+    const NEW: usize = usize::MAX;
+    const DONE: usize = usize::MAX - 1;
+    let mut mark = vec![NEW; programs.len()];
+    let mut pass = vec![NEVER; programs.len()];
+    let mut cycles: Vec<Vec<&str>> = Vec::new();
+    // (program, next dependency to look at)
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in 0..programs.len() {
+        match mark.get_mut(root) {
+            Some(m) if *m == NEW => *m = 0,
+            _ => continue,
+        }
+        stack.push((root, 0));
+        while let Some(top) = stack.last_mut() {
+            let p = top.0;
+            let deps = programs.get(p).map_or(&[][..], |q| q.depends_on.as_slice());
+            let Some(dep) = deps.get(top.1) else {
+                // Finished: every dependency is done, or open (a cycle), or missing.
+                let mut at = 0;
+                for dep in deps {
+                    let d = index.get(dep);
+                    let done = d.filter(|d| mark.get(*d) == Some(&DONE));
+                    match done.and_then(|d| pass.get(d).map(|q| (d, *q))) {
+                        Some((d, q)) if q != NEVER => at = at.max(q + usize::from(d > p)),
+                        _ => {
+                            at = NEVER;
+                            break;
+                        }
+                    }
+                }
+                if let (Some(m), Some(q)) = (mark.get_mut(p), pass.get_mut(p)) {
+                    *m = DONE;
+                    *q = at;
+                }
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            let Some(d) = index.get(dep) else {
+                continue;
+            };
+            let depth = stack.len();
+            match mark.get_mut(d) {
+                Some(m) if *m == NEW => {
+                    *m = depth;
+                    stack.push((d, 0));
+                }
+                Some(m) if *m < depth && cycles.len() < limit => {
+                    let names = |q: &(usize, usize)| programs.get(q.0).map(|p| p.name.as_str());
+                    let mut cycle: Vec<&str> = stack.iter().skip(*m).filter_map(names).collect();
+                    cycle.extend(programs.get(d).map(|p| p.name.as_str()));
+                    cycles.push(cycle);
+                }
+                _ => {}
+            }
+        }
+    }
+    (cycles, pass)
 }
 
 impl Config {
@@ -564,51 +719,32 @@ impl Config {
     /// The order is that of repeated passes over the programs in file order, each pass adding
     /// every program whose dependencies were all added before it (earlier in the same pass
     /// included); programs never added (in a cycle, or after a missing name) are left out.
-    /// Computed without the passes, in O(n + e) plus a sort: a program's pass is the largest
-    /// over its dependencies of their pass, plus one for a dependency written after it (the
-    /// pass meets it first), found in one topological walk (Kahn's algorithm); then the
-    /// programs sorted by (pass, file position). Names are unique (validation ensures it).
+    /// Computed without the passes: [`walk_dependencies`] gives each program its pass, and
+    /// the programs are laid out by (pass, file position) with a counting sort.
     fn start_order_indices(&self) -> Vec<usize> {
-        let n = self.programs.len();
-        let index: HashMap<&str, usize> = self
-            .programs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
-            .rev() // the first of duplicate names wins
-            .collect();
-        // Dependencies not yet placed; a missing name is never placed, so neither is its
-        // dependent.
-        let mut waiting: Vec<usize> = self.programs.iter().map(|p| p.depends_on.len()).collect();
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, p) in self.programs.iter().enumerate() {
-            for dep in &p.depends_on {
-                if let Some(list) = index.get(dep.as_str()).and_then(|d| dependents.get_mut(*d)) {
-                    list.push(i);
-                }
+        let (_, pass) = walk_dependencies(&self.programs, 0);
+        let mut at = vec![0usize; pass.len() + 1];
+        for p in pass.iter().filter(|p| **p != NEVER) {
+            if let Some(slot) = at.get_mut(p + 1) {
+                *slot += 1;
             }
         }
-        let mut pass = vec![0usize; n];
-        let mut ready: Vec<usize> = (0..n).filter(|i| waiting.get(*i) == Some(&0)).collect();
-        let mut placed: Vec<usize> = Vec::with_capacity(n);
-        while let Some(d) = ready.pop() {
-            placed.push(d);
-            let done = pass.get(d).copied().unwrap_or(0);
-            for &p in dependents.get(d).map_or(&[][..], Vec::as_slice) {
-                let later = usize::from(d > p); // written after: the pass reaches it too late
-                if let Some(slot) = pass.get_mut(p) {
-                    *slot = (*slot).max(done + later);
-                }
-                if let Some(w) = waiting.get_mut(p).filter(|w| **w > 0) {
-                    *w -= 1;
-                    if *w == 0 {
-                        ready.push(p);
-                    }
-                }
+        for p in 1..at.len() {
+            let before = at.get(p - 1).copied().unwrap_or(0);
+            if let Some(slot) = at.get_mut(p) {
+                *slot += before;
             }
         }
-        placed.sort_unstable_by_key(|&i| (pass.get(i).copied().unwrap_or(0), i));
-        placed
+        let mut order = vec![0usize; at.last().copied().unwrap_or(0)];
+        for (i, p) in pass.iter().enumerate() {
+            if let Some(cursor) = at.get_mut(*p) {
+                if let Some(slot) = order.get_mut(*cursor) {
+                    *slot = i;
+                }
+                *cursor += 1;
+            }
+        }
+        order
     }
 
     /// The plan `ginit check` prints.
@@ -835,25 +971,40 @@ mod tests {
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.unwrap().success());
         // No writer: a blocking open would never return.
-        assert!(
-            read(&fifo)
-                .unwrap_err()
-                .contains("a FIFO, not a regular file")
-        );
-        assert!(
-            read(Path::new("/dev/zero"))
-                .unwrap_err()
-                .contains("a character device, not a regular file")
-        );
-        assert!(read(&dir).unwrap_err().contains("a directory"));
+        for odd in [fifo.as_path(), Path::new("/dev/zero"), dir.as_path()] {
+            let e = read(odd).unwrap_err();
+            assert!(e.contains("not a regular file"), "{}: {e}", odd.display());
+        }
         assert!(
             read(&dir.join("absent"))
                 .unwrap_err()
                 .contains("cannot read the config")
         );
         std::fs::write(&file, b"\xff\xfe").unwrap();
-        assert!(read(&file).unwrap_err().contains("not UTF-8"));
+        assert!(read(&file).unwrap_err().contains("UTF-8"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn names_find_what_was_put_and_keep_the_first() {
+        let words: Vec<String> = (0..5000).map(|i| format!("name-{i}")).collect();
+        // Made for 10, given 5,000: it grows.
+        let mut names = Names::new(10);
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(names.insert(w, i), None);
+        }
+        assert_eq!(
+            names.insert("name-7", 99),
+            Some(7),
+            "the first position stays"
+        );
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(names.get(w), Some(i));
+        }
+        assert!(!names.contains("name-5000") && !names.contains(""));
+        assert_eq!(names.insert("", 1), None, "the empty name is a name too");
+        assert_eq!(names.get(""), Some(1));
+        assert!(names.slots.len() >= 2 * names.len);
     }
 
     #[test]

@@ -14,7 +14,6 @@
 //! are looked up in hash maps, never by scanning, the dependency graph is walked once without
 //! recursion, and the errors kept (with their hints) stop at [`MAX_ERRORS`].
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -165,19 +164,19 @@ const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
 // check spin. The README's config reference lists each one.
 
 /// Copies of one program.
-pub const MAX_INSTANCES: u64 = 1000;
+pub const MAX_INSTANCES: u32 = 1000;
 /// Instances of all programs together (so also the number of programs).
-pub const MAX_TOTAL_INSTANCES: u64 = 10_000;
+pub const MAX_TOTAL_INSTANCES: u32 = 10_000;
 /// `max_restarts`: the restart window remembers one time per restart (16 bytes each).
-pub const MAX_RESTARTS: u64 = 1_000_000;
+pub const MAX_RESTARTS: u32 = 1_000_000;
 /// `rotate.keep`: each rotation renames every kept file once.
-pub const MAX_KEEP: u64 = 100;
+pub const MAX_KEEP: u32 = 100;
 /// `rotate.size`: a smaller file would be rotated for nearly every line.
 pub const MIN_ROTATE_SIZE: (u64, &str) = (1 << 10, "1KiB");
 /// `health.failures`.
-pub const MAX_FAILURES: u64 = 100;
+pub const MAX_FAILURES: u32 = 100;
 /// `backlog`: listen(2)'s argument (the kernel caps it at net.core.somaxconn anyway).
-pub const MAX_BACKLOG: u64 = 65_535;
+pub const MAX_BACKLOG: u32 = 65_535;
 /// Intervals and timeouts ginit acts on repeatedly (`health.interval`, `health.timeout`,
 /// `watchdog`, `ready.timeout`): ready checks are retried every 100 ms, and anything shorter
 /// would only keep ginit busy.
@@ -270,12 +269,19 @@ struct Validator<'r> {
     /// Errors found beyond MAX_ERRORS: counted, not kept.
     more: usize,
     resolver: &'r dyn Resolver,
-    /// Log files seen so far (index into `files`).
-    file_index: HashMap<String, usize>,
-    /// Log files seen so far, with their rotation and where they were first named.
-    files: Vec<(Option<Rotate>, String)>,
+    /// Every file output, checked once all are read (outputs may share a file, with one
+    /// rotation).
+    files: Vec<FileUse>,
     /// tcp and http checks of the program being read.
     addr_checks: Vec<AddrCheck>,
+}
+
+/// A file output: the file, its rotation, and the key path and position of the output.
+struct FileUse {
+    file: String,
+    rotate: Option<Rotate>,
+    path: String,
+    mark: yaml::Mark,
 }
 
 /// A tcp or http check, kept to be compared with the sockets once all are read.
@@ -338,7 +344,7 @@ impl Validator<'_> {
             return Vec::new();
         };
         let mut out: Entries<'n> = Vec::new();
-        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut seen = super::Names::new(pairs.len());
         for (key, value) in pairs {
             let Some(name) = key.scalar() else {
                 self.error(key, path, "keys must be plain names");
@@ -441,7 +447,7 @@ impl Validator<'_> {
                     }
                 }
                 "inherit" => listen = self.string(n, &p).map(Listen::Inherit),
-                "backlog" => backlog = self.number32(n, &p, 1, MAX_BACKLOG).unwrap_or(backlog),
+                "backlog" => backlog = self.number(n, &p, 1, MAX_BACKLOG).unwrap_or(backlog),
                 "mode" => {
                     if let Some(text) = self.string(n, &p) {
                         match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
@@ -538,7 +544,7 @@ impl Validator<'_> {
                         .unwrap_or(h.timeout)
                 }
                 "failures" => {
-                    h.failures = self.number32(n, &p, 1, MAX_FAILURES).unwrap_or(h.failures)
+                    h.failures = self.number(n, &p, 1, MAX_FAILURES).unwrap_or(h.failures)
                 }
                 _ => {}
             }
@@ -705,13 +711,11 @@ impl Validator<'_> {
                         }
                     };
                     let floor = rlimit_floor(r);
-                    if let Some(n) = value.filter(|n| *n < floor.0) {
+                    if value.is_some_and(|n| n < floor.0) {
+                        let text = v.scalar().unwrap_or_default();
                         let msg = format!(
-                            "must be at least {} (a program cannot start with less), found {}",
+                            "must be at least {} (a program cannot start with less), found `{text}`",
                             floor.1,
-                            v.scalar()
-                                .filter(|_| r.is_size())
-                                .map_or(n.to_string(), |t| format!("`{t}`"))
                         );
                         self.error(v, &p, msg);
                         continue;
@@ -794,39 +798,23 @@ impl Validator<'_> {
     }
 
     /// A whole number from `min` to `max`.
-    fn number(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
+    fn number(&mut self, node: &Node, path: &str, min: u32, max: u32) -> Option<u32> {
         let text = self.plain(node, path, "a whole number")?;
-        match text.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Some(n),
-            Ok(n) => {
-                self.error(
-                    node,
-                    path,
-                    format!("must be from {min} to {max}, found {n}"),
-                );
-                None
-            }
-            // Digits that do not fit in 64 bits are still a number, just far out of range.
-            Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        // Digits that do not fit in 64 bits are still a number, just far out of range.
+        match text.parse::<u64>().ok().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ if digits => {
                 let msg = format!("must be from {min} to {max}, found {text}");
                 self.error(node, path, msg);
                 None
             }
-            Err(_) => {
-                self.error(
-                    node,
-                    path,
-                    format!("expected a whole number, found `{text}`"),
-                );
+            _ => {
+                let msg = format!("expected a whole number, found `{text}`");
+                self.error(node, path, msg);
                 None
             }
         }
-    }
-
-    /// A whole number from `min` to `max` that fits in 32 bits (every max here does).
-    fn number32(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u32> {
-        self.number(node, path, min, max)
-            .and_then(|n| u32::try_from(n).ok())
     }
 
     /// A duration of at least `min` (a value and how it is written), at most 365d.
@@ -956,30 +944,19 @@ impl Validator<'_> {
                 if k == "size" {
                     r.size = self.size_at_least(v, &p, MIN_ROTATE_SIZE).unwrap_or(r.size);
                 } else {
-                    r.keep = self.number32(v, &p, 1, MAX_KEEP).unwrap_or(r.keep);
+                    r.keep = self.number(v, &p, 1, MAX_KEEP).unwrap_or(r.keep);
                 }
             }
             rotate = Some(r);
         }
         match file {
             Some(file) if file.is_absolute() => {
-                // Outputs may share a file (stdout and stderr together, say), but one file
-                // has one rotation.
-                let key = file.to_string_lossy().into_owned();
-                match self.file_index.get(&key).and_then(|i| self.files.get(*i)) {
-                    Some((r, first)) if *r != rotate => {
-                        let msg = format!(
-                            "`{key}` is also written by `{first}` with a different `rotate`; \
-                             give both the same"
-                        );
-                        self.error(node, path, msg);
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.file_index.insert(key, self.files.len());
-                        self.files.push((rotate, path.to_string()));
-                    }
-                }
+                self.files.push(FileUse {
+                    file: file.to_string_lossy().into_owned(),
+                    rotate,
+                    path: path.to_string(),
+                    mark: node.mark,
+                });
                 Output::File { path: file, rotate }
             }
             Some(file) => {
@@ -1065,7 +1042,7 @@ impl Validator<'_> {
                 "user" => user = self.string(value, &at).map(|u| (u, *value)),
                 "group" => group = self.string(value, &at).map(|g| (g, *value)),
                 "instances" => {
-                    spec.instances = self.number32(value, &at, 1, MAX_INSTANCES).unwrap_or(1)
+                    spec.instances = self.number(value, &at, 1, MAX_INSTANCES).unwrap_or(1)
                 }
                 "oneshot" => spec.oneshot = self.boolean(value, &at).unwrap_or(false),
                 "depends_on" => {
@@ -1122,7 +1099,7 @@ impl Validator<'_> {
                     }
                 }
                 "max_restarts" => {
-                    spec.max_restarts = self.number32(value, &at, 0, MAX_RESTARTS).unwrap_or(10)
+                    spec.max_restarts = self.number(value, &at, 0, MAX_RESTARTS).unwrap_or(10)
                 }
                 "restart_window" => {
                     spec.restart_window = self.duration(value, &at).unwrap_or(spec.restart_window)
@@ -1258,6 +1235,7 @@ impl Validator<'_> {
             return Vec::new();
         };
         let mut env: Vec<(String, String)> = Vec::new();
+        let mut seen = super::Names::new(pairs.len());
         for (k, v) in pairs {
             let Some(name) = k.scalar() else {
                 self.error(k, path, "variable names must be strings");
@@ -1268,7 +1246,7 @@ impl Validator<'_> {
                 self.error(k, &at, "not a valid environment variable name");
                 continue;
             }
-            if env.iter().any(|(n, _)| n == name) {
+            if seen.contains(name) {
                 self.error(k, &at, "this variable is given twice");
                 continue;
             }
@@ -1280,6 +1258,7 @@ impl Validator<'_> {
                 if value.contains('\0') {
                     self.error(v, &at, "contains a NUL byte");
                 }
+                seen.insert(name, env.len());
                 env.push((name.to_string(), value));
             }
         }
@@ -1347,84 +1326,24 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// Dependency cycles, each as the names around it (first == last), in the order a
-/// depth-first walk from each program in file order meets them (a back edge each), at most
-/// `limit` of them. Iterative, with an explicit stack: a 10,000-long chain is no deeper for
-/// ginit's own stack than a short one. Names must be unique (validation ensures it);
-/// dependencies on unknown names are skipped.
-fn find_cycles(programs: &[ProgramSpec], limit: usize) -> Vec<Vec<&str>> {
-    let index: HashMap<&str, usize> = programs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .rev() // the first of duplicate names wins, as with a search in file order
-        .collect();
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        /// On the walk's stack, at this position.
-        Open(usize),
-        Done,
-    }
-    let mut mark = vec![Mark::New; programs.len()];
-    let mut cycles: Vec<Vec<&str>> = Vec::new();
-    // (program, next dependency to look at)
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    for root in 0..programs.len() {
-        if mark.get(root) != Some(&Mark::New) {
-            continue;
-        }
-        if let Some(m) = mark.get_mut(root) {
-            *m = Mark::Open(0);
-        }
-        stack.push((root, 0));
-        while let Some(top) = stack.last_mut() {
-            let p = top.0;
-            let Some(dep) = programs.get(p).and_then(|q| q.depends_on.get(top.1)) else {
-                if let Some(m) = mark.get_mut(p) {
-                    *m = Mark::Done;
-                }
-                stack.pop();
-                continue;
-            };
-            top.1 += 1;
-            let Some(&d) = index.get(dep.as_str()) else {
-                continue;
-            };
-            match mark.get(d).copied() {
-                Some(Mark::New) => {
-                    if let Some(m) = mark.get_mut(d) {
-                        *m = Mark::Open(stack.len());
-                    }
-                    stack.push((d, 0));
-                }
-                Some(Mark::Open(at)) if cycles.len() < limit => {
-                    let names = |q: &(usize, usize)| programs.get(q.0).map(|p| p.name.as_str());
-                    let mut cycle: Vec<&str> = stack.iter().skip(at).filter_map(names).collect();
-                    cycle.extend(programs.get(d).map(|p| p.name.as_str()));
-                    cycles.push(cycle);
-                }
-                _ => {}
-            }
-        }
-    }
-    cycles
-}
-
 /// A cycle as a message: whole when short, else its first and last names around a count.
 fn show_cycle(cycle: &[&str]) -> String {
     const SHOWN: usize = 8;
-    if cycle.len() <= 2 * SHOWN + 1 {
-        return cycle.join(" -> ");
+    let elide = cycle.len() > 2 * SHOWN + 1;
+    let mut out = String::new();
+    for (i, name) in cycle.iter().enumerate() {
+        if elide && i == SHOWN {
+            out += &format!(" -> ({} more)", cycle.len() - 2 * SHOWN);
+        }
+        if elide && (SHOWN..cycle.len() - SHOWN).contains(&i) {
+            continue;
+        }
+        if i > 0 {
+            out += " -> ";
+        }
+        out += name;
     }
-    let head: Vec<&str> = cycle.iter().take(SHOWN).copied().collect();
-    let tail: Vec<&str> = cycle.iter().skip(cycle.len() - SHOWN).copied().collect();
-    format!(
-        "{} -> ({} more) -> {}",
-        head.join(" -> "),
-        cycle.len() - 2 * SHOWN,
-        tail.join(" -> ")
-    )
+    out
 }
 
 /// Whether a listener on `listener` answers connections to `check`: the same port, and the
@@ -1481,7 +1400,6 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
         errors: Vec::new(),
         more: 0,
         resolver,
-        file_index: HashMap::new(),
         files: Vec::new(),
         addr_checks: Vec::new(),
     };
@@ -1502,11 +1420,12 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
     };
     let mut socket_refs: Vec<(&str, &Node)> = Vec::new();
     // Every socket name written, valid or not: references are checked against these.
-    let mut declared_sockets: HashMap<&str, usize> = HashMap::new();
+    let mut declared_sockets = super::Names::new(0);
+    let mut socket_names: Vec<&str> = Vec::new();
     let mut dep_nodes: Vec<(&str, &Node)> = Vec::new();
     // Program names written (valid or not), and sockets defined.
-    let mut program_names: HashMap<&str, usize> = HashMap::new();
-    let mut socket_index: HashMap<&str, usize> = HashMap::new();
+    let mut program_names = super::Names::new(0);
+    let mut socket_index = super::Names::new(0);
     // tcp and http checks, with the index of their program in `config.programs`.
     let mut addr_checks: Vec<(usize, AddrCheck)> = Vec::new();
     let mut programs_node = None;
@@ -1575,14 +1494,15 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
                 for (k, node) in pairs {
                     let Some(name) = k.scalar() else { continue };
                     let path = join("sockets", name);
-                    let first = declared_sockets.insert(name, 0).is_none();
+                    let first = declared_sockets.insert(name, socket_names.len()).is_none();
+                    socket_names.extend(first.then_some(name));
                     if !valid_name(name) {
                         v.error(
                             k,
                             &path,
                             "socket names use letters, digits, `_`, `-` and `.`",
                         );
-                    } else if !first || socket_index.contains_key(name) {
+                    } else if !first || socket_index.contains(name) {
                         v.error(k, &path, "this socket is defined twice");
                     } else if let Some(spec) = v.socket(name, k, node, &path) {
                         socket_index.insert(name, config.sockets.len());
@@ -1626,26 +1546,21 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
         v.error(&root, "programs", "the config needs a `programs:` mapping");
     }
     let total: u64 = config.programs.iter().map(|p| u64::from(p.instances)).sum();
-    if total > MAX_TOTAL_INSTANCES
+    if total > u64::from(MAX_TOTAL_INSTANCES)
         && let Some(node) = programs_node
     {
         let msg =
             format!("the programs have {total} instances in all; at most {MAX_TOTAL_INSTANCES}");
         v.error(node, "programs", msg);
     }
-    let parsed: HashMap<&str, usize> = config
-        .programs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
+    let parsed = super::name_index(&config.programs);
     let mut name_refs: Vec<&str> = Vec::new();
     for (program, node) in &dep_nodes {
         let Some(dep) = node.scalar() else { continue };
         let path = format!("programs.{program}.depends_on");
         if dep == *program {
             v.error(node, &path, format!("`{program}` cannot depend on itself"));
-        } else if !parsed.contains_key(dep) {
+        } else if !parsed.contains(dep) {
             // Only built when a hint is wanted, and only once.
             if name_refs.is_empty() {
                 name_refs = config.programs.iter().map(|p| p.name.as_str()).collect();
@@ -1654,10 +1569,9 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
             v.error(node, &path, format!("no program named `{dep}`{hint}"));
         }
     }
-    let socket_names: Vec<&str> = declared_sockets.keys().copied().collect();
     for (program, node) in &socket_refs {
         let Some(name) = node.scalar() else { continue };
-        if !declared_sockets.contains_key(name) {
+        if !declared_sockets.contains(name) {
             let hint = v.hint(name, &socket_names);
             v.error(
                 node,
@@ -1667,28 +1581,54 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
         }
     }
     // Where each program's dependencies are written, for errors about the program's cycle.
-    let mut deps_at: HashMap<&str, yaml::Mark> = HashMap::new();
-    for (program, node) in dep_nodes.iter().rev() {
-        deps_at.insert(program, node.mark);
+    let mut deps_at = super::Names::new(config.programs.len());
+    for (i, (program, _)) in dep_nodes.iter().enumerate() {
+        deps_at.insert(program, i);
     }
-    for cycle in find_cycles(&config.programs, MAX_ERRORS) {
+    for cycle in super::walk_dependencies(&config.programs, MAX_ERRORS).0 {
         if cycle.len() <= 2 {
             continue; // self-dependency, reported above
         }
         let Some(first) = cycle.first() else { continue };
-        let mark = deps_at.get(first).copied().unwrap_or(root.mark);
+        let mark = deps_at
+            .get(first)
+            .and_then(|i| dep_nodes.get(i))
+            .map_or(root.mark, |(_, n)| n.mark);
         v.error_at(
             mark,
             &format!("programs.{first}.depends_on"),
             format!("dependency cycle: {}", show_cycle(&cycle)),
         );
     }
+    shared_files(&mut v);
     owned_addresses(&mut v, &config, &addr_checks);
     if v.errors.is_empty() {
         Ok(config)
     } else {
         v.errors.sort_by_key(|e| (e.line, e.col));
         Err((v.errors, v.more))
+    }
+}
+
+/// Outputs may share a file (stdout and stderr together, say), but one file has one
+/// rotation: each use is compared with the first use of its file.
+fn shared_files(v: &mut Validator) {
+    let files = std::mem::take(&mut v.files);
+    let mut first = super::Names::new(files.len());
+    for (i, f) in files.iter().enumerate() {
+        match first.get(&f.file).and_then(|j| files.get(j)) {
+            Some(earlier) if earlier.rotate != f.rotate => {
+                let msg = format!(
+                    "`{}` is also written by `{}` with a different `rotate`; give both the same",
+                    f.file, earlier.path
+                );
+                v.error_at(f.mark, &f.path, msg);
+            }
+            Some(_) => {}
+            None => {
+                first.insert(&f.file, i);
+            }
+        }
     }
 }
 
@@ -1699,13 +1639,21 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
 /// with `inherit` have no address known before they are adopted, and unix sockets none a
 /// tcp or http check can name.
 fn owned_addresses(v: &mut Validator, config: &Config, checks: &[(usize, AddrCheck)]) {
-    let mut by_port: HashMap<u16, Vec<(&str, SocketAddr)>> = HashMap::new();
-    for s in &config.sockets {
-        if let Listen::Tcp(addr) = s.listen {
-            by_port
-                .entry(addr.port())
-                .or_default()
-                .push((&s.name, addr));
+    if checks.is_empty() {
+        return;
+    }
+    // Sockets by port: the first with each port, and each one's next with the same port (a
+    // table of every port rather than a map: one allocation, no hashing, no generic code).
+    const NONE: usize = usize::MAX;
+    let mut first = vec![NONE; 1 << 16];
+    let mut next = vec![NONE; config.sockets.len()];
+    for (i, s) in config.sockets.iter().enumerate().rev() {
+        if let Listen::Tcp(addr) = s.listen
+            && let (Some(head), Some(link)) =
+                (first.get_mut(usize::from(addr.port())), next.get_mut(i))
+        {
+            *link = *head;
+            *head = i;
         }
     }
     for (program, check) in checks {
@@ -1718,31 +1666,35 @@ fn owned_addresses(v: &mut Validator, config: &Config, checks: &[(usize, AddrChe
         let Some(spec) = config.programs.get(*program) else {
             continue;
         };
-        let Some((socket, listen)) = by_port
-            .get(&addr.port())
-            .and_then(|l| l.iter().find(|(_, l)| serves(*l, *addr)))
-        else {
+        let mut at = first.get(usize::from(addr.port())).copied().unwrap_or(NONE);
+        let mut found = None;
+        while let Some(s) = config.sockets.get(at) {
+            if let Listen::Tcp(listen) = s.listen
+                && serves(listen, *addr)
+            {
+                found = Some((&s.name, listen));
+                break;
+            }
+            at = next.get(at).copied().unwrap_or(NONE);
+        }
+        let Some((socket, listen)) = found else {
             continue;
         };
-        let owned =
-            format!("`{addr}` is served by socket `{socket}` (tcp://{listen}), which ginit owns");
-        if *readiness {
-            let msg = format!(
-                "{owned}: the kernel's backlog (tcp) or another instance (http) would answer \
-                 this check, not this instance, so a build that never serves would count as \
-                 ready; use `notify: true`, `exec`, or an address only this instance serves"
-            );
-            v.error_at(*mark, path, msg);
+        let why = if *readiness {
+            "the kernel's backlog (tcp) or another instance (http) would answer this check, \
+             not this instance, so a build that never serves would count as ready; use \
+             `notify: true`, `exec`, or an address only this instance serves"
         } else if spec.instances > 1 {
-            let msg = format!(
-                "{owned}: with `instances: {}` another instance would answer this check; a \
-                 health check on such an address is allowed only with `instances: 1` (ginit \
-                 suspends it while a replace runs); use `exec` or an address only this \
-                 instance serves",
-                spec.instances
-            );
-            v.error_at(*mark, path, msg);
-        }
+            "another instance would answer this check; a health check on such an address is \
+             allowed only with `instances: 1` (ginit suspends it while a replace runs); use \
+             `exec` or an address only this instance serves"
+        } else {
+            continue;
+        };
+        let msg = format!(
+            "`{addr}` is served by socket `{socket}` (tcp://{listen}), which ginit owns: {why}"
+        );
+        v.error_at(*mark, path, msg);
     }
 }
 
@@ -2186,7 +2138,7 @@ log: {level: debug, format: json}
                 "programs.a.limits.address_space: must be at least 16MiB (a program cannot start with less), found `0`",
                 "programs.a.limits.data: must be at least 1MiB",
                 "programs.a.limits.stack: must be at least 128KiB",
-                "programs.a.limits.open_files: must be at least 16 (a program cannot start with less), found 15",
+                "programs.a.limits.open_files: must be at least 16 (a program cannot start with less), found `15`",
                 "programs.a.limits.processes: must be at least 1",
                 "programs.a.limits.cpu_seconds: must be at least 1",
             ],
@@ -2271,7 +2223,8 @@ log: {level: debug, format: json}
                 };
                 programs[a].depends_on.push(dep);
             }
-            let got: Vec<Vec<String>> = find_cycles(&programs, usize::MAX)
+            let got: Vec<Vec<String>> = super::super::walk_dependencies(&programs, usize::MAX)
+                .0
                 .into_iter()
                 .map(|c| c.into_iter().map(String::from).collect())
                 .collect();
@@ -2286,7 +2239,7 @@ log: {level: debug, format: json}
                 p
             })
             .collect();
-        let cycles = find_cycles(&programs, MAX_ERRORS);
+        let cycles = super::super::walk_dependencies(&programs, MAX_ERRORS).0;
         assert_eq!(cycles.len(), 1);
         assert_eq!(cycles[0].len(), n + 1);
         assert_eq!(
@@ -2338,7 +2291,7 @@ log: {level: debug, format: json}
         refused(
             &program("    instances: 3\n    health: {tcp: \"10.0.0.7:8080\"}\n"),
             &[
-                "programs.web.health.tcp: `10.0.0.7:8080` is served by socket `http` (tcp://0.0.0.0:8080), which ginit owns: with `instances: 3` another instance would answer this check; a health check on such an address is allowed only with `instances: 1`",
+                "programs.web.health.tcp: `10.0.0.7:8080` is served by socket `http` (tcp://0.0.0.0:8080), which ginit owns: another instance would answer this check; a health check on such an address is allowed only with `instances: 1`",
             ],
         );
         // Allowed: health with one instance, and checks on other ports or not tcp/http.

@@ -95,6 +95,7 @@ pub const MAX_TEXT: usize = 4 << 20;
 /// Events are pulled from libyaml one at a time, so a bound passed stops the parse at once:
 /// a file nested 100,000 levels deep costs the first 65 levels, not libyaml's scan of all of
 /// it (which is quadratic in flow depth).
+#[inline(never)]
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut parser = events::Parser::new(text)?;
     let mut builder = Builder::default();
@@ -330,6 +331,8 @@ struct Builder {
 
 impl Builder {
     /// Takes one event; returns the root once it is complete.
+    // Out of line, as is `parse`: inlined into validation they cost 1 KiB more binary.
+    #[inline(never)]
     fn event(&mut self, event: Event) -> Result<Option<Node>, SyntaxError> {
         let (node, weight, anchor) = match event {
             Event::Scalar {
@@ -473,34 +476,28 @@ fn spend(
 ) -> Result<(), SyntaxError> {
     spent.values = spent.values.saturating_add(weight.values);
     spent.text = spent.text.saturating_add(weight.text);
+    // Static texts: the numbers are those of MAX_VALUES and MAX_TEXT (a test checks).
     let message = if spent.values > MAX_VALUES {
-        match alias {
-            Some(name) => format!(
-                "the alias `*{name}` brings the config to more than {MAX_VALUES} values \
-                 (each use of an alias counts as a copy of what it names)"
-            ),
-            None => format!("the config holds more than {MAX_VALUES} values"),
-        }
+        "the config holds more than 250000 values (lists, mappings and scalars; each use of \
+         an alias counts as a copy of what it names)"
     } else if spent.text > MAX_TEXT {
-        match alias {
-            Some(name) => format!(
-                "the alias `*{name}` brings the config's text to more than 4 MiB \
-                 (each use of an alias counts as a copy of what it names)"
-            ),
-            None => "the config's text passes 4 MiB".into(),
-        }
+        "the config holds more than 4 MiB of text (each use of an alias counts as a copy of \
+         what it names)"
     } else {
         return Ok(());
+    };
+    let message = match alias {
+        Some(name) => format!("at the alias `*{name}`: {message}"),
+        None => String::from(message),
     };
     Err(SyntaxError { message, mark })
 }
 
 fn too_deep(mark: Mark) -> SyntaxError {
     SyntaxError {
-        message: format!(
-            "the config is nested more than {MAX_DEPTH} levels deep (lists and mappings, \
-             aliases included); ginit reads at most {MAX_DEPTH}"
-        ),
+        message: "the config is nested more than 64 levels deep (lists and mappings, aliases \
+                  included); ginit reads at most 64"
+            .into(),
         mark,
     }
 }
@@ -533,31 +530,39 @@ fn merge_into(merged: &mut Vec<(Node, Node)>, value: Node) -> Result<(), SyntaxE
 }
 
 /// Adds merged entries whose key is not given explicitly; among merged ones the first wins,
-/// as the YAML merge-key spec says. One pass with a set: linear in the entries.
+/// as the YAML merge-key spec says. Linear: which to keep is decided with a set of keys
+/// borrowed from both lists, then they are moved.
 fn add_merged(entries: &mut Vec<(Node, Node)>, merged: Vec<(Node, Node)>) {
     if merged.is_empty() {
         return;
     }
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    // Keys that are not scalars compare equal to each other (as `scalar()` returns None).
-    let mut other_seen = false;
-    for (k, _) in entries.iter() {
-        match k.scalar() {
-            Some(s) => {
-                seen.insert(s.to_string(), ());
+    let keep: Vec<bool> = {
+        let mut seen = super::Names::new(entries.len() + merged.len());
+        // Keys that are not scalars compare equal to each other (as `scalar()` returns None).
+        let mut other_seen = false;
+        for (i, (k, _)) in entries.iter().enumerate() {
+            match k.scalar() {
+                Some(s) => {
+                    seen.insert(s, i);
+                }
+                None => other_seen = true,
             }
-            None => other_seen = true,
         }
-    }
-    for (k, v) in merged {
-        let new = match k.scalar() {
-            Some(s) => seen.insert(s.to_string(), ()).is_none(),
-            None => !std::mem::replace(&mut other_seen, true),
-        };
-        if new {
-            entries.push((k, v));
-        }
-    }
+        merged
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| match k.scalar() {
+                Some(s) => seen.insert(s, i).is_none(),
+                None => !std::mem::replace(&mut other_seen, true),
+            })
+            .collect()
+    };
+    entries.extend(
+        merged
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(entry, keep)| keep.then_some(entry)),
+    );
 }
 
 #[cfg(test)]
@@ -656,6 +661,37 @@ mod tests {
     }
 
     #[test]
+    fn messages_name_the_bounds() {
+        let at = Mark::default();
+        assert!(
+            too_deep(at)
+                .message
+                .contains(&format!("{MAX_DEPTH} levels"))
+        );
+        let mut spent = Weight::default();
+        let big = Weight {
+            values: MAX_VALUES + 1,
+            ..Weight::default()
+        };
+        let e = spend(&mut spent, big, at, None).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("more than {MAX_VALUES} values"))
+        );
+        let mut spent = Weight::default();
+        let long = Weight {
+            text: MAX_TEXT + 1,
+            ..Weight::default()
+        };
+        let e = spend(&mut spent, long, at, Some("a")).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("more than {} MiB", MAX_TEXT >> 20))
+        );
+        assert!(e.message.starts_with("at the alias `*a`"));
+    }
+
+    #[test]
     fn nesting_is_capped_at_max_depth() {
         // The root mapping is one level: 63 lists inside it make 64.
         let root = parse(&flow(MAX_DEPTH - 1)).unwrap().unwrap();
@@ -714,7 +750,7 @@ mod tests {
         }
         let err = parse(&laughs).unwrap_err();
         assert!(
-            err.message.contains("alias `*") && err.message.contains("250000 values"),
+            err.message.contains("at the alias `*") && err.message.contains("250000 values"),
             "{err:?}"
         );
         assert!(err.mark.line > 1, "{err:?}");
@@ -722,7 +758,7 @@ mod tests {
         let long = "x".repeat(600_000);
         let text = format!("a: &a \"{long}\"\nb: [*a, *a, *a, *a, *a, *a, *a]\n");
         let err = parse(&text).unwrap_err();
-        assert!(err.message.contains("text to more than 4 MiB"), "{err:?}");
+        assert!(err.message.contains("more than 4 MiB of text"), "{err:?}");
         // Ordinary use is untouched.
         let ok = "base: &b {x: 1}\nl: [*b, *b, *b]\n";
         assert_eq!(parse(ok).unwrap().unwrap().kind(), "a mapping");

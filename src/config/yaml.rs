@@ -506,7 +506,10 @@ fn is_merge_key(key: &Node) -> bool {
     matches!(&key.value, Value::Scalar { text, plain: true } if text == "<<")
 }
 
-/// Appends a merge key's value (a mapping or a list of mappings) to `merged`.
+/// Appends a merge key's value (a mapping or a list of mappings) to `merged`. The work of
+/// merge keys is bounded with the values: what is merged was counted when it was read (or
+/// copied by an alias), and it is moved here and resolved in one linear pass at the end of
+/// its mapping.
 fn merge_into(merged: &mut Vec<(Node, Node)>, value: Node) -> Result<(), SyntaxError> {
     let bad = SyntaxError {
         message: "a merge key (`<<`) takes a mapping or a list of mappings".into(),

@@ -89,7 +89,7 @@ fn check(flag: Option<PathBuf>) -> i32 {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            let n = errors.errors.len();
+            let n = errors.count();
             eprintln!(
                 "ginit: {n} error{} in {}",
                 if n == 1 { "" } else { "s" },

@@ -3,6 +3,8 @@
 //! `yaml` turns text into nodes with positions; `schema` checks them against the keys ginit
 //! knows and builds these types; Config is not
 //! state: nothing here holds a pid or an fd, and nothing here is changed at run time.
+//! [`load`] reads only a regular file of at most [`MAX_CONFIG_BYTES`], without blocking, so
+//! a reload in PID 1 can never hang on a FIFO or read /dev/zero forever.
 
 pub mod diff;
 mod schema;
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use crate::users::Credentials;
 
-pub use schema::{Resolver, SystemResolver};
+pub use schema::{MAX_ERRORS, Resolver, SystemResolver};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -391,11 +393,15 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// Every problem found in one config file.
+/// Every problem found in one config file: the first [`MAX_ERRORS`] found, sorted by
+/// position, and how many more there were (counted, not kept: a file with 10,000 broken
+/// programs gives a readable report, and bounded work for its hints).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigErrors {
     pub file: PathBuf,
     pub errors: Vec<ConfigError>,
+    /// Errors beyond `errors`.
+    pub more: usize,
 }
 
 impl fmt::Display for ConfigErrors {
@@ -413,6 +419,14 @@ impl fmt::Display for ConfigErrors {
             }
             write!(f, ": {}", e.message)?;
         }
+        if self.more > 0 {
+            write!(
+                f,
+                "\n{}: and {} more errors",
+                self.file.display(),
+                self.more
+            )?;
+        }
         Ok(())
     }
 }
@@ -427,7 +441,13 @@ impl ConfigErrors {
                 path: String::new(),
                 message,
             }],
+            more: 0,
         }
+    }
+
+    /// How many errors were found, shown or not.
+    pub fn count(&self) -> usize {
+        self.errors.len() + self.more
     }
 }
 
@@ -437,19 +457,229 @@ pub fn schema_for_tests(text: &str) -> Config {
     schema::validate(text, &schema::tests::Fake).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+/// The largest config file ginit reads: 1 MiB holds 10,000 programs of about 100 bytes
+/// each, and reading it (in PID 1, on every reload) stays a bounded cost.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the config: {e}")))?;
+    let text = read(path).map_err(|e| ConfigErrors::whole_file(path, e))?;
     parse(&text, path, resolver)
+}
+
+/// Reads the config: a regular file of at most MAX_CONFIG_BYTES, else an error that says
+/// why. Opened non-blocking, so a FIFO without a writer cannot hold PID 1 in open(2), and
+/// without becoming a controlling terminal should the path name one; anything but a regular
+/// file (/dev/zero reads forever) is refused before a byte is read.
+fn read(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read the config: {e}");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(
+            "cannot read the config: it is not a regular file (a FIFO, a device or a \
+                    directory)"
+                .into(),
+        );
+    }
+    let too_big = "the config is larger than 1 MiB (1048576 bytes)";
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big.into());
+    }
+    // The size may change between fstat and read (and files of /proc say 0): the read
+    // itself is capped too.
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(cannot(e)),
+        };
+        if bytes.len() + n > MAX_CONFIG_BYTES as usize {
+            return Err(too_big.into());
+        }
+        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+    String::from_utf8(bytes).map_err(|_| "cannot read the config: it is not UTF-8 text".into())
 }
 
 /// Validates config text; `file` is used in messages only.
 pub fn parse(text: &str, file: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
-    schema::validate(text, resolver).map_err(|errors| ConfigErrors {
+    schema::validate(text, resolver).map_err(|(errors, more)| ConfigErrors {
         file: file.to_path_buf(),
         errors,
+        more,
     })
+}
+
+/// Program name -> position in `programs`; the first of duplicate names wins, as a search in
+/// file order would find it.
+pub(crate) fn name_index(programs: &[ProgramSpec]) -> Names<'_> {
+    let mut index = Names::new(programs.len());
+    for (i, p) in programs.iter().enumerate() {
+        index.insert(&p.name, i);
+    }
+    index
+}
+
+/// Names -> positions: every lookup by name in the config (keys, programs, sockets, files,
+/// variables), so validation stays linear over thousands of names. Open addressing with
+/// SipHash keyed at random per process, as std's HashMap, so no list of names written to
+/// collide makes it quadratic. One concrete type instead of a HashMap per key and value type:
+/// each of those costs the binary a copy of the table code.
+pub(crate) struct Names<'a> {
+    /// (name, position); position EMPTY: a free slot. The length is a power of two, at
+    /// least twice the names held.
+    slots: Vec<(&'a str, usize)>,
+    len: usize,
+    keys: std::hash::RandomState,
+}
+
+const EMPTY: usize = usize::MAX;
+
+impl<'a> Names<'a> {
+    /// A table for about `n` names (it grows if given more).
+    pub(crate) fn new(n: usize) -> Names<'a> {
+        let size = n.saturating_mul(2).max(8).next_power_of_two();
+        Names {
+            slots: vec![("", EMPTY); size],
+            len: 0,
+            keys: std::hash::RandomState::new(),
+        }
+    }
+
+    /// The slot holding `name`, or the free one where it would go (there always is one:
+    /// the table is never more than half full).
+    fn slot(&self, name: &str) -> usize {
+        use std::hash::BuildHasher;
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = self.keys.hash_one(name) as usize & mask;
+        while let Some((held, at)) = self.slots.get(i) {
+            if *at == EMPTY || *held == name {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<usize> {
+        let at = self.slots.get(self.slot(name))?.1;
+        (at != EMPTY).then_some(at)
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Adds `name` at `position` unless it is there already; returns the position it had.
+    pub(crate) fn insert(&mut self, name: &'a str, position: usize) -> Option<usize> {
+        if let Some(had) = self.get(name) {
+            return Some(had);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            let old = std::mem::replace(self, Names::new(self.slots.len()));
+            for (held, at) in old.slots.into_iter().filter(|s| s.1 != EMPTY) {
+                self.insert(held, at);
+            }
+        }
+        let i = self.slot(name);
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = (name, position);
+            self.len += 1;
+        }
+        None
+    }
+}
+
+/// The pass of a program that is never started (see [`walk_dependencies`]).
+const NEVER: usize = usize::MAX;
+
+/// One depth-first walk over `depends_on`, from each program in file order, with an explicit
+/// stack (a 10,000-long chain costs ginit's own stack nothing), in O(n + e). It gives:
+///
+/// - the dependency cycles, each as the names around it (first == last), one per back edge
+///   in the order the walk meets them, at most `limit` of them;
+/// - for each program the pass of [`Config::start_order`] in which it starts: 0 without
+///   dependencies, else the largest over its dependencies of their pass, plus one for a
+///   dependency written after it (a pass in file order meets the program before it); NEVER
+///   in a cycle or after a missing name. A program finishes after every dependency has (or
+///   while one is still open on the stack, which is a cycle), so one look at its
+///   dependencies when it finishes is enough.
+///
+/// Dependencies on unknown names are skipped by the cycle search.
+pub(crate) fn walk_dependencies(
+    programs: &[ProgramSpec],
+    limit: usize,
+) -> (Vec<Vec<&str>>, Vec<usize>) {
+    let index = name_index(programs);
+    // Per program: NEW, DONE, or its position on the walk's stack.
+    const NEW: usize = usize::MAX;
+    const DONE: usize = usize::MAX - 1;
+    let mut mark = vec![NEW; programs.len()];
+    let mut pass = vec![NEVER; programs.len()];
+    let mut cycles: Vec<Vec<&str>> = Vec::new();
+    // (program, next dependency to look at)
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in 0..programs.len() {
+        match mark.get_mut(root) {
+            Some(m) if *m == NEW => *m = 0,
+            _ => continue,
+        }
+        stack.push((root, 0));
+        while let Some(top) = stack.last_mut() {
+            let p = top.0;
+            let deps = programs.get(p).map_or(&[][..], |q| q.depends_on.as_slice());
+            let Some(dep) = deps.get(top.1) else {
+                // Finished: every dependency is done, or open (a cycle), or missing.
+                let mut at = 0;
+                for dep in deps {
+                    let d = index.get(dep);
+                    let done = d.filter(|d| mark.get(*d) == Some(&DONE));
+                    match done.and_then(|d| pass.get(d).map(|q| (d, *q))) {
+                        Some((d, q)) if q != NEVER => at = at.max(q + usize::from(d > p)),
+                        _ => {
+                            at = NEVER;
+                            break;
+                        }
+                    }
+                }
+                if let (Some(m), Some(q)) = (mark.get_mut(p), pass.get_mut(p)) {
+                    *m = DONE;
+                    *q = at;
+                }
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            let Some(d) = index.get(dep) else {
+                continue;
+            };
+            let depth = stack.len();
+            match mark.get_mut(d) {
+                Some(m) if *m == NEW => {
+                    *m = depth;
+                    stack.push((d, 0));
+                }
+                Some(m) if *m < depth && cycles.len() < limit => {
+                    let names = |q: &(usize, usize)| programs.get(q.0).map(|p| p.name.as_str());
+                    let mut cycle: Vec<&str> = stack.iter().skip(*m).filter_map(names).collect();
+                    cycle.extend(programs.get(d).map(|p| p.name.as_str()));
+                    cycles.push(cycle);
+                }
+                _ => {}
+            }
+        }
+    }
+    (cycles, pass)
 }
 
 impl Config {
@@ -478,28 +708,50 @@ impl Config {
     /// Program names in an order where each comes after what it depends on (file order among
     /// equals). Validation guarantees there is no cycle.
     pub fn start_order(&self) -> Vec<&str> {
-        let mut done: Vec<&str> = Vec::new();
-        while done.len() < self.programs.len() {
-            let before = done.len();
-            for p in &self.programs {
-                if !done.contains(&p.name.as_str())
-                    && p.depends_on.iter().all(|d| done.contains(&d.as_str()))
-                {
-                    done.push(&p.name);
-                }
-            }
-            if done.len() == before {
-                break; // a cycle, which validation rejects; never loop forever
+        self.start_order_indices()
+            .into_iter()
+            .filter_map(|i| self.programs.get(i).map(|p| p.name.as_str()))
+            .collect()
+    }
+
+    /// [`Config::start_order`] as indices into `programs`.
+    ///
+    /// The order is that of repeated passes over the programs in file order, each pass adding
+    /// every program whose dependencies were all added before it (earlier in the same pass
+    /// included); programs never added (in a cycle, or after a missing name) are left out.
+    /// Computed without the passes: [`walk_dependencies`] gives each program its pass, and
+    /// the programs are laid out by (pass, file position) with a counting sort.
+    fn start_order_indices(&self) -> Vec<usize> {
+        let (_, pass) = walk_dependencies(&self.programs, 0);
+        let mut at = vec![0usize; pass.len() + 1];
+        for p in pass.iter().filter(|p| **p != NEVER) {
+            if let Some(slot) = at.get_mut(p + 1) {
+                *slot += 1;
             }
         }
-        done
+        for p in 1..at.len() {
+            let before = at.get(p - 1).copied().unwrap_or(0);
+            if let Some(slot) = at.get_mut(p) {
+                *slot += before;
+            }
+        }
+        let mut order = vec![0usize; at.last().copied().unwrap_or(0)];
+        for (i, p) in pass.iter().enumerate() {
+            if let Some(cursor) = at.get_mut(*p) {
+                if let Some(slot) = order.get_mut(*cursor) {
+                    *slot = i;
+                }
+                *cursor += 1;
+            }
+        }
+        order
     }
 
     /// The plan `ginit check` prints.
     pub fn plan(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let order = self.start_order();
+        let order = self.start_order_indices();
         for s in &self.sockets {
             let _ = writeln!(
                 out,
@@ -507,12 +759,13 @@ impl Config {
                 s.name, s.listen, s.backlog
             );
         }
-        let _ = writeln!(out, "start order: {}", order.join(", "));
-        for name in order {
-            let Some(p) = self.program(name) else {
-                continue;
-            };
-            let _ = writeln!(out, "\n{name}:");
+        let names: Vec<&str> = order
+            .iter()
+            .filter_map(|i| self.programs.get(*i).map(|p| p.name.as_str()))
+            .collect();
+        let _ = writeln!(out, "start order: {}", names.join(", "));
+        for p in order.iter().filter_map(|i| self.programs.get(*i)) {
+            let _ = writeln!(out, "\n{}:", p.name);
             let _ = writeln!(out, "  command: {:?}", p.command);
             if p.instances != 1 {
                 let _ = writeln!(out, "  instances: {}", p.instances);
@@ -568,5 +821,208 @@ impl Config {
             units::format_duration(self.shutdown.timeout)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order as it was computed before: repeated passes in file order, each adding the
+    /// programs whose dependencies are all added already (quadratic and more; kept here as
+    /// the definition the fast version must match).
+    fn passes(programs: &[ProgramSpec]) -> Vec<&str> {
+        let mut done: Vec<&str> = Vec::new();
+        while done.len() < programs.len() {
+            let before = done.len();
+            for p in programs {
+                if !done.contains(&p.name.as_str())
+                    && p.depends_on.iter().all(|d| done.contains(&d.as_str()))
+                {
+                    done.push(&p.name);
+                }
+            }
+            if done.len() == before {
+                break;
+            }
+        }
+        done
+    }
+
+    /// A small deterministic generator (xorshift), so failures are reproducible.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn config(programs: Vec<ProgramSpec>) -> Config {
+        Config {
+            programs,
+            shutdown: ShutdownSpec {
+                delay: Duration::ZERO,
+                timeout: Duration::from_secs(30),
+            },
+            log: LogSpec {
+                level: None,
+                format: LogFormat::Text,
+                file: None,
+            },
+            control_socket: PathBuf::from(DEFAULT_SOCKET),
+            sockets: Vec::new(),
+        }
+    }
+
+    /// `n` programs with random dependencies: mostly on earlier or later programs (acyclic
+    /// or not), sometimes on themselves, on a missing name, or twice on the same one.
+    fn random_graph(rng: &mut Rng, n: usize, edges: usize, acyclic: bool) -> Config {
+        let mut programs: Vec<ProgramSpec> = (0..n)
+            .map(|i| ProgramSpec::new(&format!("p{i}"), vec!["x".into()]))
+            .collect();
+        // A random file order over a random hidden topological order.
+        let mut rank: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            rank.swap(i, rng.below(i + 1));
+        }
+        for _ in 0..edges {
+            let (a, b) = (rng.below(n), rng.below(n));
+            let dep = match rng.below(20) {
+                0 if !acyclic => format!("p{a}"),
+                1 if !acyclic => "missing".to_string(),
+                _ if acyclic && rank[b] >= rank[a] => continue,
+                _ => format!("p{b}"),
+            };
+            programs[a].depends_on.push(dep.clone());
+            if rng.below(10) == 0 {
+                programs[a].depends_on.push(dep);
+            }
+        }
+        config(programs)
+    }
+
+    #[test]
+    fn start_order_is_the_order_of_the_passes() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..400 {
+            let n = 1 + rng.below(40);
+            let edges = rng.below(3 * n);
+            let c = random_graph(&mut rng, n, edges, round % 2 == 0);
+            assert_eq!(c.start_order(), passes(&c.programs), "round {round}: {c:?}");
+        }
+        // Chains in both file orders, and a program after all of its dependents.
+        for n in [1, 2, 3, 50] {
+            let forward: Vec<ProgramSpec> = (0..n)
+                .map(|i| {
+                    let mut p = ProgramSpec::new(&format!("p{i}"), vec!["x".into()]);
+                    p.depends_on.extend((i > 0).then(|| format!("p{}", i - 1)));
+                    p
+                })
+                .collect();
+            let mut backward = forward.clone();
+            backward.reverse();
+            for c in [config(forward), config(backward)] {
+                let order = c.start_order();
+                assert_eq!(order, passes(&c.programs));
+                let want: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+                assert_eq!(order, want);
+            }
+        }
+    }
+
+    #[test]
+    fn start_order_of_a_long_chain_is_fast_enough_to_run_here() {
+        // 10,000 programs written last-first: the passes would take 10,000 rounds.
+        let n = 10_000;
+        let programs: Vec<ProgramSpec> = (0..n)
+            .rev()
+            .map(|i| {
+                let mut p = ProgramSpec::new(&format!("p{i}"), vec!["x".into()]);
+                if i > 0 {
+                    p.depends_on.push(format!("p{}", i - 1));
+                }
+                p
+            })
+            .collect();
+        let order = config(programs).start_order().len();
+        assert_eq!(order, n);
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let dir = std::env::temp_dir().join(format!("ginit-config-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ok.yaml");
+        std::fs::write(&file, "programs: {}\n").unwrap();
+        assert_eq!(read(&file).unwrap(), "programs: {}\n");
+
+        let big = dir.join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        assert!(read(&big).unwrap_err().contains("larger than 1 MiB"));
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize]).unwrap();
+        assert!(read(&big).is_ok());
+
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // No writer: a blocking open would never return.
+        for odd in [fifo.as_path(), Path::new("/dev/zero"), dir.as_path()] {
+            let e = read(odd).unwrap_err();
+            assert!(e.contains("not a regular file"), "{}: {e}", odd.display());
+        }
+        assert!(
+            read(&dir.join("absent"))
+                .unwrap_err()
+                .contains("cannot read the config")
+        );
+        std::fs::write(&file, b"\xff\xfe").unwrap();
+        assert!(read(&file).unwrap_err().contains("UTF-8"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn names_find_what_was_put_and_keep_the_first() {
+        let words: Vec<String> = (0..5000).map(|i| format!("name-{i}")).collect();
+        // Made for 10, given 5,000: it grows.
+        let mut names = Names::new(10);
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(names.insert(w, i), None);
+        }
+        assert_eq!(
+            names.insert("name-7", 99),
+            Some(7),
+            "the first position stays"
+        );
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(names.get(w), Some(i));
+        }
+        assert!(!names.contains("name-5000") && !names.contains(""));
+        assert_eq!(names.insert("", 1), None, "the empty name is a name too");
+        assert_eq!(names.get(""), Some(1));
+        assert!(names.slots.len() >= 2 * names.len);
+    }
+
+    #[test]
+    fn errors_beyond_those_shown_are_counted() {
+        let e = ConfigErrors {
+            file: "c.yaml".into(),
+            errors: vec![ConfigError {
+                line: 2,
+                col: 3,
+                path: "programs.a".into(),
+                message: "bad".into(),
+            }],
+            more: 7,
+        };
+        assert_eq!(
+            e.to_string(),
+            "c.yaml:2:3: programs.a: bad\nc.yaml: and 7 more errors"
+        );
+        assert_eq!(e.count(), 8);
     }
 }

@@ -7,8 +7,15 @@
 //!
 //! What needs the system (users, executables, directories) goes through [`Resolver`], so the
 //! rules are unit-tested without touching the machine.
+//!
+//! Every number has a range (the bounds below), so no file can make ginit allocate, fork or
+//! rotate without end, make a check spin, or set a limit no program can start with. And
+//! validation runs in PID 1 on every reload, so it must stay near-linear in the file: names
+//! are looked up in hash maps, never by scanning, the dependency graph is walked once without
+//! recursion, and the errors kept (with their hints) stop at [`MAX_ERRORS`].
 
 use std::ffi::OsStr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,6 +159,54 @@ const PROGRAM_KEYS: &[&str] = &[
 const PROGRAM_LATER: &[&str] = &[];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
 
+// Bounds. Every number a file can write is bounded here, so no file makes ginit allocate,
+// fork or loop without end, and no setting can start a program that cannot run or make a
+// check spin. The README's config reference lists each one.
+
+/// Copies of one program.
+pub const MAX_INSTANCES: u32 = 1000;
+/// Instances of all programs together (so also the number of programs).
+pub const MAX_TOTAL_INSTANCES: u32 = 10_000;
+/// `max_restarts`: the restart window remembers one time per restart (16 bytes each).
+pub const MAX_RESTARTS: u32 = 1_000_000;
+/// `rotate.keep`: each rotation renames every kept file once.
+pub const MAX_KEEP: u32 = 100;
+/// `rotate.size`: a smaller file would be rotated for nearly every line.
+pub const MIN_ROTATE_SIZE: (u64, &str) = (1 << 10, "1KiB");
+/// `health.failures`.
+pub const MAX_FAILURES: u32 = 100;
+/// `backlog`: listen(2)'s argument (the kernel caps it at net.core.somaxconn anyway).
+pub const MAX_BACKLOG: u32 = 65_535;
+/// Intervals and timeouts ginit acts on repeatedly (`health.interval`, `health.timeout`,
+/// `watchdog`, `ready.timeout`): ready checks are retried every 100 ms, and anything shorter
+/// would only keep ginit busy.
+pub const MIN_CHECK_INTERVAL: (Duration, &str) = (Duration::from_millis(100), "100ms");
+/// `monitor_window`: usage is sampled every second.
+pub const MIN_MONITOR_WINDOW: (Duration, &str) = (Duration::from_secs(1), "1s");
+/// `memory_max`: below this no program runs without being reloaded at once.
+pub const MIN_MEMORY_MAX: (u64, &str) = (1 << 20, "1MiB");
+/// `cpu_max`, in percent of one core.
+pub const CPU_MAX_RANGE: (f64, f64) = (1.0, 100_000.0);
+/// At most this many errors are kept and printed (then "and N more errors"), which also
+/// bounds the work spent on "did you mean" hints.
+pub const MAX_ERRORS: usize = 100;
+/// Words longer than this get no "did you mean" hint (no key or name is that long).
+const MAX_HINT_LEN: usize = 64;
+
+/// The least value of an rlimit with which a program can still start, with how it is
+/// written: exec needs address space, data and stack, a few fds, one process, and a second
+/// of CPU.
+pub fn rlimit_floor(r: Rlimit) -> (u64, &'static str) {
+    match r {
+        Rlimit::AddressSpace => (16 << 20, "16MiB"),
+        Rlimit::Data => (1 << 20, "1MiB"),
+        Rlimit::Stack => (128 << 10, "128KiB"),
+        Rlimit::OpenFiles => (16, "16"),
+        Rlimit::Processes | Rlimit::CpuSeconds => (1, "1"),
+        Rlimit::Core | Rlimit::FileSize => (0, "0"),
+    }
+}
+
 /// Default stop timeout, as Docker's `docker stop`.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -192,39 +247,82 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The closest of `choices` to `word`, if close enough to be a likely typo.
+/// The closest of `choices` to `word`, if close enough to be a likely typo. Candidates whose
+/// length alone rules them out are skipped, and long words get no hint, so the work stays
+/// small even against thousands of program names.
 fn nearest<'a>(word: &str, choices: &[&'a str]) -> Option<&'a str> {
+    if word.len() > MAX_HINT_LEN {
+        return None;
+    }
+    let word = word.to_ascii_lowercase();
+    let close = |c: &str| (c.len() / 3).max(2);
     let (best, d) = choices
         .iter()
-        .map(|c| (*c, distance(&word.to_ascii_lowercase(), c)))
+        .filter(|c| c.len() <= MAX_HINT_LEN && c.len().abs_diff(word.len()) <= close(c))
+        .map(|c| (*c, distance(&word, c)))
         .min_by_key(|(_, d)| *d)?;
-    (d <= (best.len() / 3).max(2)).then_some(best)
-}
-
-fn hint(word: &str, choices: &[&str]) -> String {
-    match nearest(word, choices) {
-        Some(n) => format!(" (did you mean `{n}`?)"),
-        None => String::new(),
-    }
+    (d <= close(best)).then_some(best)
 }
 
 struct Validator<'r> {
     errors: Vec<ConfigError>,
+    /// Errors found beyond MAX_ERRORS: counted, not kept.
+    more: usize,
     resolver: &'r dyn Resolver,
-    /// Log files seen so far, with their rotation and where they were first named.
-    files: Vec<(PathBuf, Option<Rotate>, String)>,
+    /// Every file output, checked once all are read (outputs may share a file, with one
+    /// rotation).
+    files: Vec<FileUse>,
+    /// tcp and http checks of the program being read.
+    addr_checks: Vec<AddrCheck>,
+}
+
+/// A file output: the file, its rotation, and the key path and position of the output.
+struct FileUse {
+    file: String,
+    rotate: Option<Rotate>,
+    path: String,
+    mark: yaml::Mark,
+}
+
+/// A tcp or http check, kept to be compared with the sockets once all are read.
+struct AddrCheck {
+    /// Key path, e.g. `programs.web.ready.tcp`, and where its value is.
+    path: String,
+    mark: yaml::Mark,
+    addr: SocketAddr,
+    /// `ready` (else `health`).
+    readiness: bool,
 }
 
 type Entries<'n> = Vec<(&'n str, &'n Node)>;
 
 impl Validator<'_> {
     fn error(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.error_at(node.mark, path, message);
+    }
+
+    fn error_at(&mut self, mark: yaml::Mark, path: &str, message: impl Into<String>) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.more += 1;
+            return;
+        }
         self.errors.push(ConfigError {
-            line: node.mark.line,
-            col: node.mark.col,
+            line: mark.line,
+            col: mark.col,
             path: path.to_string(),
             message: message.into(),
         });
+    }
+
+    /// " (did you mean `x`?)" or nothing; nothing once no more errors are kept.
+    fn hint(&self, word: &str, choices: &[&str]) -> String {
+        if self.errors.len() >= MAX_ERRORS {
+            return String::new();
+        }
+        match nearest(word, choices) {
+            Some(n) => format!(" (did you mean `{n}`?)"),
+            None => String::new(),
+        }
     }
 
     /// The entries of a mapping, with unknown, duplicate and not-yet-supported keys reported.
@@ -246,13 +344,14 @@ impl Validator<'_> {
             return Vec::new();
         };
         let mut out: Entries<'n> = Vec::new();
+        let mut seen = super::Names::new(pairs.len());
         for (key, value) in pairs {
             let Some(name) = key.scalar() else {
                 self.error(key, path, "keys must be plain names");
                 continue;
             };
             let at = join(path, name);
-            if out.iter().any(|(k, _)| *k == name) {
+            if seen.insert(name, out.len()).is_some() {
                 self.error(key, &at, "this key is given twice");
             } else if known.contains(&name) {
                 out.push((name, value));
@@ -267,11 +366,8 @@ impl Validator<'_> {
             } else {
                 let mut all: Vec<&str> = known.to_vec();
                 all.extend_from_slice(later);
-                self.error(
-                    key,
-                    &at,
-                    format!("unknown key `{name}`{}", hint(name, &all)),
-                );
+                let hint = self.hint(name, &all);
+                self.error(key, &at, format!("unknown key `{name}`{hint}"));
             }
         }
         out
@@ -351,7 +447,7 @@ impl Validator<'_> {
                     }
                 }
                 "inherit" => listen = self.string(n, &p).map(Listen::Inherit),
-                "backlog" => backlog = self.number(n, &p, 1).unwrap_or(backlog),
+                "backlog" => backlog = self.number(n, &p, 1, MAX_BACKLOG).unwrap_or(backlog),
                 "mode" => {
                     if let Some(text) = self.string(n, &p) {
                         match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
@@ -414,7 +510,10 @@ impl Validator<'_> {
         let check = self.check(node, path, &fields, true);
         for (k, n) in &fields {
             if *k == "timeout" {
-                timeout = self.positive_duration(n, &join(path, k)).unwrap_or(timeout);
+                let p = join(path, k);
+                timeout = self
+                    .duration_at_least(n, &p, MIN_CHECK_INTERVAL)
+                    .unwrap_or(timeout);
             }
         }
         check.map(|check| ReadySpec { check, timeout })
@@ -434,9 +533,19 @@ impl Validator<'_> {
         for (k, n) in &fields {
             let p = join(path, k);
             match *k {
-                "interval" => h.interval = self.positive_duration(n, &p).unwrap_or(h.interval),
-                "timeout" => h.timeout = self.positive_duration(n, &p).unwrap_or(h.timeout),
-                "failures" => h.failures = self.number(n, &p, 1).unwrap_or(h.failures),
+                "interval" => {
+                    h.interval = self
+                        .duration_at_least(n, &p, MIN_CHECK_INTERVAL)
+                        .unwrap_or(h.interval)
+                }
+                "timeout" => {
+                    h.timeout = self
+                        .duration_at_least(n, &p, MIN_CHECK_INTERVAL)
+                        .unwrap_or(h.timeout)
+                }
+                "failures" => {
+                    h.failures = self.number(n, &p, 1, MAX_FAILURES).unwrap_or(h.failures)
+                }
                 _ => {}
             }
         }
@@ -473,7 +582,15 @@ impl Validator<'_> {
                     if let Some(text) = self.string(n, &p) {
                         let t = text.strip_prefix("tcp://").unwrap_or(&text);
                         match t.replace("localhost:", "127.0.0.1:").parse() {
-                            Ok(addr) => checks.push(ReadyCheck::Tcp(addr)),
+                            Ok(addr) => {
+                                self.addr_checks.push(AddrCheck {
+                                    path: p.clone(),
+                                    mark: n.mark,
+                                    addr,
+                                    readiness,
+                                });
+                                checks.push(ReadyCheck::Tcp(addr))
+                            }
                             Err(_) => {
                                 let msg = format!(
                                     "`{text}` is not an address (write it like 127.0.0.1:8080)"
@@ -486,7 +603,17 @@ impl Validator<'_> {
                 "http" => {
                     if let Some(text) = self.string(n, &p) {
                         match parse_http_url(&text) {
-                            Ok(c) => checks.push(c),
+                            Ok(c) => {
+                                if let ReadyCheck::Http { addr, .. } = &c {
+                                    self.addr_checks.push(AddrCheck {
+                                        path: p.clone(),
+                                        mark: n.mark,
+                                        addr: *addr,
+                                        readiness,
+                                    });
+                                }
+                                checks.push(c)
+                            }
                             Err(e) => self.error(n, &p, e),
                         }
                     }
@@ -583,6 +710,16 @@ impl Validator<'_> {
                             None => continue,
                         }
                     };
+                    let floor = rlimit_floor(r);
+                    if value.is_some_and(|n| n < floor.0) {
+                        let text = v.scalar().unwrap_or_default();
+                        let msg = format!(
+                            "must be at least {} (a program cannot start with less), found `{text}`",
+                            floor.1,
+                        );
+                        self.error(v, &p, msg);
+                        continue;
+                    }
                     let (hard, can_raise) = self.resolver.hard_limit(r.resource());
                     let above = match (value, hard) {
                         (_, None) => false,
@@ -619,11 +756,17 @@ impl Validator<'_> {
         }
     }
 
-    /// `150%` (or `150`): percent of one core.
+    /// `150%` (or `150`): percent of one core, within CPU_MAX_RANGE.
     fn percent(&mut self, node: &Node, path: &str) -> Option<f64> {
         let text = self.string(node, path)?;
+        let (min, max) = CPU_MAX_RANGE;
         match text.trim().trim_end_matches('%').parse::<f64>() {
-            Ok(n) if n > 0.0 && n.is_finite() => Some(n),
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            Ok(n) if n.is_finite() => {
+                let msg = format!("must be from {min}% to {max}%, found `{text}`");
+                self.error(node, path, msg);
+                None
+            }
             _ => {
                 let msg = format!("`{text}` is not a CPU share (write it like 50% or 150%)");
                 self.error(node, path, msg);
@@ -639,31 +782,53 @@ impl Validator<'_> {
             .ok()
     }
 
-    fn number(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
+    /// A size of at least `min` (a value and how it is written).
+    fn size_at_least(&mut self, node: &Node, path: &str, min: (u64, &str)) -> Option<u64> {
+        let n = self.size(node, path)?;
+        if n < min.0 {
+            let text = node.scalar().unwrap_or_default();
+            self.error(
+                node,
+                path,
+                format!("must be at least {}, found `{text}`", min.1),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A whole number from `min` to `max`.
+    fn number(&mut self, node: &Node, path: &str, min: u32, max: u32) -> Option<u32> {
         let text = self.plain(node, path, "a whole number")?;
-        match text.parse::<u32>() {
-            Ok(n) if n >= min => Some(n),
-            Ok(n) => {
-                self.error(node, path, format!("must be at least {min}, found {n}"));
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        // Digits that do not fit in 64 bits are still a number, just far out of range.
+        match text.parse::<u64>().ok().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ if digits => {
+                let msg = format!("must be from {min} to {max}, found {text}");
+                self.error(node, path, msg);
                 None
             }
-            Err(_) => {
-                self.error(
-                    node,
-                    path,
-                    format!("expected a whole number, found `{text}`"),
-                );
+            _ => {
+                let msg = format!("expected a whole number, found `{text}`");
+                self.error(node, path, msg);
                 None
             }
         }
     }
 
-    /// A duration that must not be zero (an interval or a timeout of 0 would spin or fail
-    /// at once).
-    fn positive_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+    /// A duration of at least `min` (a value and how it is written), at most 365d.
+    fn duration_at_least(
+        &mut self,
+        node: &Node,
+        path: &str,
+        min: (Duration, &str),
+    ) -> Option<Duration> {
         let d = self.duration(node, path)?;
-        if d.is_zero() {
-            self.error(node, path, "must be longer than 0s");
+        if d < min.0 {
+            let text = node.scalar().unwrap_or_default();
+            let msg = format!("must be from {} to 365d, found `{text}`", min.1);
+            self.error(node, path, msg);
             return None;
         }
         Some(d)
@@ -714,7 +879,7 @@ impl Validator<'_> {
                     path,
                     format!(
                         "unknown value `{text}`; expected one of {list}{}",
-                        hint(&text, choices)
+                        self.hint(&text, choices)
                     ),
                 );
                 None
@@ -777,29 +942,21 @@ impl Validator<'_> {
             for (k, v) in self.mapping(value, &at, &["size", "keep"], &[]) {
                 let p = join(&at, k);
                 if k == "size" {
-                    r.size = self.size(v, &p).unwrap_or(r.size);
+                    r.size = self.size_at_least(v, &p, MIN_ROTATE_SIZE).unwrap_or(r.size);
                 } else {
-                    r.keep = self.number(v, &p, 1).unwrap_or(r.keep);
+                    r.keep = self.number(v, &p, 1, MAX_KEEP).unwrap_or(r.keep);
                 }
             }
             rotate = Some(r);
         }
         match file {
             Some(file) if file.is_absolute() => {
-                // Outputs may share a file (stdout and stderr together, say), but one file
-                // has one rotation.
-                match self.files.iter().find(|(f, _, _)| *f == file) {
-                    Some((_, r, first)) if *r != rotate => {
-                        let msg = format!(
-                            "`{}` is also written by `{first}` with a different `rotate`; \
-                             give both the same",
-                            file.display()
-                        );
-                        self.error(node, path, msg);
-                    }
-                    Some(_) => {}
-                    None => self.files.push((file.clone(), rotate, path.to_string())),
-                }
+                self.files.push(FileUse {
+                    file: file.to_string_lossy().into_owned(),
+                    rotate,
+                    path: path.to_string(),
+                    mark: node.mark,
+                });
                 Output::File { path: file, rotate }
             }
             Some(file) => {
@@ -884,7 +1041,9 @@ impl Validator<'_> {
                 }
                 "user" => user = self.string(value, &at).map(|u| (u, *value)),
                 "group" => group = self.string(value, &at).map(|g| (g, *value)),
-                "instances" => spec.instances = self.number(value, &at, 1).unwrap_or(1),
+                "instances" => {
+                    spec.instances = self.number(value, &at, 1, MAX_INSTANCES).unwrap_or(1)
+                }
                 "oneshot" => spec.oneshot = self.boolean(value, &at).unwrap_or(false),
                 "depends_on" => {
                     spec.depends_on = self
@@ -939,7 +1098,9 @@ impl Validator<'_> {
                         );
                     }
                 }
-                "max_restarts" => spec.max_restarts = self.number(value, &at, 0).unwrap_or(10),
+                "max_restarts" => {
+                    spec.max_restarts = self.number(value, &at, 0, MAX_RESTARTS).unwrap_or(10)
+                }
                 "restart_window" => {
                     spec.restart_window = self.duration(value, &at).unwrap_or(spec.restart_window)
                 }
@@ -961,7 +1122,9 @@ impl Validator<'_> {
                 "reload" => spec.reload = self.reload(value, &at),
                 "ready" => spec.ready = self.ready(value, &at),
                 "health" => spec.health = self.health(value, &at),
-                "watchdog" => spec.watchdog = self.positive_duration(value, &at),
+                "watchdog" => {
+                    spec.watchdog = self.duration_at_least(value, &at, MIN_CHECK_INTERVAL)
+                }
                 "sockets" => {
                     spec.sockets = self
                         .string_list(value, &at)
@@ -975,10 +1138,12 @@ impl Validator<'_> {
                     }
                 }
                 "limits" => spec.limits = self.limits(value, &at),
-                "memory_max" => spec.memory_max = self.size(value, &at),
+                "memory_max" => spec.memory_max = self.size_at_least(value, &at, MIN_MEMORY_MAX),
                 "cpu_max" => spec.cpu_max = self.percent(value, &at),
                 "monitor_window" => {
-                    spec.monitor_window = self.duration(value, &at).unwrap_or(spec.monitor_window)
+                    spec.monitor_window = self
+                        .duration_at_least(value, &at, MIN_MONITOR_WINDOW)
+                        .unwrap_or(spec.monitor_window)
                 }
                 "cpu_action" => {
                     spec.cpu_action = match self.choice(value, &at, &["warn", "restart"]) {
@@ -1070,6 +1235,7 @@ impl Validator<'_> {
             return Vec::new();
         };
         let mut env: Vec<(String, String)> = Vec::new();
+        let mut seen = super::Names::new(pairs.len());
         for (k, v) in pairs {
             let Some(name) = k.scalar() else {
                 self.error(k, path, "variable names must be strings");
@@ -1080,7 +1246,7 @@ impl Validator<'_> {
                 self.error(k, &at, "not a valid environment variable name");
                 continue;
             }
-            if env.iter().any(|(n, _)| n == name) {
+            if seen.contains(name) {
                 self.error(k, &at, "this variable is given twice");
                 continue;
             }
@@ -1092,6 +1258,7 @@ impl Validator<'_> {
                 if value.contains('\0') {
                     self.error(v, &at, "contains a NUL byte");
                 }
+                seen.insert(name, env.len());
                 env.push((name.to_string(), value));
             }
         }
@@ -1159,66 +1326,82 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// Reports dependency cycles, once per cycle, at the first program of the cycle.
-fn find_cycles(programs: &[ProgramSpec]) -> Vec<Vec<String>> {
-    let mut cycles: Vec<Vec<String>> = Vec::new();
-    fn visit(
-        name: &str,
-        programs: &[ProgramSpec],
-        stack: &mut Vec<String>,
-        done: &mut Vec<String>,
-        cycles: &mut Vec<Vec<String>>,
-    ) {
-        if let Some(pos) = stack.iter().position(|s| s == name) {
-            let mut cycle: Vec<String> = stack[pos..].to_vec();
-            cycle.push(name.to_string());
-            cycles.push(cycle);
-            return;
+/// A cycle as a message: whole when short, else its first and last names around a count.
+fn show_cycle(cycle: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    let elide = cycle.len() > 2 * SHOWN + 1;
+    let mut out = String::new();
+    for (i, name) in cycle.iter().enumerate() {
+        if elide && i == SHOWN {
+            out += &format!(" -> ({} more)", cycle.len() - 2 * SHOWN);
         }
-        if done.iter().any(|d| d == name) {
-            return;
+        if elide && (SHOWN..cycle.len() - SHOWN).contains(&i) {
+            continue;
         }
-        stack.push(name.to_string());
-        if let Some(p) = programs.iter().find(|p| p.name == name) {
-            for dep in &p.depends_on {
-                visit(dep, programs, stack, done, cycles);
-            }
+        if i > 0 {
+            out += " -> ";
         }
-        stack.pop();
-        done.push(name.to_string());
+        out += name;
     }
-    let mut done = Vec::new();
-    for p in programs {
-        visit(&p.name, programs, &mut Vec::new(), &mut done, &mut cycles);
-    }
-    cycles
+    out
+}
+
+/// Whether a listener on `listener` answers connections to `check`: the same port, and the
+/// same address, or the listener's address unspecified (0.0.0.0 for IPv4; [::], which is
+/// taken to cover IPv4 too), or the check's address unspecified (a connect to 0.0.0.0 or
+/// [::] reaches this host). IPv4-mapped IPv6 addresses count as IPv4.
+fn serves(listener: SocketAddr, check: SocketAddr) -> bool {
+    let plain = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (l, c) = (plain(listener.ip()), plain(check.ip()));
+    listener.port() == check.port()
+        && (l == c
+            || c.is_unspecified()
+            || match l {
+                IpAddr::V4(a) => a.is_unspecified() && c.is_ipv4(),
+                IpAddr::V6(a) => a.is_unspecified(),
+            })
 }
 
 /// Validates config text: the whole config, or every error found.
-pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<ConfigError>> {
+/// Errors of a file that does not validate: the first MAX_ERRORS found (in file order), and
+/// how many more there were.
+pub type Rejection = (Vec<ConfigError>, usize);
+
+/// Validates config text: the whole config, or every error found (see [`Rejection`]).
+///
+/// Near-linear in the size of the file: names are looked up in hash maps, the dependency
+/// graph is walked once, and hints stop with the errors kept.
+pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection> {
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
-            return Err(vec![ConfigError {
+            let e = ConfigError {
                 line: 1,
                 col: 1,
                 path: String::new(),
                 message: "the config is empty: it needs a `programs:` mapping".into(),
-            }]);
+            };
+            return Err((vec![e], 0));
         }
         Err(e) => {
-            return Err(vec![ConfigError {
+            let e = ConfigError {
                 line: e.mark.line,
                 col: e.mark.col,
                 path: String::new(),
-                message: format!("invalid YAML: {}", e.message),
-            }]);
+                message: e.message,
+            };
+            return Err((vec![e], 0));
         }
     };
     let mut v = Validator {
         errors: Vec::new(),
+        more: 0,
         resolver,
         files: Vec::new(),
+        addr_checks: Vec::new(),
     };
     let top = v.mapping(&root, "", TOP_KEYS, TOP_LATER);
     let mut config = Config {
@@ -1235,10 +1418,17 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
         control_socket: PathBuf::from(super::DEFAULT_SOCKET),
         sockets: Vec::new(),
     };
-    let mut socket_refs: Vec<(String, Node)> = Vec::new();
+    let mut socket_refs: Vec<(&str, &Node)> = Vec::new();
     // Every socket name written, valid or not: references are checked against these.
-    let mut declared_sockets: Vec<String> = Vec::new();
-    let mut dep_nodes: Vec<(String, Node)> = Vec::new();
+    let mut declared_sockets = super::Names::new(0);
+    let mut socket_names: Vec<&str> = Vec::new();
+    let mut dep_nodes: Vec<(&str, &Node)> = Vec::new();
+    // Program names written (valid or not), and sockets defined.
+    let mut program_names = super::Names::new(0);
+    let mut socket_index = super::Names::new(0);
+    // tcp and http checks, with the index of their program in `config.programs`.
+    let mut addr_checks: Vec<(usize, AddrCheck)> = Vec::new();
+    let mut programs_node = None;
     for (key, value) in &top {
         match *key {
             "programs" => {
@@ -1250,35 +1440,35 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                     );
                     continue;
                 };
+                programs_node = Some(*value);
                 for (k, node) in pairs {
                     let Some(name) = k.scalar() else { continue };
                     let path = join("programs", name);
                     if !valid_name(name) {
                         v.error(k, &path, "program names use letters, digits, `_`, `-` and `.`, starting with a letter or digit");
                     }
-                    if config.programs.iter().any(|p| p.name == name) {
+                    if program_names.insert(name, config.programs.len()).is_some() {
                         v.error(k, &path, "this program is defined twice");
                         continue;
                     }
+                    v.addr_checks.clear();
                     if let Some(spec) = v.program(name, k, node, &path) {
+                        let at = config.programs.len();
+                        addr_checks.extend(v.addr_checks.drain(..).map(|c| (at, c)));
                         if let Value::Map(fields) = &node.value
                             && let Some((_, deps)) = fields
                                 .iter()
                                 .find(|(k, _)| k.scalar() == Some("depends_on"))
                             && let Value::Seq(items) = &deps.value
                         {
-                            for item in items {
-                                dep_nodes.push((name.to_string(), item.clone()));
-                            }
+                            dep_nodes.extend(items.iter().map(|item| (name, item)));
                         }
                         if let Value::Map(fields) = &node.value
                             && let Some((_, socks)) =
                                 fields.iter().find(|(k, _)| k.scalar() == Some("sockets"))
                             && let Value::Seq(items) = &socks.value
                         {
-                            for item in items {
-                                socket_refs.push((name.to_string(), item.clone()));
-                            }
+                            socket_refs.extend(items.iter().map(|item| (name, item)));
                         }
                         config.programs.push(spec);
                     }
@@ -1304,16 +1494,18 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
                 for (k, node) in pairs {
                     let Some(name) = k.scalar() else { continue };
                     let path = join("sockets", name);
-                    declared_sockets.push(name.to_string());
+                    let first = declared_sockets.insert(name, socket_names.len()).is_none();
+                    socket_names.extend(first.then_some(name));
                     if !valid_name(name) {
                         v.error(
                             k,
                             &path,
                             "socket names use letters, digits, `_`, `-` and `.`",
                         );
-                    } else if config.sockets.iter().any(|s| s.name == name) {
+                    } else if !first || socket_index.contains(name) {
                         v.error(k, &path, "this socket is defined twice");
                     } else if let Some(spec) = v.socket(name, k, node, &path) {
+                        socket_index.insert(name, config.sockets.len());
                         config.sockets.push(spec);
                     }
                 }
@@ -1353,50 +1545,156 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Vec<Confi
     if !top.iter().any(|(k, _)| *k == "programs") {
         v.error(&root, "programs", "the config needs a `programs:` mapping");
     }
-    let names: Vec<String> = config.programs.iter().map(|p| p.name.clone()).collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let total: u64 = config.programs.iter().map(|p| u64::from(p.instances)).sum();
+    if total > u64::from(MAX_TOTAL_INSTANCES)
+        && let Some(node) = programs_node
+    {
+        let msg =
+            format!("the programs have {total} instances in all; at most {MAX_TOTAL_INSTANCES}");
+        v.error(node, "programs", msg);
+    }
+    let parsed = super::name_index(&config.programs);
+    let mut name_refs: Vec<&str> = Vec::new();
     for (program, node) in &dep_nodes {
         let Some(dep) = node.scalar() else { continue };
         let path = format!("programs.{program}.depends_on");
-        if dep == program {
+        if dep == *program {
             v.error(node, &path, format!("`{program}` cannot depend on itself"));
-        } else if !names.iter().any(|n| n == dep) {
+        } else if !parsed.contains(dep) {
+            // Only built when a hint is wanted, and only once.
+            if name_refs.is_empty() {
+                name_refs = config.programs.iter().map(|p| p.name.as_str()).collect();
+            }
+            let hint = v.hint(dep, &name_refs);
+            v.error(node, &path, format!("no program named `{dep}`{hint}"));
+        }
+    }
+    for (program, node) in &socket_refs {
+        let Some(name) = node.scalar() else { continue };
+        if !declared_sockets.contains(name) {
+            let hint = v.hint(name, &socket_names);
             v.error(
                 node,
-                &path,
-                format!("no program named `{dep}`{}", hint(dep, &name_refs)),
+                &format!("programs.{program}.sockets"),
+                format!("no socket named `{name}`{hint}"),
             );
         }
     }
-    let socket_names: Vec<&str> = declared_sockets.iter().map(String::as_str).collect();
-    for (program, node) in &socket_refs {
-        let Some(name) = node.scalar() else { continue };
-        if !socket_names.contains(&name) {
-            let msg = format!("no socket named `{name}`{}", hint(name, &socket_names));
-            v.error(node, &format!("programs.{program}.sockets"), msg);
-        }
+    // Where each program's dependencies are written, for errors about the program's cycle.
+    let mut deps_at = super::Names::new(config.programs.len());
+    for (i, (program, _)) in dep_nodes.iter().enumerate() {
+        deps_at.insert(program, i);
     }
-    for cycle in find_cycles(&config.programs) {
+    for cycle in super::walk_dependencies(&config.programs, MAX_ERRORS).0 {
         if cycle.len() <= 2 {
             continue; // self-dependency, reported above
         }
-        let first = &cycle[0];
-        let node = dep_nodes
-            .iter()
-            .find(|(p, _)| p == first)
-            .map(|(_, n)| n.clone())
-            .unwrap_or(root.clone());
-        v.error(
-            &node,
+        let Some(first) = cycle.first() else { continue };
+        let mark = deps_at
+            .get(first)
+            .and_then(|i| dep_nodes.get(i))
+            .map_or(root.mark, |(_, n)| n.mark);
+        v.error_at(
+            mark,
             &format!("programs.{first}.depends_on"),
-            format!("dependency cycle: {}", cycle.join(" -> ")),
+            format!("dependency cycle: {}", show_cycle(&cycle)),
         );
     }
+    shared_files(&mut v);
+    owned_addresses(&mut v, &config, &addr_checks);
     if v.errors.is_empty() {
         Ok(config)
     } else {
         v.errors.sort_by_key(|e| (e.line, e.col));
-        Err(v.errors)
+        Err((v.errors, v.more))
+    }
+}
+
+/// Outputs may share a file (stdout and stderr together, say), but one file has one
+/// rotation: each use is compared with the first use of its file.
+fn shared_files(v: &mut Validator) {
+    let files = std::mem::take(&mut v.files);
+    let mut first = super::Names::new(files.len());
+    for (i, f) in files.iter().enumerate() {
+        match first.get(&f.file).and_then(|j| files.get(j)) {
+            Some(earlier) if earlier.rotate != f.rotate => {
+                let msg = format!(
+                    "`{}` is also written by `{}` with a different `rotate`; give both the same",
+                    f.file, earlier.path
+                );
+                v.error_at(f.mark, &f.path, msg);
+            }
+            Some(_) => {}
+            None => {
+                first.insert(&f.file, i);
+            }
+        }
+    }
+}
+
+/// SPEC section 10: a tcp or http check must observe the instance, not ginit. One on an
+/// address a socket of ginit's serves would be answered by the kernel's backlog (tcp) or by
+/// another instance (http), so a `ready` check there is refused, and a `health` check only
+/// allowed with one instance (the runtime suspends it while a replace runs). Sockets adopted
+/// with `inherit` have no address known before they are adopted, and unix sockets none a
+/// tcp or http check can name.
+fn owned_addresses(v: &mut Validator, config: &Config, checks: &[(usize, AddrCheck)]) {
+    if checks.is_empty() {
+        return;
+    }
+    // Sockets by port: the first with each port, and each one's next with the same port (a
+    // table of every port rather than a map: one allocation, no hashing, no generic code).
+    const NONE: usize = usize::MAX;
+    let mut first = vec![NONE; 1 << 16];
+    let mut next = vec![NONE; config.sockets.len()];
+    for (i, s) in config.sockets.iter().enumerate().rev() {
+        if let Listen::Tcp(addr) = s.listen
+            && let (Some(head), Some(link)) =
+                (first.get_mut(usize::from(addr.port())), next.get_mut(i))
+        {
+            *link = *head;
+            *head = i;
+        }
+    }
+    for (program, check) in checks {
+        let AddrCheck {
+            path,
+            mark,
+            addr,
+            readiness,
+        } = check;
+        let Some(spec) = config.programs.get(*program) else {
+            continue;
+        };
+        let mut at = first.get(usize::from(addr.port())).copied().unwrap_or(NONE);
+        let mut found = None;
+        while let Some(s) = config.sockets.get(at) {
+            if let Listen::Tcp(listen) = s.listen
+                && serves(listen, *addr)
+            {
+                found = Some((&s.name, listen));
+                break;
+            }
+            at = next.get(at).copied().unwrap_or(NONE);
+        }
+        let Some((socket, listen)) = found else {
+            continue;
+        };
+        let why = if *readiness {
+            "the kernel's backlog (tcp) or another instance (http) would answer this check, \
+             not this instance, so a build that never serves would count as ready; use \
+             `notify: true`, `exec`, or an address only this instance serves"
+        } else if spec.instances > 1 {
+            "another instance would answer this check; a health check on such an address is \
+             allowed only with `instances: 1` (ginit suspends it while a replace runs); use \
+             `exec` or an address only this instance serves"
+        } else {
+            continue;
+        };
+        let msg = format!(
+            "`{addr}` is served by socket `{socket}` (tcp://{listen}), which ginit owns: {why}"
+        );
+        v.error_at(*mark, path, msg);
     }
 }
 
@@ -1453,6 +1751,7 @@ pub(super) mod tests {
     fn errors(text: &str) -> Vec<String> {
         validate(text, &Fake)
             .expect_err("should be invalid")
+            .0
             .into_iter()
             .map(|e| format!("{}:{}: {}: {}", e.line, e.col, e.path, e.message))
             .collect()
@@ -1686,8 +1985,8 @@ log: {level: debug, format: json}
             "programs.a.health.notify: unknown key `notify`",
             "8:12: programs.b.ready: give one check",
             "8:50: programs.b.ready.http: `https://x` is not an http URL",
-            "9:15: programs.b.watchdog: must be longer than 0s",
-            "10:44: programs.b.health.interval: must be longer than 0s",
+            "9:15: programs.b.watchdog: must be from 100ms to 365d, found `0s`",
+            "10:44: programs.b.health.interval: must be from 100ms to 365d, found `0s`",
         ];
         assert_eq!(errs.len(), want.len(), "{errs:?}");
         for (e, w) in errs.iter().zip(want) {
@@ -1753,5 +2052,255 @@ log: {level: debug, format: json}
         assert_eq!(nearest("restat", PROGRAM_KEYS), Some("restart"));
         assert_eq!(nearest("depend_on", PROGRAM_KEYS), Some("depends_on"));
         assert_eq!(nearest("zzzzzz", PROGRAM_KEYS), None);
+    }
+
+    /// Each error of `text` must contain the matching `want`, in order, and no more errors.
+    fn refused(text: &str, want: &[&str]) {
+        let errs = errors(text);
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e} should contain {w}");
+        }
+    }
+
+    #[test]
+    fn every_number_has_a_range() {
+        let ok_text = "sockets:\n  s: {listen: \"tcp://127.0.0.1:9\", backlog: 65535}\nprograms:\n  a:\n    command: x\n    instances: 1000\n    max_restarts: 1000000\n    stdout: {file: /l, rotate: {size: 1KiB, keep: 100}}\n    health: {exec: [x], failures: 100, interval: 100ms, timeout: 100ms}\n    ready: {exec: [x], timeout: 100ms}\n    watchdog: 100ms\n    monitor_window: 1s\n    memory_max: 1MiB\n    cpu_max: 1%\n    backoff: {initial: 0s, max: 0s, reset_after: 0s}\n    stop: {timeout: 0s}\n";
+        let c = ok(ok_text);
+        let a = &c.programs[0];
+        assert_eq!((a.instances, a.max_restarts), (1000, 1_000_000));
+        assert_eq!(a.backoff.initial, Duration::ZERO, "0s backoff stays valid");
+        assert_eq!(c.sockets[0].backlog, 65535);
+        assert_eq!(a.cpu_max, Some(1.0));
+        let bad = ok_text
+            .replace("65535", "65536")
+            .replace("1000\n", "1001\n")
+            .replace("1000000", "1000001")
+            .replace("1KiB", "1023")
+            .replace("keep: 100", "keep: 101")
+            .replace("failures: 100", "failures: 0")
+            .replace("interval: 100ms", "interval: 99ms")
+            .replace("timeout: 100ms}\n    ready", "timeout: 1ns}\n    ready")
+            .replace(
+                "timeout: 100ms}\n    watchdog",
+                "timeout: 0s}\n    watchdog",
+            )
+            .replace("watchdog: 100ms", "watchdog: 1us")
+            .replace("monitor_window: 1s", "monitor_window: 999ms")
+            .replace("1MiB", "1048575")
+            .replace("cpu_max: 1%", "cpu_max: 100001%");
+        refused(
+            &bad,
+            &[
+                "sockets.s.backlog: must be from 1 to 65535, found 65536",
+                "programs.a.instances: must be from 1 to 1000, found 1001",
+                "programs.a.max_restarts: must be from 0 to 1000000, found 1000001",
+                "programs.a.stdout.rotate.size: must be at least 1KiB, found `1023`",
+                "programs.a.stdout.rotate.keep: must be from 1 to 100, found 101",
+                "programs.a.health.failures: must be from 1 to 100, found 0",
+                "programs.a.health.interval: must be from 100ms to 365d, found `99ms`",
+                "programs.a.health.timeout: must be from 100ms to 365d, found `1ns`",
+                "programs.a.ready.timeout: must be from 100ms to 365d, found `0s`",
+                "programs.a.watchdog: must be from 100ms to 365d, found `1us`",
+                "programs.a.monitor_window: must be from 1s to 365d, found `999ms`",
+                "programs.a.memory_max: must be at least 1MiB, found `1048575`",
+                "programs.a.cpu_max: must be from 1% to 100000%, found `100001%`",
+            ],
+        );
+        // Far beyond 64 bits is still out of range, not "not a number".
+        refused(
+            "programs:\n  a: {command: x, instances: 99999999999999999999999}\n",
+            &["must be from 1 to 1000, found 99999999999999999999999"],
+        );
+    }
+
+    #[test]
+    fn instances_are_bounded_in_all() {
+        let mut text = String::from("programs:\n");
+        for i in 0..10 {
+            text.push_str(&format!("  p{i}: {{command: x, instances: 1000}}\n"));
+        }
+        ok(&text);
+        text.push_str("  one-more: {command: x}\n");
+        refused(
+            &text,
+            &["2:3: programs: the programs have 10001 instances in all; at most 10000"],
+        );
+    }
+
+    #[test]
+    fn limits_a_program_cannot_start_with_are_refused() {
+        let floors = "programs:\n  a:\n    command: x\n    limits: {address_space: 16MiB, data: 1MiB, stack: 128KiB, open_files: 16, processes: 1, cpu_seconds: 1, core: 0, file_size: 0}\n";
+        assert_eq!(ok(floors).programs[0].limits.rlimits.len(), 8);
+        refused(
+            "programs:\n  a:\n    command: x\n    limits: {address_space: 0, data: 1KiB, stack: 64KiB, open_files: 15, processes: 0, cpu_seconds: 0, core: unlimited}\n",
+            &[
+                "programs.a.limits.address_space: must be at least 16MiB (a program cannot start with less), found `0`",
+                "programs.a.limits.data: must be at least 1MiB",
+                "programs.a.limits.stack: must be at least 128KiB",
+                "programs.a.limits.open_files: must be at least 16 (a program cannot start with less), found `15`",
+                "programs.a.limits.processes: must be at least 1",
+                "programs.a.limits.cpu_seconds: must be at least 1",
+            ],
+        );
+    }
+
+    #[test]
+    fn only_the_first_errors_are_kept() {
+        let mut text = String::from("programs:\n");
+        for i in 0..150 {
+            text.push_str(&format!("  p{i}: {{command: x, depends_on: [p{i}x]}}\n"));
+        }
+        let (errs, more) = validate(&text, &Fake).unwrap_err();
+        assert_eq!((errs.len(), more), (MAX_ERRORS, 50));
+        assert!(
+            errs[0].message.contains("(did you mean `p0`?)"),
+            "{:?}",
+            errs[0]
+        );
+        // Sorted by position.
+        assert!(
+            errs.windows(2)
+                .all(|w| (w[0].line, w[0].col) <= (w[1].line, w[1].col))
+        );
+    }
+
+    /// The cycle search as it was (recursive, quadratic): the definition the iterative one
+    /// must match.
+    fn cycles_before(programs: &[ProgramSpec]) -> Vec<Vec<String>> {
+        fn visit(
+            name: &str,
+            programs: &[ProgramSpec],
+            stack: &mut Vec<String>,
+            done: &mut Vec<String>,
+            cycles: &mut Vec<Vec<String>>,
+        ) {
+            if let Some(pos) = stack.iter().position(|s| s == name) {
+                let mut cycle: Vec<String> = stack[pos..].to_vec();
+                cycle.push(name.to_string());
+                cycles.push(cycle);
+                return;
+            }
+            if done.iter().any(|d| d == name) {
+                return;
+            }
+            stack.push(name.to_string());
+            if let Some(p) = programs.iter().find(|p| p.name == name) {
+                for dep in &p.depends_on {
+                    visit(dep, programs, stack, done, cycles);
+                }
+            }
+            stack.pop();
+            done.push(name.to_string());
+        }
+        let (mut cycles, mut done) = (Vec::new(), Vec::new());
+        for p in programs {
+            visit(&p.name, programs, &mut Vec::new(), &mut done, &mut cycles);
+        }
+        cycles
+    }
+
+    #[test]
+    fn cycles_are_found_as_before_without_recursion() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut below = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % n as u64) as usize
+        };
+        for round in 0..300 {
+            let n = 1 + below(25);
+            let mut programs: Vec<ProgramSpec> = (0..n)
+                .map(|i| ProgramSpec::new(&format!("p{i}"), vec!["x".into()]))
+                .collect();
+            for _ in 0..below(2 * n + 1) {
+                let (a, b) = (below(n), below(n + 1));
+                let dep = if b == n {
+                    "missing".to_string()
+                } else {
+                    format!("p{b}")
+                };
+                programs[a].depends_on.push(dep);
+            }
+            let got: Vec<Vec<String>> = super::super::walk_dependencies(&programs, usize::MAX)
+                .0
+                .into_iter()
+                .map(|c| c.into_iter().map(String::from).collect())
+                .collect();
+            assert_eq!(got, cycles_before(&programs), "round {round}");
+        }
+        // A 10,000-long cycle: found, and shown elided.
+        let n = 10_000;
+        let programs: Vec<ProgramSpec> = (0..n)
+            .map(|i| {
+                let mut p = ProgramSpec::new(&format!("p{i}"), vec!["x".into()]);
+                p.depends_on.push(format!("p{}", (i + 1) % n));
+                p
+            })
+            .collect();
+        let cycles = super::super::walk_dependencies(&programs, MAX_ERRORS).0;
+        assert_eq!(cycles.len(), 1);
+        assert_eq!(cycles[0].len(), n + 1);
+        assert_eq!(
+            show_cycle(&cycles[0]),
+            "p0 -> p1 -> p2 -> p3 -> p4 -> p5 -> p6 -> p7 -> (9985 more) -> p9993 -> p9994 \
+             -> p9995 -> p9996 -> p9997 -> p9998 -> p9999 -> p0"
+        );
+        assert_eq!(show_cycle(&["a", "b", "a"]), "a -> b -> a");
+    }
+
+    #[test]
+    fn which_listener_serves_which_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for (listener, check, served) in [
+            ("0.0.0.0:80", "127.0.0.1:80", true),
+            ("0.0.0.0:80", "10.1.2.3:80", true),
+            ("0.0.0.0:80", "127.0.0.1:81", false),
+            ("0.0.0.0:80", "[::1]:80", false),
+            ("[::]:80", "127.0.0.1:80", true),
+            ("[::]:80", "[::1]:80", true),
+            ("127.0.0.1:80", "127.0.0.1:80", true),
+            ("127.0.0.1:80", "127.0.0.2:80", false),
+            ("127.0.0.1:80", "0.0.0.0:80", true),
+            ("127.0.0.1:80", "[::]:80", true),
+            ("127.0.0.1:80", "[::ffff:127.0.0.1]:80", true),
+            ("[::1]:80", "127.0.0.1:80", false),
+            ("10.0.0.1:80", "127.0.0.1:80", false),
+        ] {
+            assert_eq!(serves(a(listener), a(check)), served, "{listener} {check}");
+        }
+    }
+
+    #[test]
+    fn checks_on_ginits_own_sockets() {
+        let sockets = "sockets:\n  http: {listen: \"tcp://0.0.0.0:8080\"}\n  unix: {listen: \"unix:///run/a.sock\"}\n  adopted: {inherit: web}\n";
+        let program = |extra: &str| {
+            format!("{sockets}programs:\n  web:\n    command: x\n    sockets: [http]\n{extra}")
+        };
+        refused(
+            &program("    ready: {tcp: \"localhost:8080\"}\n"),
+            &[
+                "9:18: programs.web.ready.tcp: `127.0.0.1:8080` is served by socket `http` (tcp://0.0.0.0:8080), which ginit owns: the kernel's backlog (tcp) or another instance (http) would answer this check",
+            ],
+        );
+        refused(
+            &program("    ready: {http: \"http://127.0.0.1:8080/\"}\n"),
+            &["programs.web.ready.http: `127.0.0.1:8080` is served by socket `http`"],
+        );
+        refused(
+            &program("    instances: 3\n    health: {tcp: \"10.0.0.7:8080\"}\n"),
+            &[
+                "programs.web.health.tcp: `10.0.0.7:8080` is served by socket `http` (tcp://0.0.0.0:8080), which ginit owns: another instance would answer this check; a health check on such an address is allowed only with `instances: 1`",
+            ],
+        );
+        // Allowed: health with one instance, and checks on other ports or not tcp/http.
+        for extra in [
+            "    health: {http: \"http://127.0.0.1:8080/healthz\"}\n",
+            "    instances: 2\n    ready: {tcp: \"127.0.0.1:8081\"}\n    health: {http: \"http://127.0.0.1:9090/\"}\n",
+            "    instances: 2\n    ready: {notify: true}\n    health: {exec: [x]}\n",
+        ] {
+            ok(&program(extra));
+        }
     }
 }

@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use log::{debug, error, warn};
 
 use ginit::cli::{self, Command, RunOptions};
-use ginit::{
-    config, control, event_loop, logger, reaper, signals, single, sockets, spawn,
-};
+use ginit::{config, control, event_loop, logger, reaper, signals, single, sockets, spawn};
 
 /// The C entry point, without Rust's runtime start-up: ginit needs none of it (no threads,
 /// no stack-overflow handler with panic=abort), it saves system calls on every container

@@ -75,7 +75,10 @@ pub fn static_binaries() -> (String, String) {
             let status = Command::new(cargo)
                 .current_dir(root)
                 .args(["build", "--target", &host, "--bins", "--target-dir", &dir])
-                .env("RUSTFLAGS", format!("{flags} -C target-feature=+crt-static"))
+                .env(
+                    "RUSTFLAGS",
+                    format!("{flags} -C target-feature=+crt-static"),
+                )
                 .status()
                 .unwrap();
             assert!(status.success(), "the static build of ginit failed");

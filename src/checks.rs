@@ -11,7 +11,7 @@
 //! its failure count, and an attempt still under way is not counted; when it comes back it
 //! starts afresh, its first attempt one interval later.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::config::{ProgramSpec, ReadyCheck};
@@ -64,8 +64,9 @@ pub struct Checks {
     exec_next: HashMap<Key, Instant>,
     /// Health failures in a row, by instance pid.
     failures: HashMap<i32, u32>,
-    /// Instances whose health check runs now, by pid: results for others are not counted.
-    health_on: HashSet<i32>,
+    /// Instances whose health check runs now, by pid (the value is unused: one map type
+    /// fewer in the binary); results for others are not counted.
+    health_on: HashMap<i32, u32>,
     /// When each watched instance must have sent WATCHDOG=1 again, by pid.
     watchdogs: HashMap<i32, Instant>,
     verdicts: Vec<Verdict>,
@@ -81,14 +82,16 @@ impl Checks {
     /// Brings the set of checks in line with the instances (pid, spec, index, ready).
     pub fn sync(&mut self, running: &[Running], now: Instant) {
         let mut probes = Vec::new();
-        let mut execs: Vec<(Key, Duration)> = Vec::new();
+        // Rebuilt rather than pruned: the maps keep only what `running` still wants.
+        let mut exec_next = HashMap::new();
+        let mut watchdogs = HashMap::new();
         self.health_on.clear();
         for r in running {
             let (pid, spec, ready) = (r.pid, r.spec, r.ready);
             let check = match (ready, &spec.ready, &spec.health) {
                 (false, Some(r), _) => Some((Purpose::Ready, &r.check, READY_RETRY, READY_ATTEMPT)),
                 (true, _, Some(h)) if r.health => {
-                    self.health_on.insert(pid);
+                    self.health_on.insert(pid, 0);
                     Some((Purpose::Health, &h.check, h.interval, h.timeout))
                 }
                 _ => None,
@@ -107,32 +110,28 @@ impl Checks {
                         every,
                         timeout,
                     )),
-                    ReadyCheck::Exec(_) => execs.push((key, every)),
+                    ReadyCheck::Exec(_) => {
+                        let start = match purpose {
+                            Purpose::Ready => now,
+                            Purpose::Health => now + every,
+                        };
+                        let at = self.exec_next.get(&key).copied().unwrap_or(start);
+                        exec_next.insert(key, at);
+                    }
                     ReadyCheck::Notify | ReadyCheck::Delay(_) => {}
                 }
             }
             if let (true, Some(limit)) = (ready, spec.watchdog) {
-                self.watchdogs.entry(pid).or_insert(now + limit);
+                let at = self.watchdogs.get(&pid).copied().unwrap_or(now + limit);
+                watchdogs.insert(pid, at);
             }
         }
         self.probes.sync(&probes, now);
-        let wanted: HashSet<Key> = execs.iter().map(|(k, _)| *k).collect();
-        self.exec_next.retain(|k, _| wanted.contains(k));
-        for (key, every) in &execs {
-            let start = if key.1 == Purpose::Ready {
-                now
-            } else {
-                now + *every
-            };
-            self.exec_next.entry(*key).or_insert(start);
-        }
+        self.exec_next = exec_next;
+        self.watchdogs = watchdogs;
         // A suspended health check starts over with a clean slate.
         let on = &self.health_on;
-        self.failures.retain(|pid, _| on.contains(pid));
-        if !self.watchdogs.is_empty() {
-            let live: HashSet<i32> = running.iter().map(|r| r.pid).collect();
-            self.watchdogs.retain(|pid, _| live.contains(pid));
-        }
+        self.failures.retain(|pid, _| on.contains_key(pid));
     }
 
     pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
@@ -291,7 +290,7 @@ impl Checks {
                 self.failures.remove(&pid);
             }
             // An attempt that was under way when its check was suspended.
-            (Purpose::Health, _) if !self.health_on.contains(&pid) => {}
+            (Purpose::Health, _) if !self.health_on.contains_key(&pid) => {}
             (Purpose::Health, false) => {
                 let n = self.failures.entry(pid).or_insert(0);
                 *n = n.saturating_add(1);

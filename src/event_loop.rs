@@ -598,11 +598,22 @@ impl Daemon {
         let Some(notify) = &self.notify else { return };
         for msg in notify.receive() {
             // The sender itself, or its nearest ancestor, must be an instance's process:
-            // one walk up the sender's parents, not one per instance.
-            let owner = std::iter::once(msg.pid)
-                .chain(reaper::ancestors(msg.pid))
-                .filter(|&pid| pid > 1)
-                .find_map(|pid| self.sup.program_of(pid).map(|p| (pid, p.to_string())));
+            // one walk up the sender's parents (at most 64), not one per instance.
+            let mut owner = None;
+            let mut pid = msg.pid;
+            for _ in 0..64 {
+                if pid <= 1 {
+                    break;
+                }
+                if let Some(program) = self.sup.program_of(pid) {
+                    owner = Some((pid, program.to_string()));
+                    break;
+                }
+                match reaper::parent(pid) {
+                    Some(parent) => pid = parent,
+                    None => break,
+                }
+            }
             let Some((pid, program)) = owner else {
                 debug!(
                     "notify: ignoring a message from pid {}, which is no program's",

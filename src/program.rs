@@ -321,18 +321,18 @@ impl Instance {
         self.recent.push_back(now);
         self.restarts = self.restarts.saturating_add(1);
         let delay = self.delay;
-        // try_from: a factor that overflows a Duration ends at `max`, never in a panic.
-        self.delay = Duration::try_from_secs_f64(delay.as_secs_f64() * spec.backoff.factor)
-            .unwrap_or(spec.backoff.max)
-            .min(spec.backoff.max);
+        // A float-to-integer `as` saturates: a factor that overflows ends at `max`, never in
+        // a panic (Duration::mul_f64 would panic).
+        let next = delay.as_secs_f64() * spec.backoff.factor * 1e9;
+        self.delay = Duration::from_nanos(next as u64).min(spec.backoff.max);
         Some(delay)
     }
 
     /// Takes over the restart history of the instance it replaces (a `replace` reload), so
     /// RESTARTS, the restart window and the backoff carry on across the hand-over.
-    pub fn inherit_history(&mut self, old: &Instance) {
+    pub fn inherit_history(&mut self, old: &mut Instance) {
         self.restarts = old.restarts;
-        self.recent.clone_from(&old.recent);
+        self.recent = std::mem::take(&mut old.recent);
         self.delay = old.delay;
     }
 
@@ -822,7 +822,7 @@ mod tests {
         old.count_restart(&s, t);
         old.count_restart(&s, t);
         let mut new = Instance::new(0, &s);
-        new.inherit_history(&old);
+        new.inherit_history(&mut old);
         assert_eq!(new.restarts, 2);
         new.on_spawned(&s, 43, t);
         assert_eq!(new.count_restart(&s, t), Some(ms(350)));

@@ -57,25 +57,9 @@ pub fn reap(out: &mut Vec<Exit>) -> bool {
     }
 }
 
-/// The parents of `pid`, nearest first, read from /proc, up to init (excluded) and at most
-/// 64 of them (a deeper tree is no program's business with sd_notify).
-pub fn ancestors(pid: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    let mut current = pid;
-    while found.len() < 64 {
-        let Some(ppid) = std::fs::read_to_string(format!("/proc/{current}/stat"))
-            .ok()
-            .and_then(|stat| parse_ppid(&stat))
-        else {
-            break;
-        };
-        if ppid <= 1 {
-            break;
-        }
-        found.push(ppid);
-        current = ppid;
-    }
-    found
+/// The parent of `pid`, from /proc.
+pub fn parent(pid: i32) -> Option<i32> {
+    parse_ppid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Makes ginit the child subreaper of its descendants (prctl PR_SET_CHILD_SUBREAPER), so

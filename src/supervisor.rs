@@ -33,7 +33,7 @@
 //!   pids and dependencies are looked up in maps built once per config, and start order is a
 //!   work list of the programs whose dependencies moved ([`Supervisor::launch_ready`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
@@ -202,15 +202,13 @@ pub struct Supervisor {
     programs: Vec<Program>,
     /// Position of each program in `programs`, by name.
     by_name: HashMap<String, usize>,
-    /// The program of each running process, by pid.
-    by_pid: HashMap<i32, usize>,
-    /// Each program's dependencies, as positions.
-    deps: Vec<Vec<usize>>,
+    /// The program (position) of each instance's process, by pid.
+    by_pid: HashMap<i32, u32>,
     /// The programs that depend on each program, as positions.
     dependents: Vec<Vec<usize>>,
     /// Programs not launched yet whose dependencies may have moved: what `launch_ready`
     /// looks at (file order among those queued together).
-    wake: VecDeque<usize>,
+    wake: Vec<usize>,
     /// In `wake` already.
     queued: Vec<bool>,
     /// Some program is being removed or replaced by a config reload.
@@ -238,29 +236,38 @@ fn inherit(instances: &mut [Instance], from: usize, to: usize) {
     }
     if from < to {
         let (a, b) = instances.split_at_mut(to);
-        b[0].inherit_history(&a[from]);
+        b[0].inherit_history(&mut a[from]);
     } else {
         let (a, b) = instances.split_at_mut(from);
-        a[to].inherit_history(&b[0]);
+        a[to].inherit_history(&mut b[0]);
     }
+}
+
+/// The position of each program by name. One map type for every name lookup, as each
+/// distinct map type costs kilobytes of binary.
+fn positions(programs: &[ProgramSpec]) -> HashMap<String, usize> {
+    let mut map = HashMap::with_capacity(programs.len());
+    for (i, p) in programs.iter().enumerate() {
+        map.insert(p.name.clone(), i);
+    }
+    map
 }
 
 /// What a config reload changes, in one pass over each config (`config::diff` looks each
 /// name up by a linear search, which is quadratic for large configs).
 fn difference(old: &Config, new: &Config) -> diff::Diff {
-    let before: HashMap<&str, &ProgramSpec> =
-        old.programs.iter().map(|p| (p.name.as_str(), p)).collect();
-    let after: HashSet<&str> = new.programs.iter().map(|p| p.name.as_str()).collect();
+    let before = positions(&old.programs);
+    let after = positions(&new.programs);
     let mut d = diff::Diff::default();
     for p in &new.programs {
-        match before.get(p.name.as_str()) {
+        match before.get(&p.name).and_then(|&o| old.programs.get(o)) {
             None => d.added.push(p.name.clone()),
-            Some(o) if *o == p => d.unchanged.push(p.name.clone()),
+            Some(o) if o == p => d.unchanged.push(p.name.clone()),
             Some(_) => d.changed.push(p.name.clone()),
         }
     }
     for p in &old.programs {
-        if !after.contains(p.name.as_str()) {
+        if !after.contains_key(&p.name) {
             d.removed.push(p.name.clone());
         }
     }
@@ -273,9 +280,8 @@ impl Supervisor {
             programs: config.programs.iter().cloned().map(Program::new).collect(),
             by_name: HashMap::new(),
             by_pid: HashMap::new(),
-            deps: Vec::new(),
             dependents: Vec::new(),
-            wake: VecDeque::new(),
+            wake: Vec::new(),
             queued: Vec::new(),
             reshaping: false,
             replacing_any: false,
@@ -294,36 +300,22 @@ impl Supervisor {
     /// Rebuilds the maps after `programs` changed shape (a config reload), and queues every
     /// program not launched yet. Linear in programs, instances and dependencies.
     fn reindex(&mut self) {
-        self.by_name = self
-            .programs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.spec.name.clone(), i))
-            .collect();
-        let by_name = &self.by_name;
-        self.deps = self
-            .programs
-            .iter()
-            .map(|p| {
-                p.spec
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| by_name.get(d).copied())
-                    .collect()
-            })
-            .collect();
-        self.dependents = vec![Vec::new(); self.programs.len()];
-        for (p, deps) in self.deps.iter().enumerate() {
-            for &d in deps {
-                self.dependents[d].push(p);
+        self.by_name.clear();
+        self.by_pid.clear();
+        for (p, program) in self.programs.iter().enumerate() {
+            self.by_name.insert(program.spec.name.clone(), p);
+            for pid in program.instances.iter().filter_map(|i| i.pid) {
+                self.by_pid.insert(pid, p as u32);
             }
         }
-        self.by_pid = self
-            .programs
-            .iter()
-            .enumerate()
-            .flat_map(|(p, prog)| prog.instances.iter().filter_map(move |i| Some((i.pid?, p))))
-            .collect();
+        self.dependents = vec![Vec::new(); self.programs.len()];
+        for (p, program) in self.programs.iter().enumerate() {
+            for d in &program.spec.depends_on {
+                if let Some(&d) = self.by_name.get(d) {
+                    self.dependents[d].push(p);
+                }
+            }
+        }
         self.wake.clear();
         self.queued = vec![false; self.programs.len()];
         for p in 0..self.programs.len() {
@@ -342,7 +334,7 @@ impl Supervisor {
             && !*queued
         {
             *queued = true;
-            self.wake.push_back(p);
+            self.wake.push(p);
         }
     }
 
@@ -359,7 +351,7 @@ impl Supervisor {
 
     /// The program and position of the instance whose process is `pid`.
     fn find_pid(&self, pid: i32) -> Option<(usize, usize)> {
-        let p = *self.by_pid.get(&pid)?;
+        let p = *self.by_pid.get(&pid)? as usize;
         let i = self
             .programs
             .get(p)?
@@ -381,24 +373,24 @@ impl Supervisor {
 
     /// The earliest instant at which [`Supervisor::on_time`] has something to do.
     pub fn deadline(&self) -> Option<Instant> {
-        let phase = match self.phase {
+        let mut first = match self.phase {
             Phase::Delaying { until } | Phase::Clearing { until } | Phase::Killing { until } => {
                 Some(until)
             }
             Phase::Stopping { deadline } => Some(deadline),
             Phase::Running | Phase::Done => None,
         };
-        self.programs
-            .iter()
-            .flat_map(|p| {
-                p.instances
-                    .iter()
-                    .filter_map(Instance::deadline)
-                    .chain(p.delayed.iter().map(|d| d.0))
-            })
-            .chain(self.groups.iter().map(|g| g.kill_at))
-            .chain(phase)
-            .min()
+        let mut consider = |t: Instant| {
+            if first.is_none_or(|f| t < f) {
+                first = Some(t);
+            }
+        };
+        for p in &self.programs {
+            p.instances.iter().filter_map(Instance::deadline).for_each(&mut consider);
+            p.delayed.iter().for_each(|d| consider(d.0));
+        }
+        self.groups.iter().for_each(|g| consider(g.kill_at));
+        first
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -748,13 +740,11 @@ impl Supervisor {
             self.progress(now, ops);
             return;
         };
-        let restarts = program.instances[i].restarts;
-        let after = if delay.is_zero() {
-            String::new()
-        } else {
-            format!(", in {}", format_duration(delay))
-        };
-        warn!("{label} (pid {pid}) {reason}: reloading it (restart {restarts}{after})");
+        warn!(
+            "{label} (pid {pid}) {reason}: reloading it (restart {}, in {})",
+            program.instances[i].restarts,
+            format_duration(delay)
+        );
         match program.spec.reload {
             ReloadStrategy::Signal(sig) => ops.signal(pid, sig),
             ReloadStrategy::Restart => {
@@ -833,7 +823,7 @@ impl Supervisor {
                         Ok(pid) => {
                             info!("started {label} (pid {pid})");
                             program.instances[i].on_spawned(&program.spec, pid, now);
-                            self.by_pid.insert(pid, p);
+                            self.by_pid.insert(pid, p as u32);
                         }
                         Err(e) => {
                             error!("cannot start {label}: {e}");
@@ -934,8 +924,8 @@ impl Supervisor {
                     g.label
                 );
                 if self.stopping() {
-                    self.forced
-                        .push(format!("what {} left behind (its stop timeout)", g.label));
+                    self.forced.push(format!("what {} left behind", g.label));
+                    self.why_forced("its stop timeout");
                 }
             }
         }
@@ -957,29 +947,39 @@ impl Supervisor {
     }
 
     /// SIGKILL for every instance that may have a process, and for what exited ones left
-    /// in their groups; pending restarts are cancelled. Returns what was killed, each also
-    /// noted with `why` for the final word on the shutdown.
-    fn kill_all(&mut self, why: &str, now: Instant, ops: &mut dyn Ops) -> Vec<String> {
-        let mut killed = Vec::new();
+    /// in their groups; pending restarts are cancelled. Each kill is noted, with `why`, for
+    /// the final word on the shutdown.
+    fn kill_all(&mut self, why: &str, now: Instant, ops: &mut dyn Ops) {
+        warn!("{why}: killing what is still running");
         for p in 0..self.programs.len() {
             for i in 0..self.programs[p].instances.len() {
                 let program = &mut self.programs[p];
                 let inst = &mut program.instances[i];
                 if inst.is_live() {
-                    killed.push(program.spec.label(inst.index));
+                    self.forced.push(program.spec.label(inst.index));
                 }
                 let actions = inst.kill();
                 self.apply(p, i, actions, now, ops);
             }
         }
         for g in std::mem::take(&mut self.groups) {
-            if !self.by_pid.contains_key(&g.pgid) && ops.signal_group(g.pgid, libc::SIGKILL) {
-                killed.push(format!("what {} left behind", g.label));
+            if !self.has_pid(g.pgid) && ops.signal_group(g.pgid, libc::SIGKILL) {
+                self.forced.push(format!("what {} left behind", g.label));
             }
         }
-        self.forced
-            .extend(killed.iter().map(|k| format!("{k} ({why})")));
-        killed
+        self.why_forced(why);
+    }
+
+    /// Adds the reason to the entries `forced` got since the last reason was added.
+    fn why_forced(&mut self, why: &str) {
+        for entry in self.forced.iter_mut().rev() {
+            if entry.ends_with(')') {
+                break;
+            }
+            entry.push_str(" (");
+            entry.push_str(why);
+            entry.push(')');
+        }
     }
 
     /// Logs how an instance's run ended, once it has a new state.
@@ -1105,12 +1105,7 @@ impl Supervisor {
             }
             Phase::Delaying { .. } | Phase::Stopping { .. } => {
                 // No timeout was reached: it is the request that decides, and says so.
-                let killed = self.kill_all("a second shutdown request", now, ops);
-                if killed.is_empty() {
-                    warn!("second shutdown request: killing what is left now");
-                } else {
-                    warn!("second shutdown request: killing {} now", killed.join(", "));
-                }
+                self.kill_all("a second shutdown request", now, ops);
                 ops.signal_leftovers(libc::SIGKILL);
                 self.phase = Phase::Killing {
                     until: now + KILL_WAIT,
@@ -1173,9 +1168,8 @@ impl Supervisor {
                     } else {
                         warn!("{label} did not stop in time: sending SIGKILL");
                         if stopping {
-                            let limit = format_duration(program.spec.stop_timeout);
-                            self.forced
-                                .push(format!("{label} (its stop timeout of {limit})"));
+                            self.forced.push(label);
+                            self.why_forced("its stop timeout");
                         }
                     }
                 } else if inst.ready && !was_ready {
@@ -1204,12 +1198,8 @@ impl Supervisor {
                 if now >= deadline
                     && (!self.groups.is_empty() || self.programs.iter().any(Program::live)) =>
             {
-                let limit = format!(
-                    "shutdown.timeout of {}",
-                    format_duration(self.shutdown.timeout)
-                );
-                let killed = self.kill_all(&limit, now, ops);
-                warn!("{limit} reached: killing {}", killed.join(", "));
+                let limit = format_duration(self.shutdown.timeout);
+                self.kill_all(&format!("shutdown.timeout of {limit} reached"), now, ops);
                 ops.signal_leftovers(libc::SIGKILL);
                 self.phase = Phase::Killing {
                     until: now + KILL_WAIT,
@@ -1274,47 +1264,56 @@ impl Supervisor {
 
     /// Starts each program whose dependencies are satisfied, once. Looks only at the
     /// programs on the work list (those whose dependencies moved since), so an event costs
-    /// what it changed, not a scan of every program for every dependency.
+    /// what it changed, not a scan of every program for every dependency. The list is
+    /// taken in rounds, which keeps it first in, first out.
     fn launch_ready(&mut self, now: Instant, ops: &mut dyn Ops) {
-        while let Some(p) = self.wake.pop_front() {
-            if let Some(q) = self.queued.get_mut(p) {
-                *q = false;
+        while !self.wake.is_empty() {
+            for p in std::mem::take(&mut self.wake) {
+                self.launch_if_ready(p, now, ops);
             }
-            let Some(program) = self.programs.get(p) else {
-                continue;
-            };
-            if program.launched || program.removing {
-                continue;
-            }
-            let (dead, ready) = {
-                let deps = self.deps.get(p).map_or(&[][..], Vec::as_slice);
-                let programs = &self.programs;
-                (
-                    deps.iter()
-                        .copied()
-                        .find(|&d| programs[d].failed_for_good()),
-                    deps.iter().all(|&d| programs[d].satisfies_dependents()),
-                )
-            };
-            if let Some(dead) = dead {
-                if !self.programs[p].blocked_reported {
-                    error!(
-                        "{} will not start: its dependency {} failed",
-                        self.programs[p].spec.name, self.programs[dead].spec.name
-                    );
-                    self.programs[p].blocked_reported = true;
-                }
-                continue;
-            }
-            if !ready {
-                continue;
-            }
-            self.programs[p].launched = true;
-            // A start may satisfy others at once (programs without readiness checks are
-            // ready as soon as they run): its dependents go on the list.
-            self.each_instance(p, now, ops, |inst, spec| inst.start(spec));
-            self.touched(p);
         }
+    }
+
+    /// Program `p` of the work list: started if its dependencies are satisfied.
+    fn launch_if_ready(&mut self, p: usize, now: Instant, ops: &mut dyn Ops) {
+        if let Some(q) = self.queued.get_mut(p) {
+            *q = false;
+        }
+        let Some(program) = self.programs.get(p) else {
+            return;
+        };
+        if program.launched || program.removing {
+            return;
+        }
+        let (mut dead, mut ready) = (None, true);
+        for d in &program.spec.depends_on {
+            let Some(dep) = self.by_name.get(d).map(|&d| &self.programs[d]) else {
+                continue;
+            };
+            if dep.failed_for_good() {
+                dead = Some(dep.spec.name.clone());
+                break;
+            }
+            ready &= dep.satisfies_dependents();
+        }
+        if let Some(dead) = dead {
+            if !self.programs[p].blocked_reported {
+                error!(
+                    "{} will not start: its dependency {dead} failed",
+                    self.programs[p].spec.name
+                );
+                self.programs[p].blocked_reported = true;
+            }
+            return;
+        }
+        if !ready {
+            return;
+        }
+        self.programs[p].launched = true;
+        // A start may satisfy others at once (programs without readiness checks are
+        // ready as soon as they run): its dependents go on the list.
+        self.each_instance(p, now, ops, |inst, spec| inst.start(spec));
+        self.touched(p);
     }
 
     /// Stops every program none of whose dependents is still up. Restarts waiting out their
@@ -1373,8 +1372,8 @@ impl Supervisor {
         );
         info!("{summary}");
         self.shutdown = new.shutdown;
-        let specs: HashMap<&str, &ProgramSpec> =
-            new.programs.iter().map(|p| (p.name.as_str(), p)).collect();
+        let specs = positions(&new.programs);
+        let spec_of = |name: &str| specs.get(name).and_then(|&i| new.programs.get(i));
         for name in &d.removed {
             if let Some(p) = self.program_index(name) {
                 self.programs[p].removing = true;
@@ -1384,8 +1383,7 @@ impl Supervisor {
             }
         }
         for name in &d.changed {
-            let (Some(p), Some(&spec)) = (self.program_index(name), specs.get(name.as_str()))
-            else {
+            let (Some(p), Some(spec)) = (self.program_index(name), spec_of(name)) else {
                 continue;
             };
             let program = &mut self.programs[p];
@@ -1406,23 +1404,13 @@ impl Supervisor {
             self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
         }
         for name in &d.added {
-            if let Some(&spec) = specs.get(name.as_str()) {
+            if let Some(spec) = spec_of(name) {
                 self.programs.push(Program::new(spec.clone()));
             }
         }
         // Keep the file's order, which is the order of start among equals.
-        let order: HashMap<&str, usize> = new
-            .programs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
-            .collect();
-        self.programs.sort_by_key(|q| {
-            order
-                .get(q.spec.name.as_str())
-                .copied()
-                .unwrap_or(usize::MAX)
-        });
+        self.programs
+            .sort_by_key(|q| specs.get(&q.spec.name).copied().unwrap_or(usize::MAX));
         self.reindex();
         self.progress(now, ops);
         summary
@@ -1468,7 +1456,7 @@ mod tests {
         leftovers: Vec<i32>,
         fail: Vec<String>,
         /// Process groups with members left (pgid).
-        groups: HashSet<i32>,
+        groups: std::collections::HashSet<i32>,
         /// Signals sent to groups (0 excluded).
         group_signals: Vec<(i32, i32)>,
         /// How many times a group was asked about (signal 0).

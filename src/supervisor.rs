@@ -386,7 +386,10 @@ impl Supervisor {
             }
         };
         for p in &self.programs {
-            p.instances.iter().filter_map(Instance::deadline).for_each(&mut consider);
+            p.instances
+                .iter()
+                .filter_map(Instance::deadline)
+                .for_each(&mut consider);
             p.delayed.iter().for_each(|d| consider(d.0));
         }
         self.groups.iter().for_each(|g| consider(g.kill_at));

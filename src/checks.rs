@@ -4,6 +4,12 @@
 //!
 //! tcp and http attempts are [`probes`](crate::probes) state machines; exec checks are
 //! processes the event loop spawns and reaps, driven from here by pid. Nothing here blocks.
+//!
+//! Health checks run only for instances the supervisor lists with `health` set: it clears it
+//! while a `replace` reload of the program runs, because a check through a shared socket could
+//! then be answered by the other instance (SPEC section 10). A suspended check is dropped with
+//! its failure count, and an attempt still under way is not counted; when it comes back it
+//! starts afresh, its first attempt one interval later.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,9 +23,22 @@ const READY_RETRY: Duration = Duration::from_millis(100);
 /// Bound on one attempt of a readiness check (the whole wait is `ready.timeout`).
 const READY_ATTEMPT: Duration = Duration::from_secs(2);
 
-/// An instance with a running process, as the supervisor lists them: (pid, its program's
-/// spec, index, ready).
-pub type Running<'a> = (i32, &'a ProgramSpec, u32, bool);
+/// An instance with a running process, as the supervisor lists them.
+#[derive(Clone, Copy, Debug)]
+pub struct Running<'a> {
+    pub pid: i32,
+    pub spec: &'a ProgramSpec,
+    pub index: u32,
+    /// Its readiness check passed (or it has none): its health check is the one to run.
+    pub ready: bool,
+    /// Its health check may run (not while a `replace` reload of its program runs).
+    pub health: bool,
+}
+
+/// The instance whose process is `pid`.
+fn find<'a, 'b>(running: &'b [Running<'a>], pid: i32) -> Option<&'b Running<'a>> {
+    running.iter().find(|r| r.pid == pid)
+}
 
 /// Something the event loop must do about an instance.
 #[derive(Debug, PartialEq)]
@@ -45,6 +64,9 @@ pub struct Checks {
     exec_next: HashMap<Key, Instant>,
     /// Health failures in a row, by instance pid.
     failures: HashMap<i32, u32>,
+    /// Instances whose health check runs now, by pid (the value is unused: one map type
+    /// fewer in the binary); results for others are not counted.
+    health_on: HashMap<i32, u32>,
     /// When each watched instance must have sent WATCHDOG=1 again, by pid.
     watchdogs: HashMap<i32, Instant>,
     verdicts: Vec<Verdict>,
@@ -60,11 +82,18 @@ impl Checks {
     /// Brings the set of checks in line with the instances (pid, spec, index, ready).
     pub fn sync(&mut self, running: &[Running], now: Instant) {
         let mut probes = Vec::new();
-        let mut execs: Vec<(Key, Duration)> = Vec::new();
-        for &(pid, spec, _, ready) in running {
+        // Rebuilt rather than pruned: the maps keep only what `running` still wants.
+        let mut exec_next = HashMap::new();
+        let mut watchdogs = HashMap::new();
+        self.health_on.clear();
+        for r in running {
+            let (pid, spec, ready) = (r.pid, r.spec, r.ready);
             let check = match (ready, &spec.ready, &spec.health) {
                 (false, Some(r), _) => Some((Purpose::Ready, &r.check, READY_RETRY, READY_ATTEMPT)),
-                (true, _, Some(h)) => Some((Purpose::Health, &h.check, h.interval, h.timeout)),
+                (true, _, Some(h)) if r.health => {
+                    self.health_on.insert(pid, 0);
+                    Some((Purpose::Health, &h.check, h.interval, h.timeout))
+                }
                 _ => None,
             };
             if let Some((purpose, check, every, timeout)) = check {
@@ -81,28 +110,28 @@ impl Checks {
                         every,
                         timeout,
                     )),
-                    ReadyCheck::Exec(_) => execs.push((key, every)),
+                    ReadyCheck::Exec(_) => {
+                        let start = match purpose {
+                            Purpose::Ready => now,
+                            Purpose::Health => now + every,
+                        };
+                        let at = self.exec_next.get(&key).copied().unwrap_or(start);
+                        exec_next.insert(key, at);
+                    }
                     ReadyCheck::Notify | ReadyCheck::Delay(_) => {}
                 }
             }
             if let (true, Some(limit)) = (ready, spec.watchdog) {
-                self.watchdogs.entry(pid).or_insert(now + limit);
+                let at = self.watchdogs.get(&pid).copied().unwrap_or(now + limit);
+                watchdogs.insert(pid, at);
             }
         }
         self.probes.sync(&probes, now);
-        self.exec_next
-            .retain(|k, _| execs.iter().any(|(e, _)| e == k));
-        for (key, every) in &execs {
-            let start = if key.1 == Purpose::Ready {
-                now
-            } else {
-                now + *every
-            };
-            self.exec_next.entry(*key).or_insert(start);
-        }
-        let live: Vec<i32> = running.iter().map(|r| r.0).collect();
-        self.failures.retain(|pid, _| live.contains(pid));
-        self.watchdogs.retain(|pid, _| live.contains(pid));
+        self.exec_next = exec_next;
+        self.watchdogs = watchdogs;
+        // A suspended health check starts over with a clean slate.
+        let on = &self.health_on;
+        self.failures.retain(|pid, _| on.contains_key(pid));
     }
 
     pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {
@@ -134,11 +163,7 @@ impl Checks {
             .collect();
         for pid in expired {
             self.watchdogs.remove(&pid);
-            if let Some(limit) = running
-                .iter()
-                .find(|r| r.0 == pid)
-                .and_then(|r| r.1.watchdog)
-            {
+            if let Some(limit) = find(running, pid).and_then(|r| r.spec.watchdog) {
                 let reason = format!(
                     "sent no WATCHDOG=1 for {}",
                     crate::config::units::format_duration(limit)
@@ -164,13 +189,10 @@ impl Checks {
             if now < *at || self.execs.iter().any(|e| e.key == *key) {
                 continue;
             }
-            let check = running
-                .iter()
-                .find(|r| r.0 == key.0)
-                .and_then(|r| match key.1 {
-                    Purpose::Ready => r.1.ready.as_ref().map(|x| &x.check),
-                    Purpose::Health => r.1.health.as_ref().map(|x| &x.check),
-                });
+            let check = find(running, key.0).and_then(|r| match key.1 {
+                Purpose::Ready => r.spec.ready.as_ref().map(|x| &x.check),
+                Purpose::Health => r.spec.health.as_ref().map(|x| &x.check),
+            });
             if let Some(ReadyCheck::Exec(argv)) = check {
                 due.push(DueExec {
                     key: *key,
@@ -192,13 +214,10 @@ impl Checks {
     ) {
         match started {
             Ok(pid) => {
-                let timeout = running
-                    .iter()
-                    .find(|r| r.0 == key.0)
-                    .map_or(READY_ATTEMPT, |r| match key.1 {
-                        Purpose::Ready => READY_ATTEMPT,
-                        Purpose::Health => r.1.health.as_ref().map_or(READY_ATTEMPT, |h| h.timeout),
-                    });
+                let timeout = find(running, key.0).map_or(READY_ATTEMPT, |r| match key.1 {
+                    Purpose::Ready => READY_ATTEMPT,
+                    Purpose::Health => r.spec.health.as_ref().map_or(READY_ATTEMPT, |h| h.timeout),
+                });
                 self.execs.push(Exec {
                     key,
                     pid,
@@ -225,11 +244,7 @@ impl Checks {
 
     /// WATCHDOG=1 from instance `pid`.
     pub fn watchdog_ping(&mut self, pid: i32, running: &[Running], now: Instant) {
-        if let Some(limit) = running
-            .iter()
-            .find(|r| r.0 == pid)
-            .and_then(|r| r.1.watchdog)
-        {
+        if let Some(limit) = find(running, pid).and_then(|r| r.spec.watchdog) {
             self.watchdogs.insert(pid, now + limit);
         }
     }
@@ -254,10 +269,8 @@ impl Checks {
     fn reschedule(&mut self, key: Key, running: &[Running], now: Instant) {
         let every = match key.1 {
             Purpose::Ready => READY_RETRY,
-            Purpose::Health => running
-                .iter()
-                .find(|r| r.0 == key.0)
-                .and_then(|r| r.1.health.as_ref())
+            Purpose::Health => find(running, key.0)
+                .and_then(|r| r.spec.health.as_ref())
                 .map_or(READY_RETRY, |h| h.interval),
         };
         if let Some(at) = self.exec_next.get_mut(&key) {
@@ -276,13 +289,13 @@ impl Checks {
             (Purpose::Health, true) => {
                 self.failures.remove(&pid);
             }
+            // An attempt that was under way when its check was suspended.
+            (Purpose::Health, _) if !self.health_on.contains_key(&pid) => {}
             (Purpose::Health, false) => {
                 let n = self.failures.entry(pid).or_insert(0);
-                *n += 1;
-                let limit = running
-                    .iter()
-                    .find(|r| r.0 == pid)
-                    .and_then(|r| r.1.health.as_ref())
+                *n = n.saturating_add(1);
+                let limit = find(running, pid)
+                    .and_then(|r| r.spec.health.as_ref())
                     .map_or(u32::MAX, |h| h.failures);
                 log::warn!("health check of pid {pid} failed ({n} in a row)");
                 if *n >= limit {

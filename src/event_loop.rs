@@ -158,6 +158,9 @@ struct SystemOps {
     notify_address: Option<String>,
     /// Children whose exec has not been confirmed yet.
     reports: Vec<ExecReport>,
+    /// Exec checks still running (each leads its own process group), until reaped: a
+    /// process group an exited instance left must never be confused with one of them.
+    check_pids: Vec<i32>,
 }
 
 /// The report pipe of a child on its way to exec (end of file: it exec'd).
@@ -272,9 +275,12 @@ impl SystemOps {
         plan.stdout = Some(open_null()?);
         plan.stderr = Some(open_null()?);
         // Not waiting for the exec: a check that cannot run exits 126/127, a failed check.
-        plan.start()
+        let pid = plan
+            .start()
             .map(|(pid, _report)| pid)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.check_pids.push(pid);
+        Ok(pid)
     }
 }
 
@@ -373,6 +379,12 @@ impl Ops for SystemOps {
     fn signal_leftovers(&mut self, sig: i32) {
         reaper::signal_leftovers(sig);
     }
+
+    fn signal_group(&mut self, pgid: i32, sig: i32) -> bool {
+        // A group of that number led by an exec check is the check's, not the leftovers':
+        // the old group was empty and its number reused.
+        pgid > 1 && !self.check_pids.contains(&pgid) && signals::kill(-pgid, sig).is_ok()
+    }
 }
 
 /// What supervisor mode needs.
@@ -447,6 +459,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         sockets: std::mem::take(&mut run.sockets),
         notify_address: notify.as_ref().map(|n| n.address().to_string()),
         reports: Vec::new(),
+        check_pids: Vec::new(),
     };
     let sup = Supervisor::new(&run.config);
     let mut d = Daemon {
@@ -552,6 +565,11 @@ impl Daemon {
             if reap {
                 exits.clear();
                 let children_left = reaper::reap(&mut exits);
+                if !self.ops.check_pids.is_empty() {
+                    self.ops
+                        .check_pids
+                        .retain(|pid| !exits.iter().any(|e| e.pid == *pid));
+                }
                 let running = self.sup.running();
                 self.checks.on_reaped(&exits, &running, now);
                 drop(running);
@@ -579,14 +597,23 @@ impl Daemon {
     fn on_notify(&mut self, now: Instant) {
         let Some(notify) = &self.notify else { return };
         for msg in notify.receive() {
-            let owner = self
-                .sup
-                .status()
-                .into_iter()
-                .filter_map(|i| i.pid.map(|pid| (pid, i.program)))
-                .find(|(pid, _)| {
-                    msg.pid > 0 && (*pid == msg.pid || reaper::is_descendant(msg.pid, *pid))
-                });
+            // The sender itself, or its nearest ancestor, must be an instance's process:
+            // one walk up the sender's parents (at most 64), not one per instance.
+            let mut owner = None;
+            let mut pid = msg.pid;
+            for _ in 0..64 {
+                if pid <= 1 {
+                    break;
+                }
+                if let Some(program) = self.sup.program_of(pid) {
+                    owner = Some((pid, program.to_string()));
+                    break;
+                }
+                match reaper::parent(pid) {
+                    Some(parent) => pid = parent,
+                    None => break,
+                }
+            }
             let Some((pid, program)) = owner else {
                 debug!(
                     "notify: ignoring a message from pid {}, which is no program's",
@@ -621,9 +648,9 @@ impl Daemon {
         for d in due {
             let started = running
                 .iter()
-                .find(|r| r.0 == d.key.0)
+                .find(|r| r.pid == d.key.0)
                 .ok_or_else(|| "gone".to_string())
-                .and_then(|&(_, spec, index, _)| self.ops.spawn_check(spec, index, &d.argv));
+                .and_then(|r| self.ops.spawn_check(r.spec, r.index, &d.argv));
             self.checks.exec_started(d.key, started, &running, now);
         }
         drop(running);
@@ -637,24 +664,10 @@ impl Daemon {
         }
     }
 
-    /// Reloads the instance whose process is `pid`, by its program's reload strategy.
+    /// A verdict asks for a reload of the instance whose process is `pid`: the supervisor
+    /// counts it as a restart and reloads it by its program's strategy.
     fn reload_instance(&mut self, pid: i32, reason: &str, now: Instant) {
-        let found = self
-            .sup
-            .running()
-            .into_iter()
-            .find(|r| r.0 == pid)
-            .map(|(_, spec, index, _)| (spec.name.clone(), spec.label(index), index, spec.reload));
-        let Some((name, label, index, strategy)) = found else {
-            return;
-        };
-        warn!("{label} (pid {pid}) {reason}: reloading it");
-        match strategy {
-            ReloadStrategy::Signal(sig) => self.ops.signal(pid, sig),
-            ReloadStrategy::Restart | ReloadStrategy::Replace => {
-                self.sup.restart_instance(&name, index, now, &mut self.ops)
-            }
-        }
+        self.sup.reload_verdict(pid, reason, now, &mut self.ops);
     }
 
     /// Carries out one control request; start/stop/restart are answered once settled.
@@ -869,10 +882,10 @@ impl Daemon {
     }
 
     fn forget_gone_processes(&mut self) {
-        let live: Vec<i32> = self.sup.status().iter().filter_map(|i| i.pid).collect();
-        self.samples.retain(|pid, _| live.contains(pid));
-        self.status_samples.retain(|pid, _| live.contains(pid));
-        self.watches.retain(|pid, _| live.contains(pid));
+        let sup = &self.sup;
+        self.samples.retain(|pid, _| sup.has_pid(*pid));
+        self.status_samples.retain(|pid, _| sup.has_pid(*pid));
+        self.watches.retain(|pid, _| sup.has_pid(*pid));
     }
 
     /// Sampling runs only while some program has `memory_max` or `cpu_max`.
@@ -899,8 +912,8 @@ impl Daemon {
             .sup
             .running()
             .into_iter()
-            .filter(|r| r.1.is_monitored())
-            .map(|(pid, spec, _, _)| (pid, spec.clone()))
+            .filter(|r| r.spec.is_monitored())
+            .map(|r| (r.pid, r.spec.clone()))
             .collect();
         for (pid, spec) in monitored {
             let spec = &spec;

@@ -1,9 +1,20 @@
 //! One instance of a program as a pure state machine: restart policy, backoff, the restart
-//! window, and the stop -> SIGKILL escalation.
+//! window, the stop -> SIGKILL escalation, and what its process group gets once its process
+//! has exited.
 //!
 //! Inputs are events with a given `now`; outputs are [`Action`]s for the supervisor to carry
-//! out (spawn, signal the instance's process group). No system calls here, so every rule is
-//! unit-tested with made-up instants.
+//! out (spawn, signal the instance's process group, sweep what an exited process left in its
+//! group). No system calls here, so every rule is unit-tested with made-up instants.
+//!
+//! Rules worth knowing:
+//! - every stop signal is followed by SIGCONT (as systemd does), so a process someone stopped
+//!   with SIGSTOP acts on it at once instead of waiting for SIGKILL at the stop timeout;
+//! - a restart is counted (RESTARTS, the restart window, the backoff) whether the process
+//!   exited by itself or a verdict (memory_max, cpu_action: restart, health, watchdog) asked
+//!   for a reload: [`Instance::count_restart`]; requested restarts and reloads are not;
+//! - when the process has exited, whatever it left in its process group gets the stop signal
+//!   (and SIGCONT) at once and SIGKILL at the stop timeout ([`Action::Leftovers`]); after a
+//!   requested stop the group already had the stop signal and keeps the stop's deadline.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -48,6 +59,35 @@ pub enum Action {
     Spawn,
     /// Send a signal to the instance's process group.
     Signal(i32),
+    /// The process that led group `pgid` has exited: send what is left in the group `signal`
+    /// now (if any; SIGCONT after it), and SIGKILL at `kill_at` if anything is still there.
+    Leftovers {
+        pgid: i32,
+        signal: Option<i32>,
+        kill_at: Option<Instant>,
+    },
+}
+
+/// What happens once a requested stop has completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterStop {
+    /// Stay stopped.
+    Nothing,
+    /// Start again after this delay (zero: at once).
+    Start(Duration),
+    /// Given up (too many restarts): the instance is failed.
+    Fail,
+}
+
+/// The signals that stop an instance: `sig`, then SIGCONT, so a process stopped by SIGSTOP
+/// (or a terminal's Ctrl-Z) wakes up to act on it (systemd does the same). Not after SIGKILL,
+/// which needs no waking, nor after SIGCONT itself.
+pub fn stop_signals(sig: i32) -> Vec<Action> {
+    if sig == libc::SIGKILL || sig == libc::SIGCONT {
+        vec![Action::Signal(sig)]
+    } else {
+        vec![Action::Signal(sig), Action::Signal(libc::SIGCONT)]
+    }
 }
 
 #[derive(Debug)]
@@ -65,8 +105,8 @@ pub struct Instance {
     /// The delay before the next restart.
     delay: Duration,
     deadline: Option<Instant>,
-    /// Start again as soon as the requested stop completes.
-    restart_after_stop: bool,
+    /// What to do once the requested stop completes.
+    after_stop: AfterStop,
     /// Its readiness check passed (or it has none) in the current run.
     pub ready: bool,
     /// `ready: {delay}`: when the current run counts as ready.
@@ -89,7 +129,7 @@ impl Instance {
             recent: VecDeque::new(),
             delay: spec.backoff.initial,
             deadline: None,
-            restart_after_stop: false,
+            after_stop: AfterStop::Nothing,
             ready: false,
             ready_at: None,
             surge: false,
@@ -130,7 +170,7 @@ impl Instance {
         match self.state {
             State::Running => Vec::new(),
             State::Stopping => {
-                self.restart_after_stop = true;
+                self.after_stop = AfterStop::Start(Duration::ZERO);
                 Vec::new()
             }
             _ => {
@@ -172,6 +212,26 @@ impl Instance {
         self.on_exit(spec, 127, None, may_restart, now)
     }
 
+    /// What the rest of the process group of `pgid`, whose leader has just exited, gets.
+    /// Computed before the state changes: a stopping instance's group had its stop signal
+    /// with the leader and keeps the stop's deadline (so a user's stop ends in SIGKILL for
+    /// the stragglers, as it would for the leader); one SIGKILLed already gets SIGKILL again
+    /// (it costs nothing and covers a leader that had left its group); any other exit (a
+    /// crash, exit 0, a ready timeout) sends the stop signal now and SIGKILL at the stop
+    /// timeout. The restart does not wait for any of it.
+    fn leftovers(&self, pgid: i32, spec: &ProgramSpec, now: Instant) -> Action {
+        let (signal, kill_at) = match (self.state, self.deadline) {
+            (State::Stopping, Some(d)) => (None, Some(d)),
+            (State::Stopping, None) => (Some(libc::SIGKILL), None),
+            _ => (Some(spec.stop_signal), Some(now + spec.stop_timeout)),
+        };
+        Action::Leftovers {
+            pgid,
+            signal,
+            kill_at,
+        }
+    }
+
     /// Its process exited with `code` (`signal` set when a signal killed it).
     /// `may_restart` is false while ginit shuts down.
     pub fn on_exit(
@@ -182,23 +242,34 @@ impl Instance {
         may_restart: bool,
         now: Instant,
     ) -> Vec<Action> {
-        self.pid = None;
+        let mut actions = Vec::new();
+        if let Some(pgid) = self.pid.take() {
+            actions.push(self.leftovers(pgid, spec, now));
+        }
         self.last_exit = Some(code);
         self.deadline = None;
         self.ready = false;
         self.ready_at = None;
         if self.state == State::Stopping {
             self.state = State::Stopped;
-            if std::mem::take(&mut self.restart_after_stop) && may_restart {
-                return vec![Action::Spawn];
+            match std::mem::replace(&mut self.after_stop, AfterStop::Nothing) {
+                AfterStop::Start(delay) if may_restart && delay.is_zero() => {
+                    actions.push(Action::Spawn)
+                }
+                AfterStop::Start(delay) if may_restart => {
+                    self.state = State::Backoff;
+                    self.deadline = Some(now + delay);
+                }
+                AfterStop::Fail => self.state = State::Failed,
+                _ => {}
             }
-            return Vec::new();
+            return actions;
         }
         let stopped_by_its_stop_signal = signal == Some(spec.stop_signal);
         let failed = code != 0 && !stopped_by_its_stop_signal;
         if spec.oneshot && code == 0 {
             self.state = State::Done;
-            return Vec::new();
+            return actions;
         }
         let restart = may_restart
             && match spec.restart {
@@ -212,9 +283,25 @@ impl Instance {
             } else {
                 State::Stopped
             };
-            return Vec::new();
+            return actions;
         }
-        // A run longer than reset_after proves the program healthy again.
+        match self.count_restart(spec, now) {
+            Some(delay) => {
+                self.state = State::Backoff;
+                self.deadline = Some(now + delay);
+            }
+            None => self.state = State::Failed,
+        }
+        actions
+    }
+
+    /// Counts one restart, whether after an exit or for a reload a verdict asked for
+    /// (memory_max, `cpu_action: restart`, health, watchdog): RESTARTS grows, the restart
+    /// window fills, the backoff grows. Returns the delay to wait before it, or `None` when
+    /// `max_restarts` restarts within `restart_window` have been made already (give up).
+    /// A run longer than `reset_after` proves the program healthy again: the delay starts
+    /// over from `initial`.
+    pub fn count_restart(&mut self, spec: &ProgramSpec, now: Instant) -> Option<Duration> {
         if self
             .started
             .is_some_and(|s| now.saturating_duration_since(s) >= spec.backoff.reset_after)
@@ -229,18 +316,24 @@ impl Instance {
             self.recent.pop_front();
         }
         if self.recent.len() >= spec.max_restarts as usize {
-            self.state = State::Failed;
-            return Vec::new();
+            return None;
         }
         self.recent.push_back(now);
-        self.restarts += 1;
-        self.state = State::Backoff;
-        self.deadline = Some(now + self.delay);
-        self.delay = self
-            .delay
-            .mul_f64(spec.backoff.factor)
-            .min(spec.backoff.max);
-        Vec::new()
+        self.restarts = self.restarts.saturating_add(1);
+        let delay = self.delay;
+        // A float-to-integer `as` saturates: a factor that overflows ends at `max`, never in
+        // a panic (Duration::mul_f64 would panic).
+        let next = delay.as_secs_f64() * spec.backoff.factor * 1e9;
+        self.delay = Duration::from_nanos(next as u64).min(spec.backoff.max);
+        Some(delay)
+    }
+
+    /// Takes over the restart history of the instance it replaces (a `replace` reload), so
+    /// RESTARTS, the restart window and the backoff carry on across the hand-over.
+    pub fn inherit_history(&mut self, old: &mut Instance) {
+        self.restarts = old.restarts;
+        self.recent = std::mem::take(&mut old.recent);
+        self.delay = old.delay;
     }
 
     /// Stops it and starts it again once it is down (at once when it is not running). A
@@ -248,22 +341,50 @@ impl Instance {
     pub fn restart(&mut self, spec: &ProgramSpec, now: Instant) -> Vec<Action> {
         if self.state == State::Running {
             let actions = self.stop(spec, now);
-            self.restart_after_stop = true;
+            self.after_stop = AfterStop::Start(Duration::ZERO);
             actions
         } else {
             self.start(spec)
         }
     }
 
-    /// Asks the instance to stop: its stop signal now, SIGKILL at the stop timeout.
+    /// A counted reload by strategy `restart`: stops it, then starts it again `delay` after
+    /// it is down (the backoff [`Instance::count_restart`] returned).
+    pub fn reload_after(
+        &mut self,
+        spec: &ProgramSpec,
+        now: Instant,
+        delay: Duration,
+    ) -> Vec<Action> {
+        let actions = self.stop(spec, now);
+        if self.state == State::Stopping {
+            self.after_stop = AfterStop::Start(delay);
+        }
+        actions
+    }
+
+    /// Too many restarts: stops it, and it is failed once down.
+    pub fn give_up(&mut self, spec: &ProgramSpec, now: Instant) -> Vec<Action> {
+        let actions = self.stop(spec, now);
+        match self.state {
+            State::Stopping => self.after_stop = AfterStop::Fail,
+            _ => self.state = State::Failed,
+        }
+        actions
+    }
+
+    /// Asks the instance to stop: its stop signal now (and SIGCONT), SIGKILL at the stop
+    /// timeout. A pending restart is cancelled; an instance being given up stays failed.
     pub fn stop(&mut self, spec: &ProgramSpec, now: Instant) -> Vec<Action> {
-        self.restart_after_stop = false;
+        if self.after_stop != AfterStop::Fail {
+            self.after_stop = AfterStop::Nothing;
+        }
         self.ready_at = None;
         match self.state {
             State::Running => {
                 self.state = State::Stopping;
                 self.deadline = Some(now + spec.stop_timeout);
-                vec![Action::Signal(spec.stop_signal)]
+                stop_signals(spec.stop_signal)
             }
             State::Backoff => {
                 self.state = State::Stopped;
@@ -274,9 +395,12 @@ impl Instance {
         }
     }
 
-    /// SIGKILL now (second shutdown signal, or the shutdown timeout).
+    /// SIGKILL now (second shutdown signal, or the shutdown timeout). An instance being
+    /// given up stays failed.
     pub fn kill(&mut self) -> Vec<Action> {
-        self.restart_after_stop = false;
+        if self.after_stop != AfterStop::Fail {
+            self.after_stop = AfterStop::Nothing;
+        }
         match self.state {
             State::Running | State::Stopping => {
                 self.state = State::Stopping;
@@ -345,6 +469,18 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// What a stop sends: the stop signal, then SIGCONT.
+    const TERM_CONT: [Action; 2] = [Action::Signal(libc::SIGTERM), Action::Signal(libc::SIGCONT)];
+
+    /// The sweep of process group 42 (the pid `running` gives).
+    fn sweep(signal: Option<i32>, kill_at: Option<Instant>) -> Action {
+        Action::Leftovers {
+            pgid: 42,
+            signal,
+            kill_at,
+        }
     }
 
     #[test]
@@ -447,7 +583,7 @@ mod tests {
         let s = spec(Restart::Always);
         let t = Instant::now();
         let mut i = running(&s, t);
-        assert_eq!(i.stop(&s, t), vec![Action::Signal(libc::SIGTERM)]);
+        assert_eq!(i.stop(&s, t), TERM_CONT);
         assert_eq!(i.state, State::Stopping);
         assert!(i.on_time(t + Duration::from_secs(4)).is_empty());
         assert_eq!(
@@ -455,8 +591,12 @@ mod tests {
             vec![Action::Signal(libc::SIGKILL)]
         );
         assert_eq!(i.deadline(), None);
-        // The exit after a requested stop is no failure and no restart.
-        assert!(i.on_exit(&s, 137, Some(libc::SIGKILL), true, t).is_empty());
+        // The exit after a requested stop is no failure and no restart; its group had
+        // SIGKILL and gets it again, with nothing left to wait for.
+        assert_eq!(
+            i.on_exit(&s, 137, Some(libc::SIGKILL), true, t),
+            [sweep(Some(libc::SIGKILL), None)]
+        );
         assert_eq!(i.state, State::Stopped);
     }
 
@@ -476,15 +616,19 @@ mod tests {
         let s = spec(Restart::Never);
         let t = Instant::now();
         let mut i = running(&s, t);
-        assert_eq!(i.restart(&s, t), vec![Action::Signal(libc::SIGTERM)]);
+        assert_eq!(i.restart(&s, t), TERM_CONT);
+        // The group keeps the stop's deadline; the new process starts at once all the same.
         assert_eq!(
-            i.on_exit(&s, 143, Some(libc::SIGTERM), true, t),
-            vec![Action::Spawn]
+            i.on_exit(&s, 143, Some(libc::SIGTERM), true, t + ms(10)),
+            [sweep(None, Some(t + s.stop_timeout)), Action::Spawn]
         );
         // ...but not while shutting down.
         let mut i = running(&s, t);
         i.restart(&s, t);
-        assert!(i.on_exit(&s, 0, None, false, t).is_empty());
+        assert_eq!(
+            i.on_exit(&s, 0, None, false, t),
+            [sweep(None, Some(t + s.stop_timeout))]
+        );
         // A failed instance restarts at once, its failures forgotten.
         let mut i = running(&s, t);
         i.on_exit(&s, 1, None, true, t);
@@ -552,5 +696,146 @@ mod tests {
         i.on_spawn_failed(&s, true, t);
         assert_eq!(i.state, State::Backoff);
         assert_eq!(i.last_exit, Some(127));
+    }
+
+    #[test]
+    fn sigcont_follows_every_stop_signal_but_sigkill() {
+        assert_eq!(stop_signals(libc::SIGTERM), TERM_CONT);
+        assert_eq!(
+            stop_signals(libc::SIGINT),
+            [Action::Signal(libc::SIGINT), Action::Signal(libc::SIGCONT)]
+        );
+        assert_eq!(stop_signals(libc::SIGKILL), [Action::Signal(libc::SIGKILL)]);
+        assert_eq!(stop_signals(libc::SIGCONT), [Action::Signal(libc::SIGCONT)]);
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        assert_eq!(i.kill(), [Action::Signal(libc::SIGKILL)]);
+    }
+
+    #[test]
+    fn an_exit_sweeps_the_group_without_delaying_the_restart() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        // A crash: the group gets the stop signal now and SIGKILL at the stop timeout,
+        // while the restart waits only for its backoff.
+        let mut i = running(&s, t);
+        let now = t + ms(500);
+        assert_eq!(
+            i.on_exit(&s, 1, None, true, now),
+            [sweep(Some(libc::SIGTERM), Some(now + s.stop_timeout))]
+        );
+        assert_eq!(i.deadline(), Some(now + ms(100)));
+        // Exit 0 of a oneshot too: what it left behind is no part of "done".
+        let mut one = spec(Restart::OnFailure);
+        one.oneshot = true;
+        let mut i = running(&one, t);
+        assert_eq!(
+            i.on_exit(&one, 0, None, true, now),
+            [sweep(Some(libc::SIGTERM), Some(now + s.stop_timeout))]
+        );
+        assert_eq!(i.state, State::Done);
+        // A requested stop: the group had the stop signal with its leader and keeps the
+        // stop's deadline, however early the leader went.
+        let mut i = running(&s, t);
+        i.stop(&s, t);
+        assert_eq!(
+            i.on_exit(&s, 0, None, true, now),
+            [sweep(None, Some(t + s.stop_timeout))]
+        );
+        // A process that never started has no group.
+        let mut i = Instance::new(0, &s);
+        i.start(&s);
+        assert!(i.on_spawn_failed(&s, true, t).is_empty());
+    }
+
+    #[test]
+    fn verdict_reloads_count_as_restarts_with_backoff_and_a_limit() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        // Each counted reload: RESTARTS, the window, the growing delay.
+        assert_eq!(i.count_restart(&s, t), Some(ms(100)));
+        assert_eq!(i.count_restart(&s, t + ms(1)), Some(ms(200)));
+        assert_eq!(i.count_restart(&s, t + ms(2)), Some(ms(350)));
+        assert_eq!(i.restarts, 3);
+        // max_restarts (3) within the window: give up.
+        assert_eq!(i.count_restart(&s, t + ms(3)), None);
+        assert_eq!(i.restarts, 3);
+        // Crashes and verdicts share the window: one more crash fails it.
+        assert!(i.on_exit(&s, 1, None, true, t + ms(4)).len() == 1);
+        assert_eq!(i.state, State::Failed);
+    }
+
+    #[test]
+    fn a_counted_reload_by_restart_waits_out_its_delay_after_the_stop() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        assert_eq!(i.reload_after(&s, t, ms(200)), TERM_CONT);
+        let down = t + ms(50);
+        i.on_exit(&s, 143, Some(libc::SIGTERM), true, down);
+        assert_eq!(i.state, State::Backoff);
+        assert_eq!(i.deadline(), Some(down + ms(200)));
+        assert_eq!(i.on_time(down + ms(200)), [Action::Spawn]);
+        // No delay: at once, as a requested restart.
+        let mut i = running(&s, t);
+        i.reload_after(&s, t, Duration::ZERO);
+        assert_eq!(
+            i.on_exit(&s, 143, Some(libc::SIGTERM), true, down),
+            [sweep(None, Some(t + s.stop_timeout)), Action::Spawn]
+        );
+        // Not during a shutdown.
+        let mut i = running(&s, t);
+        i.reload_after(&s, t, ms(200));
+        i.on_exit(&s, 143, Some(libc::SIGTERM), false, down);
+        assert_eq!(i.state, State::Stopped);
+    }
+
+    #[test]
+    fn giving_up_stops_then_fails_even_through_a_kill() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        assert_eq!(i.give_up(&s, t), TERM_CONT);
+        assert_eq!(i.state, State::Stopping);
+        // A shutdown's SIGKILL or stop does not turn it into a clean stop.
+        i.kill();
+        i.stop(&s, t);
+        i.on_exit(&s, 137, Some(libc::SIGKILL), true, t);
+        assert_eq!(i.state, State::Failed);
+        // A start by hand forgets it.
+        let mut i = running(&s, t);
+        i.give_up(&s, t);
+        i.start(&s);
+        assert_eq!(
+            i.on_exit(&s, 143, Some(libc::SIGTERM), true, t),
+            [sweep(None, Some(t + s.stop_timeout)), Action::Spawn]
+        );
+    }
+
+    #[test]
+    fn a_replacement_carries_the_restart_history_on() {
+        let s = spec(Restart::Always);
+        let t = Instant::now();
+        let mut old = running(&s, t);
+        old.count_restart(&s, t);
+        old.count_restart(&s, t);
+        let mut new = Instance::new(0, &s);
+        new.inherit_history(&mut old);
+        assert_eq!(new.restarts, 2);
+        new.on_spawned(&s, 43, t);
+        assert_eq!(new.count_restart(&s, t), Some(ms(350)));
+        assert_eq!(new.count_restart(&s, t), None);
+    }
+
+    #[test]
+    fn a_huge_backoff_factor_stops_at_max() {
+        let mut s = spec(Restart::Always);
+        s.backoff.factor = f64::MAX;
+        let t = Instant::now();
+        let mut i = running(&s, t);
+        assert_eq!(i.count_restart(&s, t), Some(ms(100)));
+        assert_eq!(i.count_restart(&s, t), Some(ms(350)));
     }
 }

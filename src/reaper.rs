@@ -57,29 +57,9 @@ pub fn reap(out: &mut Vec<Exit>) -> bool {
     }
 }
 
-/// Whether `pid` descends from `ancestor` (its parent chain in /proc reaches it).
-pub fn is_descendant(pid: i32, ancestor: i32) -> bool {
-    let mut current = pid;
-    for _ in 0..64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
-            return false;
-        };
-        let Some(ppid) = stat
-            .rfind(')')
-            .and_then(|i| stat.get(i + 2..)?.split(' ').nth(1))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            return false;
-        };
-        if ppid == ancestor {
-            return true;
-        }
-        if ppid <= 1 {
-            return false;
-        }
-        current = ppid;
-    }
-    false
+/// The parent of `pid`, from /proc.
+pub fn parent(pid: i32) -> Option<i32> {
+    parse_ppid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Makes ginit the child subreaper of its descendants (prctl PR_SET_CHILD_SUBREAPER), so
@@ -133,21 +113,33 @@ pub fn descendants(root: i32) -> Vec<i32> {
 /// The ppid field of /proc/PID/stat; the command name may hold spaces and parentheses, so
 /// fields are counted from the last ')'.
 fn parse_ppid(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Sends `sig` to every process ginit is responsible for at the end of a run: as PID 1 every
-/// other process of the namespace, otherwise its own descendants. Returns how many were
-/// signalled (for PID 1: 1 if any existed, since kill(-1) does not count).
+/// other process of the namespace, otherwise its own descendants. A stop signal is followed
+/// by SIGCONT, so a stopped process acts on it now rather than at the SIGKILL. Returns how
+/// many were signalled (for PID 1: 1 if any existed, since kill(-1) does not count).
 pub fn signal_leftovers(sig: i32) -> usize {
+    let wake = sig != libc::SIGKILL && sig != libc::SIGCONT;
     let me = std::process::id() as i32;
     if me == 1 {
-        return usize::from(signals::kill(-1, sig).is_ok());
+        let sent = signals::kill(-1, sig).is_ok();
+        if sent && wake {
+            let _ = signals::kill(-1, libc::SIGCONT);
+        }
+        return usize::from(sent);
     }
     descendants(me)
         .into_iter()
-        .filter(|&pid| signals::kill(pid, sig).is_ok())
+        .filter(|&pid| {
+            let sent = signals::kill(pid, sig).is_ok();
+            if sent && wake {
+                let _ = signals::kill(pid, libc::SIGCONT);
+            }
+            sent
+        })
         .count()
 }
 

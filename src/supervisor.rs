@@ -1,9 +1,11 @@
 //! The supervisor: every program and its instances, start order, critical programs, the
-//! ordered shutdown, and live reload as a difference.
+//! ordered shutdown, live reload as a difference, reloads that verdicts ask for, and what
+//! exited instances leave in their process groups.
 //!
 //! Side effects go through [`Ops`] (spawn, signal, clear leftovers), so the ordering rules are
 //! unit-tested with a fake; the real implementation lives in `event_loop`. Per-instance rules
-//! (restart policy, backoff, stop escalation) are in `program`.
+//! (restart policy, backoff, stop escalation) are in `program`. Nothing here blocks or reads
+//! the system; `now` is always given.
 //!
 //! Rules:
 //! - a program starts once each dependency is ready (every instance running) or, for a
@@ -11,15 +13,32 @@
 //! - a critical program that fails for good ends the run with its status (at least 1); a
 //!   critical program with `restart: never` (such as `main`, the PROGRAM given after `--`)
 //!   ends it whenever it exits, with its status;
+//! - every instance leads its own process group; when its process exits, for any reason,
+//!   what is left in the group gets the stop signal and SIGCONT, then SIGKILL at the stop
+//!   timeout if anything is still there ([`Group`]). The restart never waits for it. A group
+//!   is forgotten as soon as it is empty (kill(-pgid, 0) fails), so its number is never
+//!   signalled once it could belong to someone else, nor ever when it is a current
+//!   instance's pid; with nothing left there is no deadline and so no wake-up;
+//! - a reload a verdict asks for (memory_max, `cpu_action: restart`, a failed health check, a
+//!   missed watchdog) counts as a restart: RESTARTS, the restart window and the backoff, as a
+//!   crash would ([`Supervisor::reload_verdict`]). Requested reloads and restarts do not;
+//! - no health check of a program runs while a `replace` reload of it does (the old or the
+//!   new instance could answer a check meant for the other); see [`Supervisor::running`];
 //! - shutdown stops dependents before what they depend on; independent programs in parallel;
 //!   each instance gets its stop signal and timeout; `shutdown.timeout` bounds it all; then
-//!   the namespace is cleared of leftovers (SIGTERM, a grace period, SIGKILL).
+//!   the namespace is cleared of leftovers (SIGTERM, a grace period, SIGKILL). A shutdown
+//!   that had to SIGKILL a program (its stop timeout, `shutdown.timeout`, a second request)
+//!   says which and why, and ends with [`FORCED_EXIT`] unless a program decided the status;
+//! - the cost of an event does not grow with the square of the number of programs: names,
+//!   pids and dependencies are looked up in maps built once per config, and start order is a
+//!   work list of the programs whose dependencies moved ([`Supervisor::launch_ready`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 
+use crate::config::units::format_duration;
 use crate::config::{Config, ProgramSpec, ReloadStrategy, Restart, diff};
 use crate::program::{Action, Instance, State};
 
@@ -27,6 +46,10 @@ use crate::program::{Action, Instance, State};
 const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
 /// How long SIGKILLed processes may take to be reaped before ginit exits anyway.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// ginit's exit status after a shutdown that had to SIGKILL a program: 128+SIGKILL, what
+/// Docker reports when its own stop timeout ran out. A status a program decided (`main`'s, a
+/// failed critical program's) is kept.
+pub const FORCED_EXIT: i32 = 128 + libc::SIGKILL;
 
 /// The side effects the supervisor asks for.
 pub trait Ops {
@@ -36,6 +59,10 @@ pub trait Ops {
     fn signal(&mut self, pid: i32, sig: i32);
     /// Sends `sig` to every leftover process (the namespace, or ginit's descendants).
     fn signal_leftovers(&mut self, sig: i32);
+    /// Sends `sig` (0: none, only asking) to process group `pgid`, which an exited instance
+    /// led. False when nothing is left in it, or when the number now leads a group of
+    /// ginit's own making (an exec check): either way the group is to be forgotten.
+    fn signal_group(&mut self, pgid: i32, sig: i32) -> bool;
 }
 
 struct Program {
@@ -53,6 +80,8 @@ struct Program {
     replacing: Option<VecDeque<u32>>,
     /// How the last `replace` reload ended.
     replace_result: Option<Result<String, String>>,
+    /// `replace` reloads a verdict asked for, waiting out their backoff: (when, index).
+    delayed: Vec<(Instant, u32)>,
 }
 
 impl Program {
@@ -69,6 +98,7 @@ impl Program {
             blocked_reported: false,
             replacing: None,
             replace_result: None,
+            delayed: Vec::new(),
         }
     }
 
@@ -99,6 +129,28 @@ impl Program {
     fn label(&self, index: u32) -> String {
         self.spec.label(index)
     }
+
+    /// A `replace` reload runs, or one a verdict asked for waits out its backoff.
+    fn renewing(&self) -> bool {
+        self.replacing.is_some() || !self.delayed.is_empty()
+    }
+
+    /// Instance `index` is being renewed already (queued, delayed, or its new instance is
+    /// starting): a further verdict about it changes nothing and is not counted.
+    fn renewing_index(&self, index: u32) -> bool {
+        self.replacing.as_ref().is_some_and(|q| q.contains(&index))
+            || self.delayed.iter().any(|&(_, i)| i == index)
+            || self.instances.iter().any(|i| i.index == index && i.surge)
+    }
+}
+
+/// What an exited instance left in its process group, until the group is empty or has had
+/// SIGKILL at `kill_at`.
+struct Group {
+    pgid: i32,
+    kill_at: Instant,
+    /// The instance that led it, for log lines.
+    label: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -116,7 +168,7 @@ enum Phase {
     Clearing {
         until: Instant,
     },
-    /// Leftovers got SIGKILL.
+    /// Leftovers (or, after a second request, everything) got SIGKILL.
     Killing {
         until: Instant,
     },
@@ -148,6 +200,25 @@ pub enum Control {
 
 pub struct Supervisor {
     programs: Vec<Program>,
+    /// Position of each program in `programs`, by name.
+    by_name: HashMap<String, usize>,
+    /// The program (position) of each instance's process, by pid.
+    by_pid: HashMap<i32, u32>,
+    /// The programs that depend on each program, as positions.
+    dependents: Vec<Vec<usize>>,
+    /// Programs not launched yet whose dependencies may have moved: what `launch_ready`
+    /// looks at (file order among those queued together).
+    wake: Vec<usize>,
+    /// In `wake` already.
+    queued: Vec<bool>,
+    /// Some program is being removed or replaced by a config reload.
+    reshaping: bool,
+    /// Some program has a `replace` reload queued, delayed, or cleaning up.
+    replacing_any: bool,
+    /// Process groups of exited instances that still have members.
+    groups: Vec<Group>,
+    /// What the shutdown had to SIGKILL, and why.
+    forced: Vec<String>,
     shutdown: crate::config::ShutdownSpec,
     phase: Phase,
     /// The status ginit exits with.
@@ -157,16 +228,137 @@ pub struct Supervisor {
     children_left: bool,
 }
 
+/// Moves the restart history of `instances[from]` to `instances[to]` (the new instance of a
+/// `replace` takes over from the old one).
+fn inherit(instances: &mut [Instance], from: usize, to: usize) {
+    if from == to || from >= instances.len() || to >= instances.len() {
+        return;
+    }
+    if from < to {
+        let (a, b) = instances.split_at_mut(to);
+        b[0].inherit_history(&mut a[from]);
+    } else {
+        let (a, b) = instances.split_at_mut(from);
+        a[to].inherit_history(&mut b[0]);
+    }
+}
+
+/// The position of each program by name. One map type for every name lookup, as each
+/// distinct map type costs kilobytes of binary.
+fn positions(programs: &[ProgramSpec]) -> HashMap<String, usize> {
+    let mut map = HashMap::with_capacity(programs.len());
+    for (i, p) in programs.iter().enumerate() {
+        map.insert(p.name.clone(), i);
+    }
+    map
+}
+
+/// What a config reload changes, in one pass over each config (`config::diff` looks each
+/// name up by a linear search, which is quadratic for large configs).
+fn difference(old: &Config, new: &Config) -> diff::Diff {
+    let before = positions(&old.programs);
+    let after = positions(&new.programs);
+    let mut d = diff::Diff::default();
+    for p in &new.programs {
+        match before.get(&p.name).and_then(|&o| old.programs.get(o)) {
+            None => d.added.push(p.name.clone()),
+            Some(o) if o == p => d.unchanged.push(p.name.clone()),
+            Some(_) => d.changed.push(p.name.clone()),
+        }
+    }
+    for p in &old.programs {
+        if !after.contains_key(&p.name) {
+            d.removed.push(p.name.clone());
+        }
+    }
+    d
+}
+
 impl Supervisor {
     pub fn new(config: &Config) -> Supervisor {
-        Supervisor {
+        let mut s = Supervisor {
             programs: config.programs.iter().cloned().map(Program::new).collect(),
+            by_name: HashMap::new(),
+            by_pid: HashMap::new(),
+            dependents: Vec::new(),
+            wake: Vec::new(),
+            queued: Vec::new(),
+            reshaping: false,
+            replacing_any: false,
+            groups: Vec::new(),
+            forced: Vec::new(),
             shutdown: config.shutdown,
             phase: Phase::Running,
             exit_code: 0,
             code_decided: false,
             children_left: true,
+        };
+        s.reindex();
+        s
+    }
+
+    /// Rebuilds the maps after `programs` changed shape (a config reload), and queues every
+    /// program not launched yet. Linear in programs, instances and dependencies.
+    fn reindex(&mut self) {
+        self.by_name.clear();
+        self.by_pid.clear();
+        for (p, program) in self.programs.iter().enumerate() {
+            self.by_name.insert(program.spec.name.clone(), p);
+            for pid in program.instances.iter().filter_map(|i| i.pid) {
+                self.by_pid.insert(pid, p as u32);
+            }
         }
+        self.dependents = vec![Vec::new(); self.programs.len()];
+        for (p, program) in self.programs.iter().enumerate() {
+            for d in &program.spec.depends_on {
+                if let Some(&d) = self.by_name.get(d) {
+                    self.dependents[d].push(p);
+                }
+            }
+        }
+        self.wake.clear();
+        self.queued = vec![false; self.programs.len()];
+        for p in 0..self.programs.len() {
+            self.queue(p);
+        }
+    }
+
+    /// Puts program `p` on the work list of `launch_ready` unless it has started already.
+    fn queue(&mut self, p: usize) {
+        let waiting = self
+            .programs
+            .get(p)
+            .is_some_and(|q| !q.launched && !q.removing);
+        if let Some(queued) = self.queued.get_mut(p)
+            && waiting
+            && !*queued
+        {
+            *queued = true;
+            self.wake.push(p);
+        }
+    }
+
+    /// Program `p` changed: its dependents that wait to start look at it again.
+    fn touched(&mut self, p: usize) {
+        let Some(dependents) = self.dependents.get(p) else {
+            return;
+        };
+        for k in 0..dependents.len() {
+            let d = self.dependents[p][k];
+            self.queue(d);
+        }
+    }
+
+    /// The program and position of the instance whose process is `pid`.
+    fn find_pid(&self, pid: i32) -> Option<(usize, usize)> {
+        let p = *self.by_pid.get(&pid)? as usize;
+        let i = self
+            .programs
+            .get(p)?
+            .instances
+            .iter()
+            .position(|i| i.pid == Some(pid))?;
+        Some((p, i))
     }
 
     /// Starts what can start. Call once after creating the supervisor.
@@ -181,22 +373,39 @@ impl Supervisor {
 
     /// The earliest instant at which [`Supervisor::on_time`] has something to do.
     pub fn deadline(&self) -> Option<Instant> {
-        let phase = match self.phase {
+        let mut first = match self.phase {
             Phase::Delaying { until } | Phase::Clearing { until } | Phase::Killing { until } => {
                 Some(until)
             }
             Phase::Stopping { deadline } => Some(deadline),
             Phase::Running | Phase::Done => None,
         };
-        self.programs
-            .iter()
-            .flat_map(|p| p.instances.iter().filter_map(Instance::deadline))
-            .chain(phase)
-            .min()
+        let mut consider = |t: Instant| {
+            if first.is_none_or(|f| t < f) {
+                first = Some(t);
+            }
+        };
+        for p in &self.programs {
+            p.instances
+                .iter()
+                .filter_map(Instance::deadline)
+                .for_each(&mut consider);
+            p.delayed.iter().for_each(|d| consider(d.0));
+        }
+        self.groups.iter().for_each(|g| consider(g.kill_at));
+        first
     }
 
     pub fn is_shutting_down(&self) -> bool {
         self.phase != Phase::Running
+    }
+
+    /// Stopping programs for good (not just delaying): SIGKILLs now count as forced.
+    fn stopping(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Stopping { .. } | Phase::Clearing { .. } | Phase::Killing { .. }
+        )
     }
 
     pub fn status(&self) -> Vec<InstanceStatus> {
@@ -262,11 +471,22 @@ impl Supervisor {
     }
 
     fn program_index(&self, name: &str) -> Option<usize> {
-        self.programs.iter().position(|p| p.spec.name == name)
+        self.by_name.get(name).copied()
     }
 
     pub fn spec(&self, name: &str) -> Option<&ProgramSpec> {
         self.program_index(name).map(|p| &self.programs[p].spec)
+    }
+
+    /// The program whose instance runs as `pid`.
+    pub fn program_of(&self, pid: i32) -> Option<&str> {
+        self.find_pid(pid)
+            .map(|(p, _)| self.programs[p].spec.name.as_str())
+    }
+
+    /// Whether `pid` is an instance's process (running or stopping).
+    pub fn has_pid(&self, pid: i32) -> bool {
+        self.by_pid.contains_key(&pid)
     }
 
     /// Starts, stops or restarts programs on request (names already resolved).
@@ -286,6 +506,10 @@ impl Supervisor {
             );
             // Start order no longer applies to a program someone handles by hand.
             self.programs[p].launched = true;
+            if what != Control::Start {
+                // A request supersedes the reloads verdicts scheduled.
+                self.programs[p].delayed.clear();
+            }
             if what == Control::Replace {
                 let indexes = (0..self.programs[p].spec.instances).collect();
                 self.begin_replace(p, indexes);
@@ -306,13 +530,7 @@ impl Supervisor {
     /// An instance's readiness check passed; `pid` is its process (or one of its tree, for
     /// READY=1 sent by a helper process). False when no starting instance has that pid.
     pub fn mark_ready(&mut self, pid: i32, now: Instant, ops: &mut dyn Ops) -> bool {
-        let found = self.programs.iter().enumerate().find_map(|(p, prog)| {
-            prog.instances
-                .iter()
-                .position(|i| i.pid == Some(pid))
-                .map(|i| (p, i))
-        });
-        let Some((p, i)) = found else {
+        let Some((p, i)) = self.find_pid(pid) else {
             return false;
         };
         let program = &mut self.programs[p];
@@ -320,19 +538,26 @@ impl Supervisor {
             return false;
         }
         info!("{} is ready", program.label(program.instances[i].index));
+        self.touched(p);
         self.progress(now, ops);
         true
     }
 
-    /// Every instance with a running process: (pid, its program's spec, index, ready).
+    /// Every instance with a running process. Health checks are off for every instance of
+    /// a program being replaced (see the module's rules), and start afresh afterwards.
     pub fn running(&self) -> Vec<crate::checks::Running<'_>> {
         self.programs
             .iter()
             .flat_map(|p| {
-                p.instances.iter().filter_map(|i| match i.pid {
-                    Some(pid) if i.state == State::Running => {
-                        Some((pid, &p.spec, i.index, i.ready))
-                    }
+                let health = !p.renewing();
+                p.instances.iter().filter_map(move |i| match i.pid {
+                    Some(pid) if i.state == State::Running => Some(crate::checks::Running {
+                        pid,
+                        spec: &p.spec,
+                        index: i.index,
+                        ready: i.ready,
+                        health,
+                    }),
                     _ => None,
                 })
             })
@@ -347,6 +572,7 @@ impl Supervisor {
 
     /// Replaces the given instances of program `p` one at a time (see [`Control::Replace`]).
     fn begin_replace(&mut self, p: usize, indexes: Vec<u32>) {
+        self.replacing_any = true;
         let program = &mut self.programs[p];
         program.replace_result = None;
         match &mut program.replacing {
@@ -365,6 +591,9 @@ impl Supervisor {
     /// ready and stop the old one, drop the old one once down; give up (keeping the old
     /// one) when the new one ends before it is ready.
     fn advance_replacements(&mut self, now: Instant, ops: &mut dyn Ops) {
+        if !self.replacing_any {
+            return;
+        }
         for p in 0..self.programs.len() {
             let program = &mut self.programs[p];
             if program.replacing.is_none() {
@@ -373,7 +602,9 @@ impl Supervisor {
                 program
                     .instances
                     .retain(|i| i.is_live() || !(i.surge || i.retiring));
+                continue;
             }
+            self.touched(p);
             loop {
                 let program = &mut self.programs[p];
                 let Some(&index) = program.replacing.as_ref().and_then(|q| q.front()) else {
@@ -427,13 +658,16 @@ impl Supervisor {
                         let at = program.instances.len() - 1;
                         info!("starting a new {label} to replace the running one");
                         self.apply(p, at, actions, now, ops);
-                        break;
+                        // On to the next step at once: without a ready check it is ready
+                        // already (and a start that failed is a failed reload).
+                        continue;
                     }
                     (old, Some(s)) => {
                         let new = &program.instances[s];
                         if new.state == State::Running && new.ready {
                             program.instances[s].surge = false;
                             if let Some(o) = old {
+                                inherit(&mut program.instances, o, s);
                                 program.instances[o].retiring = true;
                                 info!("the new {label} is ready: stopping the old one");
                                 let actions = {
@@ -461,28 +695,72 @@ impl Supervisor {
                 }
             }
         }
+        self.replacing_any = self
+            .programs
+            .iter()
+            .any(|p| p.renewing() || p.instances.iter().any(|i| i.surge || i.retiring));
     }
 
-    /// Restarts one instance (a `memory_max` or `cpu_max` verdict), by replacing it when
-    /// that is the program's reload strategy.
-    pub fn restart_instance(&mut self, name: &str, index: u32, now: Instant, ops: &mut dyn Ops) {
-        let Some(p) = self.program_index(name) else {
+    /// A verdict about the instance whose process is `pid` (over its `memory_max`, its
+    /// `cpu_max` with `cpu_action: restart`, failed health checks, a missed or triggered
+    /// watchdog) asks for a reload by the program's strategy. It counts as a restart, as a
+    /// crash would (RESTARTS, the restart window, the backoff):
+    /// - `restart`: stopped now, started again the backoff delay after it is down;
+    /// - `replace`: the new instance is started after the backoff delay, while the old one
+    ///   keeps serving (and is stopped once the new one is ready, as in any replace);
+    /// - `signal`: the signal is sent now (there is nothing to delay), and counted.
+    ///
+    /// Past `max_restarts` within `restart_window`, the instance is stopped and failed
+    /// (a critical program then ends the run). Verdicts during a shutdown, about a new
+    /// instance not serving yet, or about one already being renewed are not acted on.
+    pub fn reload_verdict(&mut self, pid: i32, reason: &str, now: Instant, ops: &mut dyn Ops) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let Some((p, i)) = self.find_pid(pid) else {
             return;
         };
-        if self.programs[p].spec.reload == ReloadStrategy::Replace {
-            self.begin_replace(p, vec![index]);
-            self.progress(now, ops);
+        let program = &mut self.programs[p];
+        let inst = &program.instances[i];
+        let index = inst.index;
+        let label = program.label(index);
+        if inst.state != State::Running || inst.surge || inst.retiring {
             return;
         }
-        if let Some(i) = self.programs[p]
-            .instances
-            .iter()
-            .position(|i| i.index == index)
-        {
-            let program = &mut self.programs[p];
-            let actions = program.instances[i].restart(&program.spec, now);
-            self.apply(p, i, actions, now, ops);
+        if program.renewing_index(index) {
+            debug!("{label} (pid {pid}) {reason}; a reload of it is under way already");
+            return;
         }
+        let Some(delay) = program.instances[i].count_restart(&program.spec, now) else {
+            error!(
+                "{label} (pid {pid}) {reason}, and was restarted {} times in {} already: \
+                 giving up, stopping it",
+                program.spec.max_restarts,
+                format_duration(program.spec.restart_window)
+            );
+            let actions = program.instances[i].give_up(&program.spec, now);
+            self.apply(p, i, actions, now, ops);
+            self.progress(now, ops);
+            return;
+        };
+        warn!(
+            "{label} (pid {pid}) {reason}: reloading it (restart {}, in {})",
+            program.instances[i].restarts,
+            format_duration(delay)
+        );
+        match program.spec.reload {
+            ReloadStrategy::Signal(sig) => ops.signal(pid, sig),
+            ReloadStrategy::Restart => {
+                let actions = program.instances[i].reload_after(&program.spec, now, delay);
+                self.apply(p, i, actions, now, ops);
+            }
+            ReloadStrategy::Replace if delay.is_zero() => self.begin_replace(p, vec![index]),
+            ReloadStrategy::Replace => {
+                program.delayed.push((now + delay, index));
+                self.replacing_any = true;
+            }
+        }
+        self.progress(now, ops);
     }
 
     /// Whether a `control` request has finished: `None` while instances are still stopping,
@@ -548,6 +826,7 @@ impl Supervisor {
                         Ok(pid) => {
                             info!("started {label} (pid {pid})");
                             program.instances[i].on_spawned(&program.spec, pid, now);
+                            self.by_pid.insert(pid, p as u32);
                         }
                         Err(e) => {
                             error!("cannot start {label}: {e}");
@@ -568,6 +847,89 @@ impl Supervisor {
                         ops.signal(pid, sig);
                     }
                 }
+                Action::Leftovers {
+                    pgid,
+                    signal,
+                    kill_at,
+                } => self.sweep_group(&label, pgid, signal, kill_at, ops),
+            }
+        }
+        self.touched(p);
+    }
+
+    /// What instance `label` left in its process group `pgid` once its process exited:
+    /// `signal` now (SIGCONT after it), and tracked until SIGKILL at `kill_at` unless it is
+    /// empty. A number that is a current instance's pid is never touched.
+    fn sweep_group(
+        &mut self,
+        label: &str,
+        pgid: i32,
+        signal: Option<i32>,
+        kill_at: Option<Instant>,
+        ops: &mut dyn Ops,
+    ) {
+        if self.by_pid.contains_key(&pgid) {
+            return;
+        }
+        match signal {
+            Some(sig) => {
+                if !ops.signal_group(pgid, sig) {
+                    return; // nothing left
+                }
+                if sig != libc::SIGKILL && sig != libc::SIGCONT {
+                    ops.signal_group(pgid, libc::SIGCONT);
+                }
+                info!(
+                    "{label} left processes in its process group: sent them {}",
+                    crate::signals::name(sig)
+                );
+            }
+            None => {
+                if !ops.signal_group(pgid, 0) {
+                    return;
+                }
+            }
+        }
+        if let Some(kill_at) = kill_at
+            && !self.groups.iter().any(|g| g.pgid == pgid)
+        {
+            self.groups.push(Group {
+                pgid,
+                kill_at,
+                label: label.to_string(),
+            });
+        }
+    }
+
+    /// Forgets the groups nothing is left in (called after reaping, which is when they
+    /// empty), so an empty group costs no wake-up and its number is never signalled again.
+    fn forget_empty_groups(&mut self, ops: &mut dyn Ops) {
+        if self.groups.is_empty() {
+            return;
+        }
+        let by_pid = &self.by_pid;
+        self.groups
+            .retain(|g| !by_pid.contains_key(&g.pgid) && ops.signal_group(g.pgid, 0));
+    }
+
+    /// SIGKILL for the groups whose time is up.
+    fn kill_groups(&mut self, now: Instant, ops: &mut dyn Ops) {
+        let mut k = 0;
+        while k < self.groups.len() {
+            if now < self.groups[k].kill_at {
+                k += 1;
+                continue;
+            }
+            let g = self.groups.swap_remove(k);
+            if !self.by_pid.contains_key(&g.pgid) && ops.signal_group(g.pgid, libc::SIGKILL) {
+                warn!(
+                    "what {} left in its process group did not stop in time: sent SIGKILL",
+                    g.label
+                );
+                if self.stopping() {
+                    self.forced.push(format!("what {} left behind", g.label));
+                    self.why_forced("its stop timeout");
+                }
             }
         }
     }
@@ -587,10 +949,39 @@ impl Supervisor {
         }
     }
 
-    /// SIGKILL for every instance that may have a process; pending restarts are cancelled.
-    fn kill_all(&mut self, now: Instant, ops: &mut dyn Ops) {
+    /// SIGKILL for every instance that may have a process, and for what exited ones left
+    /// in their groups; pending restarts are cancelled. Each kill is noted, with `why`, for
+    /// the final word on the shutdown.
+    fn kill_all(&mut self, why: &str, now: Instant, ops: &mut dyn Ops) {
+        warn!("{why}: killing what is still running");
         for p in 0..self.programs.len() {
-            self.each_instance(p, now, ops, |inst, _| inst.kill());
+            for i in 0..self.programs[p].instances.len() {
+                let program = &mut self.programs[p];
+                let inst = &mut program.instances[i];
+                if inst.is_live() {
+                    self.forced.push(program.spec.label(inst.index));
+                }
+                let actions = inst.kill();
+                self.apply(p, i, actions, now, ops);
+            }
+        }
+        for g in std::mem::take(&mut self.groups) {
+            if !self.has_pid(g.pgid) && ops.signal_group(g.pgid, libc::SIGKILL) {
+                self.forced.push(format!("what {} left behind", g.label));
+            }
+        }
+        self.why_forced(why);
+    }
+
+    /// Adds the reason to the entries `forced` got since the last reason was added.
+    fn why_forced(&mut self, why: &str) {
+        for entry in self.forced.iter_mut().rev() {
+            if entry.ends_with(')') {
+                break;
+            }
+            entry.push_str(" (");
+            entry.push_str(why);
+            entry.push(')');
         }
     }
 
@@ -604,7 +995,7 @@ impl Supervisor {
                 let wait = at.saturating_duration_since(now);
                 warn!(
                     "{label} will restart in {} (restart {})",
-                    crate::config::units::format_duration(wait),
+                    format_duration(wait),
                     inst.restarts
                 );
             }
@@ -612,7 +1003,7 @@ impl Supervisor {
                 error!(
                     "{label} failed: more than {} restarts in {}; giving up",
                     program.spec.max_restarts,
-                    crate::config::units::format_duration(program.spec.restart_window)
+                    format_duration(program.spec.restart_window)
                 );
             }
             (State::Failed, _) => error!("{label} failed"),
@@ -631,13 +1022,10 @@ impl Supervisor {
     ) {
         self.children_left = children_left;
         for exit in exits {
-            let found = self.programs.iter().enumerate().find_map(|(p, prog)| {
-                prog.instances
-                    .iter()
-                    .position(|i| i.pid == Some(exit.pid))
-                    .map(|i| (p, i))
-            });
-            let Some((p, i)) = found else { continue };
+            let Some((p, i)) = self.find_pid(exit.pid) else {
+                continue;
+            };
+            self.by_pid.remove(&exit.pid);
             let program = &mut self.programs[p];
             let surge = program.instances[i].surge;
             let may_restart = self.phase == Phase::Running && !surge;
@@ -659,12 +1047,18 @@ impl Supervisor {
                 may_restart,
                 now,
             );
-            if !was_stopping && !surge {
+            // After a stop: a counted reload now waits out its backoff, or a given-up
+            // instance is failed (and a critical one ends the run).
+            let state = program.instances[i].state;
+            if !surge && (!was_stopping || matches!(state, State::Backoff | State::Failed)) {
                 self.report_end(p, i, now);
+            }
+            if !surge && (!was_stopping || state == State::Failed) {
                 self.check_critical(p, i, now);
             }
             self.apply(p, i, actions, now, ops);
         }
+        self.forget_empty_groups(ops);
         self.progress(now, ops);
     }
 
@@ -705,7 +1099,7 @@ impl Supervisor {
                 } else {
                     info!(
                         "shutting down in {}: programs keep serving until then",
-                        crate::config::units::format_duration(self.shutdown.delay)
+                        format_duration(self.shutdown.delay)
                     );
                     self.phase = Phase::Delaying {
                         until: now + self.shutdown.delay,
@@ -713,8 +1107,12 @@ impl Supervisor {
                 }
             }
             Phase::Delaying { .. } | Phase::Stopping { .. } => {
-                warn!("second shutdown request: killing every program now");
-                self.kill_everything(now, ops);
+                // No timeout was reached: it is the request that decides, and says so.
+                self.kill_all("a second shutdown request", now, ops);
+                ops.signal_leftovers(libc::SIGKILL);
+                self.phase = Phase::Killing {
+                    until: now + KILL_WAIT,
+                };
             }
             Phase::Clearing { .. } => {
                 ops.signal_leftovers(libc::SIGKILL);
@@ -733,50 +1131,78 @@ impl Supervisor {
         };
     }
 
-    fn kill_everything(&mut self, now: Instant, ops: &mut dyn Ops) {
-        if !matches!(self.phase, Phase::Stopping { .. }) {
-            self.begin_stopping(now);
+    /// The run is over: the exit status is settled, and a forced shutdown says so.
+    fn finish(&mut self) {
+        self.phase = Phase::Done;
+        if self.forced.is_empty() {
+            return;
         }
-        self.kill_all(now, ops);
-        // Whatever else is left gets no grace either.
-        if let Phase::Stopping { deadline } = &mut self.phase {
-            *deadline = now;
+        if !self.code_decided {
+            self.exit_code = FORCED_EXIT;
         }
+        warn!(
+            "the shutdown had to SIGKILL {}; exit status {}",
+            self.forced.join(", "),
+            self.exit_code
+        );
     }
 
-    /// Deadlines: backoffs, stop timeouts, the shutdown delay and timeout, the grace period.
+    /// Deadlines: backoffs, stop timeouts, delayed reloads, process groups, the shutdown
+    /// delay and timeout, the grace period.
     pub fn on_time(&mut self, now: Instant, ops: &mut dyn Ops) {
+        let stopping = self.stopping();
         for p in 0..self.programs.len() {
-            self.each_instance(p, now, ops, |inst, spec| {
-                let was_ready = inst.ready;
+            for i in 0..self.programs[p].instances.len() {
+                let program = &mut self.programs[p];
+                let inst = &mut program.instances[i];
+                if inst.deadline().is_none_or(|d| now < d) {
+                    continue;
+                }
+                let (was_ready, was) = (inst.ready, inst.state);
                 let actions = inst.on_time(now);
-                let label = spec.label(inst.index);
+                let label = program.spec.label(inst.index);
                 if actions.contains(&Action::Signal(libc::SIGKILL)) {
-                    if inst.state == State::Running {
-                        let limit = spec.ready.as_ref().map(|r| r.timeout).unwrap_or_default();
+                    if was == State::Running {
+                        let limit = program.spec.ready.as_ref().map(|r| r.timeout);
                         warn!(
                             "{label} was not ready within {}: killing it",
-                            crate::config::units::format_duration(limit)
+                            format_duration(limit.unwrap_or_default())
                         );
                     } else {
                         warn!("{label} did not stop in time: sending SIGKILL");
+                        if stopping {
+                            self.forced.push(label);
+                            self.why_forced("its stop timeout");
+                        }
                     }
                 } else if inst.ready && !was_ready {
                     info!("{label} is ready");
                 }
-                actions
-            });
+                self.apply(p, i, actions, now, ops);
+            }
+            if self.replacing_any && self.programs[p].delayed.iter().any(|d| now >= d.0) {
+                let mut due = Vec::new();
+                self.programs[p].delayed.retain(|&(at, index)| {
+                    if now >= at {
+                        due.push(index);
+                    }
+                    now < at
+                });
+                self.begin_replace(p, due);
+            }
         }
+        self.kill_groups(now, ops);
         match self.phase {
             Phase::Delaying { until } if now >= until => {
                 info!("shutdown delay over: stopping programs");
                 self.begin_stopping(now);
             }
             Phase::Stopping { deadline }
-                if now >= deadline && self.programs.iter().any(Program::live) =>
+                if now >= deadline
+                    && (!self.groups.is_empty() || self.programs.iter().any(Program::live)) =>
             {
-                warn!("shutdown timeout reached: killing what is still running");
-                self.kill_all(now, ops);
+                let limit = format_duration(self.shutdown.timeout);
+                self.kill_all(&format!("shutdown.timeout of {limit} reached"), now, ops);
                 ops.signal_leftovers(libc::SIGKILL);
                 self.phase = Phase::Killing {
                     until: now + KILL_WAIT,
@@ -790,7 +1216,7 @@ impl Supervisor {
             }
             Phase::Killing { until } if now >= until => {
                 warn!("some processes could not be reaped after SIGKILL; exiting anyway");
-                self.phase = Phase::Done;
+                self.finish();
             }
             _ => {}
         }
@@ -805,17 +1231,17 @@ impl Supervisor {
                 self.launch_ready(now, ops);
                 self.advance_replacements(now, ops);
             }
-            Phase::Stopping { .. } if self.programs.iter().any(|p| p.replacing.is_some()) => {
-                for program in &mut self.programs {
-                    if program.replacing.take().is_some() {
-                        program.replace_result = Some(Err("ginit is shutting down".into()));
+            Phase::Stopping { deadline } => {
+                if std::mem::take(&mut self.replacing_any) {
+                    for program in &mut self.programs {
+                        program.delayed.clear();
+                        if program.replacing.take().is_some() {
+                            program.replace_result = Some(Err("ginit is shutting down".into()));
+                        }
                     }
                 }
-                self.progress(now, ops);
-            }
-            Phase::Stopping { deadline } => {
                 self.stop_in_order(now, ops);
-                if !self.programs.iter().any(Program::live) {
+                if self.groups.is_empty() && !self.programs.iter().any(Program::live) {
                     if self.children_left {
                         let left = deadline.saturating_duration_since(now);
                         ops.signal_leftovers(libc::SIGTERM);
@@ -826,57 +1252,71 @@ impl Supervisor {
                             until: now + left.min(LEFTOVER_GRACE),
                         };
                     } else {
-                        self.phase = Phase::Done;
+                        self.finish();
                     }
                 }
             }
             Phase::Clearing { .. } | Phase::Killing { .. } => {
                 if !self.children_left {
-                    self.phase = Phase::Done;
+                    self.finish();
                 }
             }
             Phase::Done => {}
         }
     }
 
-    /// Starts each program whose dependencies are satisfied, once.
+    /// Starts each program whose dependencies are satisfied, once. Looks only at the
+    /// programs on the work list (those whose dependencies moved since), so an event costs
+    /// what it changed, not a scan of every program for every dependency. The list is
+    /// taken in rounds, which keeps it first in, first out.
     fn launch_ready(&mut self, now: Instant, ops: &mut dyn Ops) {
-        loop {
-            let mut launched_any = false;
-            for p in 0..self.programs.len() {
-                let program = &self.programs[p];
-                if program.launched || program.removing {
-                    continue;
-                }
-                let deps: Vec<&Program> = program
-                    .spec
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| self.programs.iter().find(|q| &q.spec.name == d))
-                    .collect();
-                if let Some(dead) = deps.iter().find(|d| d.failed_for_good()) {
-                    if !program.blocked_reported {
-                        error!(
-                            "{} will not start: its dependency {} failed",
-                            program.spec.name, dead.spec.name
-                        );
-                        self.programs[p].blocked_reported = true;
-                    }
-                    continue;
-                }
-                if !deps.iter().all(|d| d.satisfies_dependents()) {
-                    continue;
-                }
-                self.programs[p].launched = true;
-                launched_any = true;
-                self.each_instance(p, now, ops, |inst, spec| inst.start(spec));
-            }
-            // A start may satisfy others at once (programs without readiness checks are
-            // ready as soon as they run).
-            if !launched_any {
-                break;
+        while !self.wake.is_empty() {
+            for p in std::mem::take(&mut self.wake) {
+                self.launch_if_ready(p, now, ops);
             }
         }
+    }
+
+    /// Program `p` of the work list: started if its dependencies are satisfied.
+    fn launch_if_ready(&mut self, p: usize, now: Instant, ops: &mut dyn Ops) {
+        if let Some(q) = self.queued.get_mut(p) {
+            *q = false;
+        }
+        let Some(program) = self.programs.get(p) else {
+            return;
+        };
+        if program.launched || program.removing {
+            return;
+        }
+        let (mut dead, mut ready) = (None, true);
+        for d in &program.spec.depends_on {
+            let Some(dep) = self.by_name.get(d).map(|&d| &self.programs[d]) else {
+                continue;
+            };
+            if dep.failed_for_good() {
+                dead = Some(dep.spec.name.clone());
+                break;
+            }
+            ready &= dep.satisfies_dependents();
+        }
+        if let Some(dead) = dead {
+            if !self.programs[p].blocked_reported {
+                error!(
+                    "{} will not start: its dependency {dead} failed",
+                    self.programs[p].spec.name
+                );
+                self.programs[p].blocked_reported = true;
+            }
+            return;
+        }
+        if !ready {
+            return;
+        }
+        self.programs[p].launched = true;
+        // A start may satisfy others at once (programs without readiness checks are
+        // ready as soon as they run): its dependents go on the list.
+        self.each_instance(p, now, ops, |inst, spec| inst.start(spec));
+        self.touched(p);
     }
 
     /// Stops every program none of whose dependents is still up. Restarts waiting out their
@@ -892,11 +1332,10 @@ impl Supervisor {
             });
         }
         for p in 0..self.programs.len() {
-            let name = &self.programs[p].spec.name;
             let dependents_up = self
-                .programs
-                .iter()
-                .any(|q| q.spec.depends_on.contains(name) && q.live());
+                .dependents
+                .get(p)
+                .is_some_and(|ds| ds.iter().any(|&d| self.programs[d].live()));
             if !dependents_up {
                 self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
             }
@@ -905,7 +1344,7 @@ impl Supervisor {
 
     /// Sends `sig` to every running instance of program `name`; false if there is none.
     pub fn signal_program(&self, name: &str, sig: i32, ops: &mut dyn Ops) -> bool {
-        let Some(program) = self.programs.iter().find(|p| p.spec.name == name) else {
+        let Some(program) = self.program_index(name).map(|p| &self.programs[p]) else {
             return false;
         };
         let mut sent = false;
@@ -917,7 +1356,8 @@ impl Supervisor {
     }
 
     /// Applies a new, valid config as a difference: new programs start, removed ones stop,
-    /// changed ones restart with their new spec, unchanged ones are not touched.
+    /// changed ones restart with their new spec, unchanged ones are not touched. Linear in
+    /// the size of both configs.
     pub fn reload(
         &mut self,
         old: &Config,
@@ -925,7 +1365,7 @@ impl Supervisor {
         now: Instant,
         ops: &mut dyn Ops,
     ) -> String {
-        let d = diff::diff(old, new);
+        let d = difference(old, new);
         let summary = format!(
             "config reloaded: {} added, {} removed, {} changed, {} unchanged",
             d.added.len(),
@@ -935,20 +1375,22 @@ impl Supervisor {
         );
         info!("{summary}");
         self.shutdown = new.shutdown;
+        let specs = positions(&new.programs);
+        let spec_of = |name: &str| specs.get(name).and_then(|&i| new.programs.get(i));
         for name in &d.removed {
-            if let Some(p) = self.programs.iter().position(|q| &q.spec.name == name) {
+            if let Some(p) = self.program_index(name) {
                 self.programs[p].removing = true;
+                self.programs[p].delayed.clear();
+                self.reshaping = true;
                 self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
             }
         }
         for name in &d.changed {
-            let (Some(p), Some(spec)) = (
-                self.programs.iter().position(|q| &q.spec.name == name),
-                new.program(name),
-            ) else {
+            let (Some(p), Some(spec)) = (self.program_index(name), spec_of(name)) else {
                 continue;
             };
-            let program = &self.programs[p];
+            let program = &mut self.programs[p];
+            program.delayed.clear();
             let in_place = spec.reload == ReloadStrategy::Replace
                 && program.spec.instances == spec.instances
                 && program.launched
@@ -956,38 +1398,49 @@ impl Supervisor {
             if in_place {
                 // Zero downtime: new instances with the new settings, each replacing an old
                 // one once ready (a new build that never gets ready is rolled back).
-                self.programs[p].spec = spec.clone();
+                program.spec = spec.clone();
                 self.begin_replace(p, (0..spec.instances).collect());
                 continue;
             }
-            self.programs[p].replacement = Some(spec.clone());
+            program.replacement = Some(spec.clone());
+            self.reshaping = true;
             self.each_instance(p, now, ops, |inst, spec| inst.stop(spec, now));
         }
         for name in &d.added {
-            if let Some(spec) = new.program(name) {
+            if let Some(spec) = spec_of(name) {
                 self.programs.push(Program::new(spec.clone()));
             }
         }
         // Keep the file's order, which is the order of start among equals.
-        self.programs.sort_by_key(|q| {
-            new.programs
-                .iter()
-                .position(|s| s.name == q.spec.name)
-                .unwrap_or(usize::MAX)
-        });
+        self.programs
+            .sort_by_key(|q| specs.get(&q.spec.name).copied().unwrap_or(usize::MAX));
+        self.reindex();
         self.progress(now, ops);
         summary
     }
 
     /// Drops removed programs and restarts changed ones once they are down.
     fn finish_replacements(&mut self) {
+        if !self.reshaping {
+            return;
+        }
+        let before = self.programs.len();
         self.programs.retain(|p| !p.removing || p.live());
+        let mut changed = self.programs.len() != before;
         for program in &mut self.programs {
             if !program.live()
                 && let Some(spec) = program.replacement.take()
             {
                 *program = Program::new(spec);
+                changed = true;
             }
+        }
+        self.reshaping = self
+            .programs
+            .iter()
+            .any(|p| p.removing || p.replacement.is_some());
+        if changed {
+            self.reindex();
         }
     }
 }
@@ -1005,6 +1458,14 @@ mod tests {
         signals: Vec<(i32, i32)>,
         leftovers: Vec<i32>,
         fail: Vec<String>,
+        /// Process groups with members left (pgid).
+        groups: std::collections::HashSet<i32>,
+        /// Signals sent to groups (0 excluded).
+        group_signals: Vec<(i32, i32)>,
+        /// How many times a group was asked about (signal 0).
+        group_probes: usize,
+        /// The pid the next spawn gets (a reused number), instead of a fresh one.
+        reuse: Option<i32>,
     }
 
     impl Ops for Fake {
@@ -1013,7 +1474,7 @@ mod tests {
                 return Err("no such file".into());
             }
             self.next_pid += 1;
-            let pid = 100 + self.next_pid;
+            let pid = self.reuse.take().unwrap_or(100 + self.next_pid);
             self.spawned.push((spec.name.clone(), index, pid));
             Ok(pid)
         }
@@ -1022,6 +1483,14 @@ mod tests {
         }
         fn signal_leftovers(&mut self, sig: i32) {
             self.leftovers.push(sig);
+        }
+        fn signal_group(&mut self, pgid: i32, sig: i32) -> bool {
+            if sig == 0 {
+                self.group_probes += 1;
+            } else {
+                self.group_signals.push((pgid, sig));
+            }
+            self.groups.contains(&pgid)
         }
     }
 
@@ -1100,10 +1569,19 @@ mod tests {
         s.start(t, &mut ops);
         let (db, web, side) = (ops.pid("db"), ops.pid("web"), ops.pid("side"));
         s.request_shutdown(t, &mut ops);
-        // web and side (independent) first, in parallel; db waits for web.
-        assert_eq!(ops.signals, [(web, libc::SIGTERM), (side, libc::SIGINT)]);
+        // web and side (independent) first, in parallel; db waits for web. SIGCONT follows
+        // each stop signal.
+        assert_eq!(
+            ops.signals,
+            [
+                (web, libc::SIGTERM),
+                (web, libc::SIGCONT),
+                (side, libc::SIGINT),
+                (side, libc::SIGCONT)
+            ]
+        );
         s.on_reaped(&[killed(web, libc::SIGTERM)], true, t, &mut ops);
-        assert_eq!(ops.signals.last(), Some(&(db, libc::SIGTERM)));
+        assert_eq!(ops.signals[4..], [(db, libc::SIGTERM), (db, libc::SIGCONT)]);
         s.on_reaped(&[exit(db, 0), exit(side, 0)], true, t, &mut ops);
         assert_eq!(ops.leftovers, [libc::SIGTERM]);
         assert_eq!(s.finished(), None);
@@ -1128,12 +1606,20 @@ mod tests {
         s.request_shutdown(t, &mut ops);
         assert_eq!(s.deadline(), Some(t + Duration::from_secs(1)));
         s.on_time(t + Duration::from_secs(1), &mut ops);
-        assert_eq!(ops.signals, [(pid, libc::SIGTERM), (pid, libc::SIGKILL)]);
+        assert_eq!(
+            ops.signals,
+            [
+                (pid, libc::SIGTERM),
+                (pid, libc::SIGCONT),
+                (pid, libc::SIGKILL)
+            ]
+        );
         // Still not reaped (uninterruptible): the shutdown timeout ends it.
         s.on_time(t + Duration::from_secs(3), &mut ops);
         assert_eq!(ops.leftovers, [libc::SIGKILL]);
         s.on_time(t + Duration::from_secs(3) + KILL_WAIT, &mut ops);
-        assert_eq!(s.finished(), Some(0));
+        // It had to be killed: the exit status says so.
+        assert_eq!(s.finished(), Some(FORCED_EXIT));
     }
 
     #[test]
@@ -1146,9 +1632,19 @@ mod tests {
         let pid = ops.pid("a");
         s.request_shutdown(t, &mut ops);
         s.request_shutdown(t, &mut ops);
-        assert_eq!(ops.signals, [(pid, libc::SIGTERM), (pid, libc::SIGKILL)]);
+        assert_eq!(
+            ops.signals,
+            [
+                (pid, libc::SIGTERM),
+                (pid, libc::SIGCONT),
+                (pid, libc::SIGKILL)
+            ]
+        );
+        // Whatever else is left gets no grace either; and no timeout is waited for.
+        assert_eq!(ops.leftovers, [libc::SIGKILL]);
+        assert_eq!(s.deadline(), Some(t + KILL_WAIT));
         s.on_reaped(&[killed(pid, libc::SIGKILL)], false, t, &mut ops);
-        assert_eq!(s.finished(), Some(0));
+        assert_eq!(s.finished(), Some(FORCED_EXIT));
     }
 
     #[test]
@@ -1163,7 +1659,8 @@ mod tests {
         assert!(s.is_shutting_down());
         assert_eq!(s.deadline(), Some(t + Duration::from_secs(5)));
         s.on_time(t + Duration::from_secs(5), &mut ops);
-        assert_eq!(ops.signals, [(ops.pid("a"), libc::SIGTERM)]);
+        let a = ops.pid("a");
+        assert_eq!(ops.signals, [(a, libc::SIGTERM), (a, libc::SIGCONT)]);
     }
 
     #[test]
@@ -1180,7 +1677,10 @@ mod tests {
         s.on_reaped(&[exit(ops.pid("key"), 4)], true, t, &mut ops);
         // Given up: the rest is stopped and ginit will exit with 4.
         let other = ops.pid("other");
-        assert_eq!(ops.signals, [(other, libc::SIGTERM)]);
+        assert_eq!(
+            ops.signals,
+            [(other, libc::SIGTERM), (other, libc::SIGCONT)]
+        );
         s.on_reaped(&[exit(other, 0)], false, t, &mut ops);
         assert_eq!(s.finished(), Some(4));
     }
@@ -1221,7 +1721,12 @@ mod tests {
         s.reload(&old, &new, t, &mut ops);
         assert_eq!(
             ops.signals,
-            [(drop, libc::SIGTERM), (change, libc::SIGTERM)]
+            [
+                (drop, libc::SIGTERM),
+                (drop, libc::SIGCONT),
+                (change, libc::SIGTERM),
+                (change, libc::SIGCONT)
+            ]
         );
         assert_eq!(ops.names().last(), Some(&"add"));
         s.on_reaped(&[exit(drop, 0), exit(change, 0)], true, t, &mut ops);
@@ -1259,5 +1764,350 @@ mod tests {
         s.start(Instant::now(), &mut ops);
         let idx: Vec<u32> = ops.spawned.iter().map(|(_, i, _)| *i).collect();
         assert_eq!(idx, [0, 1, 2]);
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn an_exited_instance_s_group_gets_its_stop_signal_then_sigkill() {
+        let c =
+            parse("programs:\n  a: {command: x, stop: {timeout: 2s}, backoff: {initial: 1s}}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let first = ops.pid("a");
+        ops.groups.insert(first); // it left a child behind in its group
+        s.on_reaped(&[exit(first, 1)], true, t, &mut ops);
+        assert_eq!(
+            ops.group_signals,
+            [(first, libc::SIGTERM), (first, libc::SIGCONT)]
+        );
+        // The restart does not wait for the group.
+        assert_eq!(s.deadline(), Some(t + secs(1)));
+        s.on_time(t + secs(1), &mut ops);
+        assert_ne!(ops.pid("a"), first);
+        // The stop timeout: SIGKILL, and the group is forgotten.
+        assert_eq!(s.deadline(), Some(t + secs(2)));
+        s.on_time(t + secs(2), &mut ops);
+        assert_eq!(ops.group_signals[2..], [(first, libc::SIGKILL)]);
+        assert_eq!(s.deadline(), None, "nothing left to wake up for");
+        assert_eq!(s.finished(), None);
+    }
+
+    #[test]
+    fn an_empty_group_costs_nothing_and_is_never_signalled_again() {
+        let c =
+            parse("programs:\n  a: {command: x, stop: {timeout: 2s}, backoff: {initial: 1s}}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        // Nothing left in the group: one signal that fails, no SIGCONT, no tracking.
+        let first = ops.pid("a");
+        s.on_reaped(&[exit(first, 1)], true, t, &mut ops);
+        assert_eq!(ops.group_signals, [(first, libc::SIGTERM)]);
+        s.on_time(t + secs(1), &mut ops);
+        assert_eq!(s.deadline(), None);
+        // A group that empties as its members are reaped is forgotten then.
+        let second = ops.pid("a");
+        ops.groups.insert(second);
+        s.on_reaped(&[exit(second, 1)], true, t + secs(1), &mut ops);
+        ops.groups.remove(&second);
+        s.on_reaped(&[exit(999, 0)], true, t + secs(1), &mut ops); // an orphan of it
+        s.on_time(t + secs(3), &mut ops); // the restart, after 2s of backoff
+        assert_eq!(s.deadline(), None);
+        let signalled = ops.group_signals.len();
+        s.on_time(t + secs(10), &mut ops);
+        assert_eq!(ops.group_signals.len(), signalled);
+    }
+
+    #[test]
+    fn a_group_number_that_is_an_instance_s_pid_again_is_left_alone() {
+        let c =
+            parse("programs:\n  a: {command: x, stop: {timeout: 2s}, backoff: {initial: 1s}}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let first = ops.pid("a");
+        ops.groups.insert(first);
+        s.on_reaped(&[exit(first, 1)], true, t, &mut ops);
+        // The group empties unseen and the number comes back as the new instance's pid,
+        // leading its own group.
+        ops.reuse = Some(first);
+        s.on_time(t + secs(1), &mut ops);
+        assert_eq!(ops.pid("a"), first);
+        s.on_time(t + secs(2), &mut ops);
+        assert_eq!(
+            ops.group_signals,
+            [(first, libc::SIGTERM), (first, libc::SIGCONT)],
+            "the new instance's group must not get the old one's SIGKILL"
+        );
+        assert_eq!(s.deadline(), None);
+    }
+
+    #[test]
+    fn a_stopped_program_s_stragglers_get_sigkill_at_the_stop_timeout() {
+        let c = parse("programs:\n  a: {command: x, stop: {timeout: 2s}}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let pid = ops.pid("a");
+        s.control(&["a".into()], Control::Stop, t, &mut ops);
+        assert_eq!(ops.signals, [(pid, libc::SIGTERM), (pid, libc::SIGCONT)]);
+        // The leader goes at once; a child that ignores SIGTERM stays.
+        ops.groups.insert(pid);
+        s.on_reaped(&[killed(pid, libc::SIGTERM)], true, t + secs(1), &mut ops);
+        assert!(
+            ops.group_signals.is_empty(),
+            "it had its stop signal already"
+        );
+        assert_eq!(
+            s.settled(&["a".into()], Control::Stop),
+            Some(Ok("stopped a".into()))
+        );
+        assert_eq!(s.deadline(), Some(t + secs(2)));
+        s.on_time(t + secs(2), &mut ops);
+        assert_eq!(ops.group_signals, [(pid, libc::SIGKILL)]);
+        assert_eq!(s.deadline(), None);
+    }
+
+    #[test]
+    fn shutdown_waits_for_groups_and_a_sigkill_for_them_is_a_forced_shutdown() {
+        let c = parse("programs:\n  a: {command: x, stop: {timeout: 2s}}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let pid = ops.pid("a");
+        s.request_shutdown(t, &mut ops);
+        ops.groups.insert(pid);
+        s.on_reaped(&[killed(pid, libc::SIGTERM)], true, t, &mut ops);
+        assert!(ops.leftovers.is_empty(), "still waiting for the group");
+        s.on_time(t + secs(2), &mut ops);
+        assert_eq!(ops.group_signals, [(pid, libc::SIGKILL)]);
+        assert_eq!(ops.leftovers, [libc::SIGTERM]);
+        s.on_reaped(&[], false, t + secs(2), &mut ops);
+        assert_eq!(s.finished(), Some(FORCED_EXIT));
+    }
+
+    #[test]
+    fn a_status_a_program_decided_survives_a_forced_shutdown() {
+        let c = parse(
+            "programs:\n  main: {command: x, critical: true, restart: never}\n  side: {command: x, stop: {timeout: 1s}}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        s.on_reaped(&[exit(ops.pid("main"), 3)], true, t, &mut ops);
+        s.on_time(t + secs(1), &mut ops); // side ignores its SIGTERM: SIGKILL
+        s.on_reaped(
+            &[killed(ops.pid("side"), libc::SIGKILL)],
+            false,
+            t + secs(1),
+            &mut ops,
+        );
+        assert_eq!(s.finished(), Some(3));
+    }
+
+    #[test]
+    fn verdict_reloads_by_restart_count_back_off_and_give_up() {
+        let c = parse(
+            "programs:\n  a: {command: x, critical: true, max_restarts: 2, backoff: {initial: 1s}}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let mut now = t;
+        for (n, delay) in [(1, 1), (2, 2)] {
+            let pid = ops.pid("a");
+            s.reload_verdict(pid, "uses too much memory", now, &mut ops);
+            assert_eq!(
+                ops.signals[ops.signals.len() - 2..],
+                [(pid, libc::SIGTERM), (pid, libc::SIGCONT)]
+            );
+            assert_eq!(s.status()[0].restarts, n);
+            // A second verdict before it is down changes nothing.
+            s.reload_verdict(pid, "uses too much memory", now, &mut ops);
+            assert_eq!(s.status()[0].restarts, n);
+            s.on_reaped(&[killed(pid, libc::SIGTERM)], true, now, &mut ops);
+            assert_eq!(s.status()[0].state, "backoff");
+            assert_eq!(s.deadline(), Some(now + secs(delay)));
+            now += secs(delay);
+            s.on_time(now, &mut ops);
+            assert_ne!(ops.pid("a"), pid);
+        }
+        // The third within the window: stopped, failed, and (critical) the run ends.
+        let pid = ops.pid("a");
+        s.reload_verdict(pid, "uses too much memory", now, &mut ops);
+        assert_eq!(ops.signals.last(), Some(&(pid, libc::SIGCONT)));
+        s.on_reaped(&[killed(pid, libc::SIGTERM)], false, now, &mut ops);
+        assert_eq!(s.status()[0].state, "failed");
+        assert_eq!(s.status()[0].restarts, 2);
+        assert_eq!(ops.names().len(), 3);
+        assert_eq!(s.finished(), Some(143));
+    }
+
+    #[test]
+    fn a_requested_restart_is_not_counted() {
+        let c = parse("programs:\n  a: {command: x, max_restarts: 1}\n");
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        for _ in 0..3 {
+            let pid = ops.pid("a");
+            s.control(&["a".into()], Control::Restart, t, &mut ops);
+            s.on_reaped(&[killed(pid, libc::SIGTERM)], true, t, &mut ops);
+        }
+        assert_eq!(s.status()[0].restarts, 0);
+        assert_eq!(s.status()[0].state, "running");
+    }
+
+    #[test]
+    fn verdict_reloads_by_signal_are_counted() {
+        let c = parse(
+            "programs:\n  a: {command: x, max_restarts: 1, reload: {strategy: signal, signal: SIGHUP}}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let pid = ops.pid("a");
+        s.reload_verdict(pid, "missed its watchdog", t, &mut ops);
+        assert_eq!(ops.signals, [(pid, libc::SIGHUP)]);
+        assert_eq!(s.status()[0].restarts, 1);
+        s.reload_verdict(pid, "missed its watchdog", t, &mut ops);
+        assert_eq!(
+            ops.signals[1..],
+            [(pid, libc::SIGTERM), (pid, libc::SIGCONT)]
+        );
+        s.on_reaped(&[killed(pid, libc::SIGTERM)], true, t, &mut ops);
+        assert_eq!(s.status()[0].state, "failed");
+    }
+
+    #[test]
+    fn verdict_replaces_wait_their_backoff_while_the_old_one_serves_without_health() {
+        let c = parse(
+            "programs:\n  a:\n    command: x\n    reload: {strategy: replace}\n    backoff: {initial: 1s}\n    health: {exec: [x], interval: 1s}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let old = ops.pid("a");
+        assert!(s.running()[0].health);
+        s.reload_verdict(old, "failed its health check 3 times in a row", t, &mut ops);
+        assert_eq!(
+            ops.spawned.len(),
+            1,
+            "the replacement waits for the backoff"
+        );
+        assert!(ops.signals.is_empty(), "the old one keeps serving");
+        assert_eq!(s.status()[0].restarts, 1);
+        assert!(
+            !s.running()[0].health,
+            "no health checks while it is being replaced"
+        );
+        // Not counted twice.
+        s.reload_verdict(old, "failed its health check 3 times in a row", t, &mut ops);
+        assert_eq!(s.status()[0].restarts, 1);
+        assert_eq!(s.deadline(), Some(t + secs(1)));
+        s.on_time(t + secs(1), &mut ops);
+        let new = ops.pid("a");
+        assert_ne!(new, old);
+        assert!(s.running().iter().all(|r| !r.health));
+        // No ready check: ready at once, so the old one is told to stop.
+        assert_eq!(ops.signals, [(old, libc::SIGTERM), (old, libc::SIGCONT)]);
+        s.on_reaped(&[killed(old, libc::SIGTERM)], true, t + secs(1), &mut ops);
+        let status = s.status();
+        assert_eq!(status.len(), 1);
+        assert_eq!(status[0].pid, Some(new));
+        assert_eq!(
+            status[0].restarts, 1,
+            "the new instance carries the count on"
+        );
+        assert!(s.running()[0].health, "health checks resume once replaced");
+        assert_eq!(s.deadline(), None);
+    }
+
+    #[test]
+    fn health_is_suspended_during_a_requested_replace() {
+        let c = parse(
+            "programs:\n  a:\n    command: x\n    reload: {strategy: replace}\n    ready: {notify: true}\n    health: {exec: [x]}\n",
+        );
+        let mut s = Supervisor::new(&c);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        let old = ops.pid("a");
+        s.mark_ready(old, t, &mut ops);
+        assert!(s.running()[0].health);
+        s.control(&["a".into()], Control::Replace, t, &mut ops);
+        let new = ops.pid("a");
+        assert!(s.running().iter().all(|r| !r.health));
+        s.mark_ready(new, t, &mut ops);
+        assert!(s.running().iter().all(|r| !r.health));
+        s.on_reaped(&[killed(old, libc::SIGTERM)], true, t, &mut ops);
+        assert_eq!(s.running().len(), 1);
+        assert!(s.running()[0].health);
+        // Verdicts are not taken while shutting down.
+        s.request_shutdown(t, &mut ops);
+        s.reload_verdict(new, "over memory_max", t, &mut ops);
+        assert_eq!(s.status()[0].restarts, 0);
+    }
+
+    /// 10,000 programs in one dependency chain, listed last first, each waiting for the
+    /// readiness of the one before: started link by link, then reloaded with one change.
+    /// Each event costs what it changes, so this stays quick (a quadratic walk would take
+    /// 10^8 steps or more). No timing is asserted; the test would simply crawl.
+    #[test]
+    fn a_long_dependency_chain_starts_and_reloads_in_near_linear_time() {
+        const N: usize = 10_000;
+        let template = parse("programs:\n  x: {command: x, ready: {notify: true}}\n");
+        let chain = |changed: Option<usize>| {
+            let mut c = parse("programs:\n  x: {command: x}\n");
+            c.programs = (0..N)
+                .rev()
+                .map(|k| {
+                    let mut p = template.programs[0].clone();
+                    p.name = format!("p{k}");
+                    if k > 0 {
+                        p.depends_on = vec![format!("p{}", k - 1)];
+                    }
+                    if changed == Some(k) {
+                        p.command.push("--new".into());
+                    }
+                    p
+                })
+                .collect();
+            c
+        };
+        let old = chain(None);
+        let mut s = Supervisor::new(&old);
+        let mut ops = Fake::default();
+        let t = Instant::now();
+        s.start(t, &mut ops);
+        for k in 0..N {
+            assert_eq!(ops.spawned.len(), k + 1, "p{k} started alone");
+            assert!(s.mark_ready(ops.spawned[k].2, t, &mut ops));
+        }
+        assert_eq!(ops.spawned[N - 1].0, format!("p{}", N - 1));
+        assert!(s.ready());
+        let new = chain(Some(N / 2));
+        let summary = s.reload(&old, &new, t, &mut ops);
+        assert!(summary.contains("1 changed"), "{summary}");
+        let pid = ops.pid(&format!("p{}", N / 2));
+        s.on_reaped(&[killed(pid, libc::SIGTERM)], true, t, &mut ops);
+        assert_eq!(ops.spawned.len(), N + 1);
+        assert!(s.mark_ready(ops.spawned[N].2, t, &mut ops));
+        assert!(s.ready());
+        assert_eq!(s.status().len(), N);
     }
 }

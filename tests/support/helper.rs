@@ -31,6 +31,9 @@
 //!   listen PORT               after printing `listening`, accept on 127.0.0.1:PORT forever
 //!   http PORT FILE            HTTP/1.0 on 127.0.0.1:PORT: /health answers 200 while FILE
 //!                             exists, 503 otherwise; every other path 200
+//!   serve-http SICK           HTTP/1.0 on the socket passed as fd 3 (LISTEN_FDS): /health
+//!                             answers 503 while the file SICK exists, 200 otherwise; every
+//!                             other path 200 `served by PID`
 //!   watchdog N MS             send WATCHDOG=1 to $NOTIFY_SOCKET N times, MS apart, then wait
 //!   hog MIB                   allocate and touch MIB MiB of memory, print `hogging`, wait
 //!   print [--stderr] TEXT [N]
@@ -452,6 +455,30 @@ fn serve() {
     }
 }
 
+fn serve_http(sick: &str) {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    if std::env::var("LISTEN_FDS").as_deref() != Ok("1") {
+        eprintln!("helper serve-http: needs exactly one socket (LISTEN_FDS=1)");
+        exit(2)
+    }
+    // SAFETY: fd 3 is the listening socket ginit passed (LISTEN_FDS=1), owned from here on.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(3) };
+    // SAFETY: getpid has no memory effects.
+    let me = unsafe { libc::getpid() };
+    for mut c in listener.incoming().flatten() {
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).unwrap_or(0);
+        let health = buf[..n].starts_with(b"GET /health ");
+        let answer = if health && std::path::Path::new(sick).exists() {
+            "HTTP/1.0 503 Unhealthy\r\n\r\n".to_string()
+        } else {
+            format!("HTTP/1.0 200 OK\r\n\r\nserved by {me}\n")
+        };
+        let _ = c.write_all(answer.as_bytes());
+    }
+}
+
 fn tty() {
     let rd = catch(std::iter::once(libc::SIGINT));
     // SAFETY: no memory effects.
@@ -540,6 +567,7 @@ fn main() {
             }
         }
         "serve" => serve(),
+        "serve-http" => serve_http(rest.first().map(String::as_str).unwrap_or("")),
         "http" => {
             let l = std::net::TcpListener::bind(("127.0.0.1", num(0) as u16)).expect("bind");
             let file = rest.get(1).cloned().unwrap_or_default();

@@ -37,3 +37,21 @@ bench: release
 	python3 tests/bench/pid1.py --ginit $(RELEASE) --helper $(HELPER)
 	python3 tests/bench/supervisors.py --ginit $(RELEASE)
 	python3 tests/bench/control.py --ginit $(RELEASE) --helper $(HELPER) --pm2 /tmp/ginit-bench-pm2/node_modules/pm2/bin/pm2
+
+# The cargo-fuzz targets (fuzz/, libFuzzer on nightly), each for FUZZ_SECONDS in turn. New
+# inputs go to fuzz/corpus/NAME/; a crash stops only its own target (left in
+# fuzz/artifacts/NAME/), the others still run, and the make fails at the end naming it. Copy
+# a crash to fuzz/regressions/NAME/ under a name that says what it is: `cargo test` replays
+# both directories on stable (tests/fuzz_corpus.rs). NAME:MAX_LEN, each as large as the
+# input ginit accepts from that source.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config:65536 control_request:65536 notify:4096 units:256 words:4096 \
+	http_response:4096 passwd:16384 proc_stat:1024
+fuzz:
+	cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz
+	@failed=; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $${t%%:*} for $(FUZZ_SECONDS)s"; \
+		cargo +nightly fuzz run -a $${t%%:*} -- -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=1024 -timeout=10 -max_len=$${t#*:} || failed="$$failed $${t%%:*}"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod event_loop;
+pub mod fuzzing;
 pub mod logger;
 pub mod monitor;
 pub mod notify;

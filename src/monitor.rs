@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// One process as /proc/PID/stat shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Proc {
+pub(crate) struct Proc {
     pid: i32,
     ppid: i32,
     /// utime + stime, in clock ticks.
@@ -89,7 +89,7 @@ impl Table {
 }
 
 /// Fields of /proc/PID/stat after the command name, which may hold spaces and parentheses.
-fn parse_stat(pid: i32, text: &str) -> Option<Proc> {
+pub(crate) fn parse_stat(pid: i32, text: &str) -> Option<Proc> {
     let rest = text.get(text.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split(' ').collect();
     // rest starts at field 3 (state): ppid is field 4, utime 14, stime 15, rss 24.

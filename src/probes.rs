@@ -234,7 +234,7 @@ impl Probe {
 }
 
 /// `HTTP/1.x 2xx` or `3xx` on the first line.
-fn status_ok(buf: &[u8]) -> bool {
+pub(crate) fn status_ok(buf: &[u8]) -> bool {
     let line = String::from_utf8_lossy(buf);
     let code = line
         .lines()

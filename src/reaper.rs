@@ -112,7 +112,7 @@ pub fn descendants(root: i32) -> Vec<i32> {
 
 /// The ppid field of /proc/PID/stat; the command name may hold spaces and parentheses, so
 /// fields are counted from the last ')'.
-fn parse_ppid(stat: &str) -> Option<i32> {
+pub(crate) fn parse_ppid(stat: &str) -> Option<i32> {
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     rest.split_whitespace().nth(1)?.parse().ok()
 }

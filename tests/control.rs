@@ -206,10 +206,11 @@ shutdown: {delay: 30s, timeout: 5s}
     );
     let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
     wait_socket(&run);
-    // A program waiting out its backoff is not ready.
-    let out = client(&run, &["ready"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("flaky.0 is backoff"), "{}", text(&out));
+    // A program waiting out its backoff (once its first run has ended) is not ready.
+    assert!(wait_until(PATIENCE, || {
+        let out = client(&run, &["ready"]);
+        out.status.code() == Some(1) && text(&out).contains("flaky.0 is backoff")
+    }));
     let out = client(&run, &["stop", "flaky"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(client(&run, &["ready"]).status.success());

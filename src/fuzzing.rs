@@ -312,13 +312,20 @@ pub fn http_response(data: &[u8]) {
 /// Beyond not crashing: resolved credentials list the primary group first and no group twice,
 /// and a numeric uid or gid in the spec is the one used.
 pub fn passwd(data: &[u8]) {
-    let mut parts = data.splitn(3, |b| *b == 0).map(std::str::from_utf8);
-    let (Some(Ok(passwd)), Some(Ok(group)), Some(Ok(spec))) =
-        (parts.next(), parts.next(), parts.next())
-    else {
+    // The files are read as bytes and converted lossily (users::Db::load); the spec comes
+    // from the config, which is UTF-8.
+    let mut parts = data.splitn(3, |b| *b == 0);
+    let (Some(passwd), Some(group), Some(Ok(spec))) = (
+        parts.next(),
+        parts.next(),
+        parts.next().map(std::str::from_utf8),
+    ) else {
         return;
     };
-    let db = users::Db::from_text(passwd, group);
+    let db = users::Db::from_text(
+        &String::from_utf8_lossy(passwd),
+        &String::from_utf8_lossy(group),
+    );
     match db.resolve(spec) {
         Ok(c) => {
             assert_eq!(c.groups.first(), Some(&c.gid), "{c:?}");
@@ -344,11 +351,10 @@ pub fn passwd(data: &[u8]) {
 /// Beyond not crashing on any text: for a line as the kernel writes it, whatever the name,
 /// the fields after it parse exactly as they do for a plain name.
 pub fn proc_stat(data: &[u8]) {
-    // ginit reads the file with read_to_string: only UTF-8 text reaches the parsers.
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::monitor::parse_stat(1, text);
-        let _ = crate::reaper::parse_ppid(text);
-    }
+    // ginit reads the file as bytes and converts it lossily (monitor::read_stat).
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::monitor::parse_stat(1, &text);
+    let _ = crate::reaper::parse_ppid(&text);
     let line = |comm: &str| {
         format!(
             "4242 ({comm}) S 17 4242 4242 0 -1 4194560 1000 0 0 0 31 9 0 0 20 0 1 0 123456 \

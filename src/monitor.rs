@@ -43,7 +43,7 @@ impl Table {
                 let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
                     continue;
                 };
-                if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                if let Some(text) = read_stat(pid)
                     && let Some(p) = parse_stat(pid, &text)
                 {
                     procs.push(p);
@@ -79,13 +79,27 @@ impl Table {
             }
             i += 1;
         }
-        let ticks: u64 = members.iter().map(|p| p.ticks).sum();
-        let pages: u64 = members.iter().map(|p| p.rss_pages).sum();
+        // Saturating: the figures come from a file, and a sum that overflows must not panic
+        // PID 1 (found by the proc_stat fuzz target).
+        let ticks = members.iter().fold(0u64, |a, p| a.saturating_add(p.ticks));
+        let pages = members
+            .iter()
+            .fold(0u64, |a, p| a.saturating_add(p.rss_pages));
         Some(Usage {
             cpu: Duration::from_secs_f64(ticks as f64 / self.ticks_per_sec as f64),
-            rss_bytes: pages * self.page_size,
+            rss_bytes: pages.saturating_mul(self.page_size),
         })
     }
+}
+
+/// The text of /proc/PID/stat: the one reader of it in ginit. Read as bytes, because the
+/// command name in it is whatever the process chose (prctl PR_SET_NAME takes any bytes): a
+/// name that is not UTF-8 must not hide the process, and its descendants, from monitoring,
+/// notify's sender check and the leftover sweep. The fields after the name are ASCII, so a
+/// lossy conversion keeps them intact.
+pub fn read_stat(pid: i32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Fields of /proc/PID/stat after the command name, which may hold spaces and parentheses.
@@ -97,7 +111,7 @@ pub(crate) fn parse_stat(pid: i32, text: &str) -> Option<Proc> {
     Some(Proc {
         pid,
         ppid: f.get(1)?.parse().ok()?,
-        ticks: field(14)? + field(15)?,
+        ticks: field(14)?.saturating_add(field(15)?),
         rss_pages: field(24)?,
     })
 }
@@ -158,6 +172,25 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_is_not_utf8_does_not_hide_a_process() {
+        // This thread renames itself with bytes that are not UTF-8 (and a parenthesis), as
+        // any program may; /proc/TID/stat must still give its fields.
+        let tid = std::thread::spawn(|| {
+            let name = b"x\xff) S 1 \xfe\0";
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                let tid = libc::gettid();
+                let stat = read_stat(tid).expect("the thread's stat");
+                parse_stat(tid, &stat).map(|p| p.ppid)
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(tid, Some(std::os::unix::process::parent_id() as i32));
+    }
 
     #[test]
     fn stat_lines_with_odd_names() {

@@ -1,8 +1,9 @@
 //! Reaping and clearing: collects every exited child (supervised or adopted orphan) and signals
 //! the processes left over at the end of a run.
 //!
-//! A leaf: it knows nothing of programs or policies. It turns wait statuses into [`Exit`]s and
-//! says whether any child remains; callers decide what that means.
+//! It knows nothing of programs or policies. It turns wait statuses into [`Exit`]s and says
+//! whether any child remains; callers decide what that means. /proc/PID/stat is read through
+//! [`crate::monitor::read_stat`], the one reader of it.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -59,7 +60,7 @@ pub fn reap(out: &mut Vec<Exit>) -> bool {
 
 /// The parent of `pid`, from /proc.
 pub fn parent(pid: i32) -> Option<i32> {
-    parse_ppid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse_ppid(&crate::monitor::read_stat(pid)?)
 }
 
 /// Makes ginit the child subreaper of its descendants (prctl PR_SET_CHILD_SUBREAPER), so
@@ -87,7 +88,7 @@ pub fn descendants(root: i32) -> Vec<i32> {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(stat) = crate::monitor::read_stat(pid) else {
             continue;
         };
         if let Some(ppid) = parse_ppid(&stat) {

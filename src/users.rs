@@ -76,9 +76,15 @@ pub struct Db {
 }
 
 impl Db {
-    /// Reads `/etc/passwd` and `/etc/group` below `root` (missing files are empty).
+    /// Reads `/etc/passwd` and `/etc/group` below `root` (missing files are empty). Bytes
+    /// that are not UTF-8 (a Latin-1 comment field in an old image) are replaced, not a
+    /// reason to treat the whole file as empty: the fields ginit uses are ASCII in practice.
     pub fn load(root: &Path) -> Db {
-        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_default();
+        let read = |p: &str| {
+            std::fs::read(root.join(p))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
         Db::from_text(&read("etc/passwd"), &read("etc/group"))
     }
 

@@ -501,7 +501,12 @@ fn daemon_mode_detaches_and_serves_the_socket() {
     }));
     let out = ask(&["shutdown"]);
     let log = || std::fs::read_to_string(dir.path("daemon.log")).unwrap_or_default();
-    assert!(out.status.success(), "{}\ndaemon.log:\n{}", text(&out), log());
+    assert!(
+        out.status.success(),
+        "{}\ndaemon.log:\n{}",
+        text(&out),
+        log()
+    );
     assert!(wait_until(PATIENCE, || !process_exists(pid)
         || stat_fields(pid).is_none_or(|f| f[0] == "Z")));
     assert!(!pidfile.exists(), "the pid file is removed at exit");

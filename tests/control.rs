@@ -8,15 +8,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Output};
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use std::process::Command;
 
 /// `ginit status --json` parsed just enough: (program, instance) -> (pid, state).
 fn status(run: &Run) -> Vec<(String, u64, Option<i64>, String)> {

@@ -33,6 +33,27 @@ pub struct Config {
     pub sockets: Vec<SocketSpec>,
 }
 
+impl Default for Config {
+    /// A config with no program and every setting at its default (what an empty `programs:`
+    /// would give).
+    fn default() -> Config {
+        Config {
+            programs: Vec::new(),
+            shutdown: ShutdownSpec {
+                delay: Duration::ZERO,
+                timeout: Duration::from_secs(30),
+            },
+            log: LogSpec {
+                level: None,
+                format: LogFormat::Text,
+                file: None,
+            },
+            control_socket: PathBuf::from(DEFAULT_SOCKET),
+            sockets: Vec::new(),
+        }
+    }
+}
+
 /// One entry of `sockets:`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketSpec {
@@ -864,17 +885,7 @@ mod tests {
     fn config(programs: Vec<ProgramSpec>) -> Config {
         Config {
             programs,
-            shutdown: ShutdownSpec {
-                delay: Duration::ZERO,
-                timeout: Duration::from_secs(30),
-            },
-            log: LogSpec {
-                level: None,
-                format: LogFormat::Text,
-                file: None,
-            },
-            control_socket: PathBuf::from(DEFAULT_SOCKET),
-            sockets: Vec::new(),
+            ..Config::default()
         }
     }
 

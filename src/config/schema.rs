@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    Backoff, Config, ConfigError, CpuAction, Limits, Listen, LogFormat, LogSpec, Output,
-    ProgramSpec, ReloadStrategy, Restart, Rlimit, Rotate, ShutdownSpec, SocketSpec, units,
+    Backoff, Config, ConfigError, CpuAction, Limits, Listen, LogFormat, Output, ProgramSpec,
+    ReloadStrategy, Restart, Rlimit, Rotate, SocketSpec, units,
 };
 use super::{HealthSpec, ReadyCheck, ReadySpec};
 use crate::signals;
@@ -1404,20 +1404,7 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
         addr_checks: Vec::new(),
     };
     let top = v.mapping(&root, "", TOP_KEYS, TOP_LATER);
-    let mut config = Config {
-        programs: Vec::new(),
-        shutdown: ShutdownSpec {
-            delay: Duration::ZERO,
-            timeout: Duration::from_secs(30),
-        },
-        log: LogSpec {
-            level: None,
-            format: LogFormat::Text,
-            file: None,
-        },
-        control_socket: PathBuf::from(super::DEFAULT_SOCKET),
-        sockets: Vec::new(),
-    };
+    let mut config = Config::default();
     let mut socket_refs: Vec<(&str, &Node)> = Vec::new();
     // Every socket name written, valid or not: references are checked against these.
     let mut declared_sockets = super::Names::new(0);

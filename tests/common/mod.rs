@@ -90,6 +90,15 @@ pub fn static_binaries() -> (String, String) {
         .clone()
 }
 
+/// A client's stdout and stderr together, for messages and `contains` checks.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// How long any single expected event may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 

@@ -61,14 +61,6 @@ impl Drop for Background {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Processes under `run` (its namespace) whose command line is exactly `argv`, zombies not
 /// counted.
 fn count(run: &Run, argv: &[&str]) -> usize {

@@ -8,7 +8,7 @@ HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 STATIC := RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static"
 RELEASE := target/$(HOST)/release/ginit
 
-.PHONY: demo test release lint bench fuzz
+.PHONY: demo test release lint bench fuzz soak
 .DEFAULT_GOAL := demo
 
 # The static, size-tuned binary: target/<host>/release/ginit
@@ -37,6 +37,12 @@ bench: release
 	python3 tests/bench/pid1.py --ginit $(RELEASE) --helper $(HELPER)
 	python3 tests/bench/supervisors.py --ginit $(RELEASE)
 	python3 tests/bench/control.py --ginit $(RELEASE) --helper $(HELPER) --pm2 /tmp/ginit-bench-pm2/node_modules/pm2/bin/pm2
+
+# 10,000 restarts and 1 GiB of output through ginit as PID 1, with its fds, memory and CPU
+# before and after (tests/bench/soak.py; a few minutes).
+soak: release
+	$(STATIC) cargo build --release --target $(HOST) --bin ginit-test-helper
+	python3 tests/bench/soak.py --ginit $(RELEASE) --helper $(HELPER)
 
 # The cargo-fuzz targets (fuzz/, libFuzzer on nightly), each for FUZZ_SECONDS in turn. New
 # inputs go to fuzz/corpus/NAME/; a crash stops only its own target (left in

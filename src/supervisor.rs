@@ -253,27 +253,6 @@ fn positions(programs: &[ProgramSpec]) -> HashMap<String, usize> {
     map
 }
 
-/// What a config reload changes, in one pass over each config (`config::diff` looks each
-/// name up by a linear search, which is quadratic for large configs).
-fn difference(old: &Config, new: &Config) -> diff::Diff {
-    let before = positions(&old.programs);
-    let after = positions(&new.programs);
-    let mut d = diff::Diff::default();
-    for p in &new.programs {
-        match before.get(&p.name).and_then(|&o| old.programs.get(o)) {
-            None => d.added.push(p.name.clone()),
-            Some(o) if o == p => d.unchanged.push(p.name.clone()),
-            Some(_) => d.changed.push(p.name.clone()),
-        }
-    }
-    for p in &old.programs {
-        if !after.contains_key(&p.name) {
-            d.removed.push(p.name.clone());
-        }
-    }
-    d
-}
-
 impl Supervisor {
     pub fn new(config: &Config) -> Supervisor {
         let mut s = Supervisor {
@@ -1365,7 +1344,7 @@ impl Supervisor {
         now: Instant,
         ops: &mut dyn Ops,
     ) -> String {
-        let d = difference(old, new);
+        let d = diff::diff(old, new);
         let summary = format!(
             "config reloaded: {} added, {} removed, {} changed, {} unchanged",
             d.added.len(),

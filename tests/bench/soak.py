@@ -9,11 +9,12 @@ Usage (as root, Linux; needs sh, yes and head in the namespace, as any Debian ho
 
 Phases, each with ginit as PID 1 of a fresh PID namespace (`unshare -p -f --mount-proc`):
 
-  restarts  two programs restarted without delay until N restarts (10,000) have happened:
+  restarts  two programs restarted without delay, 2,000 times to warm up (the restart window
+            of one second fills: it remembers one time per restart), then N times (10,000):
             `crash` prints a line (`stdout: prefix`) and exits; `litter` leaves a process in
             its process group behind at each run (`sh -c 'HELPER sleep & exit 1'`), which
-            ginit must stop with the group. ginit's stdout is read by this script. Figures at
-            the first 200 restarts ("before") and at N ("after"): ginit's open fds, VmRSS,
+            ginit must stop with the group. ginit's stdout is read by this script. Figures
+            after the warm-up ("before") and N restarts later ("after"): ginit's open fds, VmRSS,
             RssAnon, the processes in the namespace, and ginit's CPU per restart between.
   output    one program writes N bytes (1 GiB) of 60-byte lines: once with `stdout: prefix`
             to ginit's stdout (a pipe this script reads and counts, so every line is checked
@@ -29,6 +30,7 @@ import argparse, json, os, select, shutil, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import describe_machine, exec_child, end_namespace, log, read, wait_for  # noqa: E402
 
+WARMUP = 2000  # restarts before the first figures
 LINE = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW\n"  # 60 bytes
 
 
@@ -131,12 +133,12 @@ programs:
             g.drain(0.05)
             st = g.status(sock)
             return sum(i["restarts"] for i in st["instances"]) if st else 0
-        log(f"restarts: waiting for 200, then {args.restarts}")
-        n0 = wait_for(lambda: (lambda n: n if n >= 200 else 0)(total()), 120, "200 restarts")
+        log(f"restarts: waiting for {WARMUP}, then {args.restarts} more")
+        n0 = wait_for(lambda: (lambda n: n if n >= WARMUP else 0)(total()), 600, "the warm-up")
         before = figures(g.init)
         before["processes"] = namespace_size(g.init)
         t0 = time.monotonic()
-        n1 = wait_for(lambda: (lambda n: n if n >= args.restarts else 0)(total()), 3600,
+        n1 = wait_for(lambda: (lambda n: n if n >= n0 + args.restarts else 0)(total()), 3600,
                       f"{args.restarts} restarts")
         elapsed = time.monotonic() - t0
         after = figures(g.init)

@@ -2,7 +2,10 @@
 """Side-by-side benchmark of ginit against tini, dumb-init and catatonit.
 
 Usage (as root, Linux; `make bench` does this):
-    python3 tests/bench/pid1.py --ginit PATH --helper PATH [--only a,b] [--quick] [--json OUT]
+    python3 tests/bench/pid1.py --ginit PATH --helper PATH [--baseline PATH] [--only a,b]
+        [--quick] [--json OUT]
+
+--baseline measures an earlier ginit too, as the column `ginit-before`, in the same run.
 
 The peers come from Debian (`apt-get install tini dumb-init catatonit`, run here if they are
 missing); tini is used as /usr/bin/tini-static. Measurements, per init:
@@ -250,6 +253,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ginit", required=True)
     ap.add_argument("--helper", required=True)
+    ap.add_argument("--baseline", help="an earlier ginit, measured too as `ginit-before`")
     ap.add_argument("--only", help="comma-separated subset of: " + ", ".join([*PEERS, "ginit"]))
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     ap.add_argument("--json", help="also write the raw results to this file")
@@ -258,6 +262,9 @@ def main():
         sys.exit("pid1.py: needs root (unshare -p)")
     helper = os.path.realpath(args.helper)
     paths = {**PEERS, "ginit": os.path.realpath(args.ginit)}
+    if args.baseline:
+        paths["ginit-before"] = os.path.realpath(args.baseline)
+        CLI["ginit-before"] = CLI["ginit"]
     names = args.only.split(",") if args.only else list(paths)
     if unknown := [n for n in names if n not in paths]:
         sys.exit(f"pid1.py: unknown init(s) {unknown}; choose from {list(paths)}")

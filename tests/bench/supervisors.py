@@ -2,7 +2,11 @@
 """Side-by-side benchmark of ginit's supervisor mode against supervisord, runit, s6 and PM2.
 
 Usage (as root, Linux, gcc and node on PATH):
-    python3 tests/bench/supervisors.py --ginit PATH [--only ginit,s6,...] [--quick] [--json OUT]
+    python3 tests/bench/supervisors.py --ginit PATH [--baseline PATH] [--only ginit,s6,...]
+        [--quick] [--json OUT]
+
+--baseline measures an earlier ginit too, as the column `ginit-before`, in the same run (a
+redesign shows its cost side by side, not against figures of another day).
 
 Peers: supervisord (Debian `supervisor`), runit (`runsvdir`/`runsv`), s6 (`s6-svscan`/
 `s6-supervise`), all installed with apt-get if missing, and PM2 from the npm registry
@@ -90,7 +94,7 @@ def build_stamp(tmp):
 
 def version(kind, ginit):
     try:
-        if kind == "ginit":
+        if kind.startswith("ginit"):
             r = subprocess.run([ginit, "--version"], capture_output=True, text=True, timeout=10)
             return (r.stdout.strip().splitlines() or ["?"])[0]
         if kind == "pm2":
@@ -136,7 +140,7 @@ def configure(kind, root, stamp, ginit):
         argv = ["/usr/bin/runsvdir", svc] if kind == "runit" else ["/usr/bin/s6-svscan", svc]
         return argv, paths, env
     paths = [os.path.join(root, f"p{i}.stamp") for i in range(N)]
-    if kind == "ginit":
+    if kind.startswith("ginit"):
         conf = os.path.join(root, "ginit.yaml")
         with open(conf, "w") as f:  # own control socket: not the host's /run/ginit
             f.write(f"control: {{socket: {json.dumps(os.path.join(root, 'control.sock'))}}}\n")
@@ -282,7 +286,7 @@ def strace_count(ns, pids, seconds, out):
 
 
 def measure_idle(kind, ctx, seconds):
-    argv, paths, env = configure(kind, ctx.fresh(kind), ctx.stamp, ctx.ginit)
+    argv, paths, env = configure(kind, ctx.fresh(kind), ctx.stamp, ctx.binary(kind))
     with Namespace(argv, env, os.path.join(os.path.dirname(paths[0]), "out.log")) as ns:
         progs = settle(ns, paths)
         sup = supervisor_pids(ns, ctx.stamp)
@@ -308,7 +312,7 @@ def measure_idle(kind, ctx, seconds):
 
 
 def measure_restart(kind, ctx, kills):
-    argv, paths, env = configure(kind, ctx.fresh(kind), ctx.stamp, ctx.ginit)
+    argv, paths, env = configure(kind, ctx.fresh(kind), ctx.stamp, ctx.binary(kind))
     samples = []
     with Namespace(argv, env, os.path.join(os.path.dirname(paths[0]), "out.log")) as ns:
         settle(ns, paths)
@@ -343,7 +347,7 @@ def measure_start(kind, ctx, reps):
     """Median of the latest stamps; every stamp of every run in stamps_ms (sorted)."""
     runs = []
     for _ in range(reps):
-        argv, paths, env = configure(kind, ctx.fresh(kind), ctx.stamp, ctx.ginit)
+        argv, paths, env = configure(kind, ctx.fresh(kind), ctx.stamp, ctx.binary(kind))
         logpath = os.path.join(os.path.dirname(paths[0]), "out.log")
         runs.append(time_start(argv, env, paths, logpath))
     return {"median_ms": statistics.median(r[-1] for r in runs),
@@ -361,8 +365,13 @@ def measure_baseline(ctx, reps):
 
 
 class Context:
-    def __init__(self, tmp, stamp, ginit):
+    def __init__(self, tmp, stamp, ginit, baseline=None):
         self.tmp, self.stamp, self.ginit, self.n = tmp, stamp, ginit, 0
+        self.baseline = baseline
+
+    def binary(self, kind):
+        """The ginit binary a ginit kind runs (`ginit-before`: the baseline)."""
+        return self.baseline if kind == "ginit-before" else self.ginit
 
     def fresh(self, kind):
         self.n += 1
@@ -387,6 +396,7 @@ ROWS = [  # (label, measurement, field, format, target for ginit)
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ginit", required=True)
+    ap.add_argument("--baseline", help="an earlier ginit, measured too as `ginit-before`")
     ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(KINDS))
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     ap.add_argument("--json", help="also write the raw results to this file")
@@ -399,12 +409,16 @@ def main():
     names = args.only.split(",") if args.only else list(KINDS)
     if unknown := [n for n in names if n not in KINDS]:
         sys.exit(f"supervisors.py: unknown supervisor(s) {unknown}; choose from {KINDS}")
+    baseline = os.path.realpath(args.baseline) if args.baseline else None
+    if baseline:
+        names.insert(names.index("ginit") + 1 if "ginit" in names else 0, "ginit-before")
     ensure_tools(names)
     idle_s, kills, reps = (3, 5, 1) if args.quick else (10, 20, 3)
 
-    results = {n: {"info": {"version": version(n, ginit)}} for n in names}
+    results = {n: {"info": {"version": version(n, baseline if n == "ginit-before" else ginit)}}
+               for n in names}
     with tempfile.TemporaryDirectory(prefix="ginit-bench-sup-") as tmp:
-        ctx = Context(tmp, build_stamp(tmp), ginit)
+        ctx = Context(tmp, build_stamp(tmp), ginit, baseline)
         baseline = {}
         try:
             baseline = measure_baseline(ctx, 3)

@@ -16,7 +16,9 @@
 //!
 //! Logging never fails or stalls a run: lines go through [`LogStream`], which drops (and
 //! later counts) what a stderr nobody reads cannot take. This module decides only which lines
-//! are written and how they look.
+//! are written and how they look. It sits beside `main.rs` rather than in `os/` (DESIGN.md
+//! does not place it): it makes no system call of its own, `os::stdio` does the writing, and
+//! the directive rules are pure and tested here.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;

@@ -18,8 +18,9 @@
 //!   and stderr, shared by `output` and the logger.
 //! - `resolver`: the real `config::Resolver`.
 //!
-//! Arrows point inwards: these modules may use `config` (data and the signal table), never
-//! the supervisor's decisions; nothing pure imports them.
+//! Imports go one way: these modules use `config` (data, the signal table) and the control
+//! protocol, and carry out what the pure code decided; nothing pure imports them, and none
+//! of them decides what a signal, an exit or a request means.
 
 pub mod daemon;
 pub mod notify;

@@ -69,8 +69,13 @@ pub fn bind_unix(
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let Some(addr) = SockAddr::unix_path(path.as_os_str().as_bytes()) else {
-        return Err(format!("{shown}: the path is too long for a unix socket"));
+    let bytes = path.as_os_str().as_bytes();
+    let Some(addr) = SockAddr::unix_path(bytes) else {
+        return Err(if bytes.contains(&0) {
+            format!("{shown}: a unix socket path cannot hold a NUL byte")
+        } else {
+            format!("{shown}: the path is too long for a unix socket")
+        });
     };
     let fd = listener(libc::AF_UNIX, &addr, backlog, &shown)?;
     if let Some((uid, gid)) = owner {
@@ -173,5 +178,17 @@ mod tests {
                 .contains("not a socket")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unix_paths_that_do_not_fit_are_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("ginit-sock-long-{}", std::process::id()));
+        let long = dir.join("s".repeat(120));
+        let e = bind_unix(&long, 16, None, None).unwrap_err();
+        assert!(e.ends_with("the path is too long for a unix socket"), "{e}");
+        let nul = dir.join(std::ffi::OsStr::from_bytes(b"a\0b"));
+        let e = bind_unix(&nul, 16, None, None).unwrap_err();
+        assert!(e.ends_with("cannot hold a NUL byte"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

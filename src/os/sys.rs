@@ -78,7 +78,7 @@ pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
 /// Marks every fd from `first` up close-on-exec at once: close_range(2) with
 /// CLOSE_RANGE_CLOEXEC (Linux 5.11). An older kernel answers ENOSYS or EINVAL.
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {
-    let first = u32::try_from(first).unwrap_or(0);
+    let first = u32::try_from(first).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
     let rc = unsafe {
         libc::syscall(
@@ -636,6 +636,11 @@ mod tests {
         assert!(!is_cloexec(copy.as_raw_fd()).unwrap());
         set_cloexec(copy.as_raw_fd()).unwrap();
         assert!(is_cloexec(copy.as_raw_fd()).unwrap());
+        // A negative start is refused, never read as 0 (which would take stdio from children).
+        assert_eq!(
+            cloexec_from(-1).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
     }
 
     #[test]

@@ -14,9 +14,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{self, Resolver, units, words};
+use crate::config::users::{self, Credentials};
+use crate::config::{self, Resolver, signals, units, words};
 use crate::control::protocol::{Request, Response};
-use crate::users::{self, Credentials};
+use crate::os::{notify, probes, proc};
 
 /// The users of [`Sandbox`]: what a typical image's /etc/passwd and /etc/group hold.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -213,7 +214,7 @@ fn take_floats(r: &mut Response) -> Vec<Option<f64>> {
 /// `KEY=VALUE` line of the datagram), there are no more fields than lines, and a `READY=1`
 /// line is always seen, whatever surrounds it.
 pub fn notify(data: &[u8]) {
-    let fields = crate::notify::parse(data);
+    let fields = notify::parse(data);
     let lines = data.iter().filter(|b| **b == b'\n').count() + 1;
     assert!(
         fields.len() <= lines,
@@ -262,10 +263,10 @@ pub fn units(data: &[u8]) {
     {
         assert_eq!(units::parse_size(&n.to_string()), Ok(n));
     }
-    if let Some(sig) = crate::signals::parse(text) {
-        assert!(sig > 0 && sig < crate::signals::nsig(), "signal {sig}");
-        let name = crate::signals::name(sig);
-        assert_eq!(crate::signals::parse(&name), Some(sig), "{name}");
+    if let Some(sig) = signals::parse(text) {
+        assert!(sig > 0 && sig < signals::nsig(), "signal {sig}");
+        let name = signals::name(sig);
+        assert_eq!(signals::parse(&name), Some(sig), "{name}");
     }
 }
 
@@ -295,14 +296,10 @@ pub fn words(data: &[u8]) {
 /// Beyond not crashing: the verdict comes from the status line alone, so nothing after the
 /// first newline can change it (the probe stops reading there, or wherever a read ends).
 pub fn http_response(data: &[u8]) {
-    let ok = crate::probes::status_ok(data);
+    let ok = probes::status_ok(data);
     if let Some(end) = data.iter().position(|b| *b == b'\n') {
         let head = data.get(..=end).unwrap_or(data);
-        assert_eq!(
-            crate::probes::status_ok(head),
-            ok,
-            "the body changed the verdict"
-        );
+        assert_eq!(probes::status_ok(head), ok, "the body changed the verdict");
     }
 }
 
@@ -312,7 +309,7 @@ pub fn http_response(data: &[u8]) {
 /// Beyond not crashing: resolved credentials list the primary group first and no group twice,
 /// and a numeric uid or gid in the spec is the one used.
 pub fn passwd(data: &[u8]) {
-    // The files are read as bytes and converted lossily (users::Db::load); the spec comes
+    // The files are read as bytes and converted lossily (os::SystemResolver); the spec comes
     // from the config, which is UTF-8.
     let mut parts = data.splitn(3, |b| *b == 0);
     let (Some(passwd), Some(group), Some(Ok(spec))) = (
@@ -351,10 +348,10 @@ pub fn passwd(data: &[u8]) {
 /// Beyond not crashing on any text: for a line as the kernel writes it, whatever the name,
 /// the fields after it parse exactly as they do for a plain name.
 pub fn proc_stat(data: &[u8]) {
-    // ginit reads the file as bytes and converts it lossily (monitor::read_stat).
+    // ginit reads the file as bytes and converts it lossily (os::proc::read_stat).
     let text = String::from_utf8_lossy(data);
-    let _ = crate::monitor::parse_stat(1, &text);
-    let _ = crate::reaper::parse_ppid(&text);
+    let _ = proc::parse_stat(1, &text);
+    let _ = proc::parse_ppid(&text);
     let line = |comm: &str| {
         format!(
             "4242 ({comm}) S 17 4242 4242 0 -1 4194560 1000 0 0 0 31 9 0 0 20 0 1 0 123456 \
@@ -364,8 +361,8 @@ pub fn proc_stat(data: &[u8]) {
     };
     let plain = line("sleep");
     let named = line(&String::from_utf8_lossy(data));
-    let want = crate::monitor::parse_stat(4242, &plain);
+    let want = proc::parse_stat(4242, &plain);
     assert!(want.is_some(), "{plain:?}");
-    assert_eq!(crate::monitor::parse_stat(4242, &named), want, "{named:?}");
-    assert_eq!(crate::reaper::parse_ppid(&named), Some(17), "{named:?}");
+    assert_eq!(proc::parse_stat(4242, &named), want, "{named:?}");
+    assert_eq!(proc::parse_ppid(&named), Some(17), "{named:?}");
 }

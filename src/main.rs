@@ -2,7 +2,8 @@
 //!
 //! cli -> mode -> run -> exit status. This is the only place that decides ginit's exit
 //! status: 2 for usage errors, 127/126 when the program cannot be started, otherwise the
-//! status the run reports (the program's, 128+N when a signal killed it).
+//! status the run reports (the program's, 128+N when a signal killed it). Nothing else in
+//! the crate exits: `--daemon`'s fork and the control client return their status here.
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), no_main)]
 
@@ -12,7 +13,9 @@ use std::path::PathBuf;
 use log::{debug, error, warn};
 
 use ginit::cli::{self, Command, RunOptions};
-use ginit::{config, control, event_loop, logger, reaper, signals, single, sockets, spawn};
+use ginit::os::signals::SignalSource;
+use ginit::os::{SystemResolver, daemon, reaper, sockets, spawn};
+use ginit::{config, control, event_loop, logger, single};
 
 /// The C entry point, without Rust's runtime start-up: ginit needs none of it (no threads,
 /// no stack-overflow handler with panic=abort), it saves system calls on every container
@@ -81,7 +84,7 @@ fn check(flag: Option<PathBuf>) -> i32 {
         eprintln!("ginit: no config to check: give -c PATH or set GINIT_CONFIG");
         return 2;
     };
-    match config::load(&path, &config::SystemResolver::new()) {
+    match config::load(&path, &SystemResolver::new()) {
         Ok(cfg) => {
             println!("{}: valid", path.display());
             print!("{}", cfg.plan());
@@ -118,7 +121,7 @@ fn run(opts: RunOptions) -> i32 {
         logger::init(opts.verbosity, None);
         return run_single(opts);
     };
-    let mut cfg = match config::load(&path, &config::SystemResolver::new()) {
+    let mut cfg = match config::load(&path, &SystemResolver::new()) {
         Ok(cfg) => cfg,
         Err(errors) => {
             eprintln!("{errors}");
@@ -163,9 +166,14 @@ fn run(opts: RunOptions) -> i32 {
                 return 2;
             }
         };
-        if let Err(e) = spawn::daemonize(pidfile.as_deref(), cfg.log.file.as_deref()) {
-            eprintln!("ginit: cannot become a daemon: {e}");
-            return 1;
+        match daemon::daemonize(pidfile.as_deref(), cfg.log.file.as_deref()) {
+            Ok(daemon::Detached::Daemon) => {}
+            // The caller's side (or a daemon that could not set itself up): done here.
+            Ok(daemon::Detached::Exit(code)) => return code,
+            Err(e) => {
+                eprintln!("ginit: cannot become a daemon: {e}");
+                return 1;
+            }
         }
     }
     logger::init(opts.verbosity, Some(&cfg.log));
@@ -222,8 +230,8 @@ fn open_sockets(cfg: &config::Config) -> Result<Vec<(String, std::os::fd::OwnedF
 /// What every init mode does first: block signals (before any fork, so none is missed; the
 /// children unblock them), become subreaper when not PID 1, and keep inherited fds away from
 /// children.
-fn setup_init() -> Result<signals::SignalSource, i32> {
-    let signals = signals::SignalSource::install().map_err(|e| {
+fn setup_init() -> Result<SignalSource, i32> {
+    let signals = SignalSource::install().map_err(|e| {
         error!("cannot set up signal handling: {e}");
         2
     })?;

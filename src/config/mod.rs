@@ -8,7 +8,9 @@
 
 pub mod diff;
 mod schema;
+pub mod signals;
 pub mod units;
+pub mod users;
 pub mod words;
 pub mod yaml;
 
@@ -16,9 +18,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::users::Credentials;
+use users::Credentials;
 
-pub use schema::{MAX_ERRORS, Resolver, SystemResolver};
+pub use schema::{MAX_ERRORS, MAX_SOCKETS, Resolver};
+
+// Merge seam (issue 11): the real Resolver moved to `os::SystemResolver` (config imports
+// nothing outside config/); the event loop's config reload still names it here. Remove once
+// it imports `os::SystemResolver`.
+pub use crate::os::SystemResolver;
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -826,7 +833,7 @@ impl Config {
             let _ = writeln!(
                 out,
                 "  stop: {} then SIGKILL after {}",
-                crate::signals::name(p.stop_signal),
+                signals::name(p.stop_signal),
                 units::format_duration(p.stop_timeout)
             );
             for (stream, output) in [("stdout", &p.stdout), ("stderr", &p.stderr)] {

@@ -6,7 +6,8 @@
 //! does not have yet are refused as such, never silently ignored.
 //!
 //! What needs the system (users, executables, directories) goes through [`Resolver`], so the
-//! rules are unit-tested without touching the machine.
+//! rules are unit-tested without touching the machine; the real one is `os::SystemResolver`
+//! (config imports nothing outside config/).
 //!
 //! Every number has a range (the bounds below), so no file can make ginit allocate, fork or
 //! rotate without end, make a check spin, or set a limit no program can start with. And
@@ -14,7 +15,6 @@
 //! are looked up in hash maps, never by scanning, the dependency graph is walked once without
 //! recursion, and the errors kept (with their hints) stop at [`MAX_ERRORS`].
 
-use std::ffi::OsStr;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,8 +25,7 @@ use super::{
     ReloadStrategy, Restart, Rlimit, Rotate, SocketSpec, units,
 };
 use super::{HealthSpec, ReadyCheck, ReadySpec};
-use crate::signals;
-use crate::users::{self, Credentials};
+use super::{signals, users::Credentials};
 
 /// What validation needs to know about the machine.
 pub trait Resolver {
@@ -43,87 +42,6 @@ pub trait Resolver {
     /// ginit's hard limit for a setrlimit resource (None: unlimited), and whether ginit may
     /// raise hard limits (CAP_SYS_RESOURCE).
     fn hard_limit(&self, resource: i32) -> (Option<u64>, bool);
-}
-
-/// The real machine: /etc/passwd, the file system, ginit's environment.
-pub struct SystemResolver {
-    users: users::Db,
-}
-
-impl SystemResolver {
-    pub fn new() -> SystemResolver {
-        SystemResolver {
-            users: users::Db::load(Path::new("/")),
-        }
-    }
-}
-
-impl Default for SystemResolver {
-    fn default() -> Self {
-        SystemResolver::new()
-    }
-}
-
-impl Resolver for SystemResolver {
-    fn user(&self, spec: &str) -> Result<Credentials, String> {
-        self.users.resolve(spec)
-    }
-
-    fn executable(&self, program: &str, path_var: Option<&str>) -> Result<(), String> {
-        crate::spawn::resolve(OsStr::new(program), path_var.map(OsStr::new))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    fn directory(&self, dir: &Path) -> Result<(), String> {
-        match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(format!("`{}` is not a directory", dir.display())),
-            Err(e) => Err(format!("`{}`: {e}", dir.display())),
-        }
-    }
-
-    fn euid(&self) -> u32 {
-        effective_uid()
-    }
-
-    fn path_var(&self) -> Option<String> {
-        std::env::var("PATH").ok()
-    }
-
-    fn hard_limit(&self, resource: i32) -> (Option<u64>, bool) {
-        (hard_limit(resource), can_raise_limits())
-    }
-}
-
-#[allow(unsafe_code)]
-fn hard_limit(resource: i32) -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills one rlimit; the resource number comes from libc's constants.
-    let ok = unsafe { libc::getrlimit(resource as _, &mut lim) } == 0;
-    (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
-}
-
-/// CAP_SYS_RESOURCE in ginit's effective set (from /proc; as root when /proc is missing).
-fn can_raise_limits() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    match std::fs::read_to_string("/proc/self/status") {
-        Ok(status) => status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0),
-        Err(_) => effective_uid() == 0,
-    }
-}
-
-#[allow(unsafe_code)]
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid cannot fail and has no memory effects.
-    unsafe { libc::geteuid() }
 }
 
 const TOP_KEYS: &[&str] = &["programs", "shutdown", "log", "control", "sockets"];
@@ -177,6 +95,8 @@ pub const MIN_ROTATE_SIZE: (u64, &str) = (1 << 10, "1KiB");
 pub const MAX_FAILURES: u32 = 100;
 /// `backlog`: listen(2)'s argument (the kernel caps it at net.core.somaxconn anyway).
 pub const MAX_BACKLOG: u32 = 65_535;
+/// Sockets one program can be given (the fork child moves them with a fixed-size array).
+pub const MAX_SOCKETS: usize = 64;
 /// Intervals and timeouts ginit acts on repeatedly (`health.interval`, `health.timeout`,
 /// `watchdog`, `ready.timeout`): ready checks are retried every 100 ms, and anything shorter
 /// would only keep ginit busy.
@@ -1131,9 +1051,8 @@ impl Validator<'_> {
                         .into_iter()
                         .map(|(s, _)| s)
                         .collect();
-                    if spec.sockets.len() > crate::spawn::MAX_SOCKETS {
-                        let msg =
-                            format!("at most {} sockets per program", crate::spawn::MAX_SOCKETS);
+                    if spec.sockets.len() > MAX_SOCKETS {
+                        let msg = format!("at most {MAX_SOCKETS} sockets per program");
                         self.error(value, &at, msg);
                     }
                 }
@@ -1694,7 +1613,7 @@ pub(super) mod tests {
 
     impl Resolver for Fake {
         fn user(&self, spec: &str) -> Result<Credentials, String> {
-            users::Db::from_text(
+            super::super::users::Db::from_text(
                 "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
                 "root:x:0:\napp:x:1000:\n",
             )

@@ -2,12 +2,16 @@
 //!
 //! An abstract Unix datagram socket (no file system needed, so it works on a read-only root)
 //! with SO_PASSCRED: every datagram arrives with the sender's pid as the kernel saw it, which
-//! is what ginit trusts, never a pid written in the message. This module imports no other
-//! ginit module.
+//! is what ginit trusts, never a pid written in the message. The socket is made through
+//! [`super::sys`]; the `unsafe` left here is recvmsg(2) and its control messages. The pure
+//! datagram parser [`parse`] stays beside the socket (the fuzz target calls it): it is the
+//! one reading of the wire format. This module decides nothing about programs.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use super::sys::{self, SockAddr};
 
 pub struct NotifySocket {
     fd: OwnedFd,
@@ -30,45 +34,17 @@ impl NotifySocket {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let name = format!("ginit-notify-{}-{nanos:08x}", std::process::id());
-        // SAFETY: socket calls on an fd owned here; sockaddr_un is zeroed and filled within
-        // its bounds (the name is far shorter than sun_path).
-        unsafe {
-            let fd = libc::socket(
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            );
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let fd = OwnedFd::from_raw_fd(fd);
-            let mut sun: libc::sockaddr_un = std::mem::zeroed();
-            sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-            for (d, s) in sun.sun_path[1..].iter_mut().zip(name.bytes()) {
-                *d = s as libc::c_char;
-            }
-            let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
-            if libc::bind(
-                fd.as_raw_fd(),
-                (&sun as *const libc::sockaddr_un).cast(),
-                len as libc::socklen_t,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            let one: libc::c_int = 1;
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PASSCRED,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            Ok(NotifySocket {
-                fd,
-                address: format!("@{name}"),
-            })
-        }
+        let fd = sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK)?;
+        let addr = SockAddr::unix_abstract(name.as_bytes())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        sys::bind(fd.as_raw_fd(), &addr)?;
+        // Best effort: without it every sender is pid 0 and ignored, which the
+        // notify programs' ready timeout then reports.
+        let _ = sys::enable_option(fd.as_raw_fd(), libc::SO_PASSCRED);
+        Ok(NotifySocket {
+            fd,
+            address: format!("@{name}"),
+        })
     }
 
     pub fn address(&self) -> &str {

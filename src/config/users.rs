@@ -1,11 +1,12 @@
 //! Users and groups from /etc/passwd and /etc/group, read by ginit itself: a static binary has
 //! no NSS, and a container's users are those files anyway.
 //!
-//! A leaf: pure parsing plus two file reads. `user: app`, `user: "app:web"`, `user: 1000`,
-//! `user: "1000:1000"`. As in `docker run --user`, a numeric uid without a passwd entry runs
-//! with gid 0 unless a group is given, and HOME is `/`.
+//! A leaf of pure parsing: the files are read by `os::SystemResolver`, which hands their text
+//! to [`Db::from_text`]. `user: app`, `user: "app:web"`, `user: 1000`, `user: "1000:1000"`. As
+//! in `docker run --user`, a numeric uid without a passwd entry runs with gid 0 unless a group
+//! is given, and HOME is `/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Who a program runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,18 +77,7 @@ pub struct Db {
 }
 
 impl Db {
-    /// Reads `/etc/passwd` and `/etc/group` below `root` (missing files are empty). Bytes
-    /// that are not UTF-8 (a Latin-1 comment field in an old image) are replaced, not a
-    /// reason to treat the whole file as empty: the fields ginit uses are ASCII in practice.
-    pub fn load(root: &Path) -> Db {
-        let read = |p: &str| {
-            std::fs::read(root.join(p))
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        Db::from_text(&read("etc/passwd"), &read("etc/group"))
-    }
-
+    /// The database of a passwd and a group file's text.
     pub fn from_text(passwd: &str, group: &str) -> Db {
         Db {
             passwd: parse_passwd(passwd),

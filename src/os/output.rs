@@ -6,9 +6,7 @@
 //! and delivers them formatted.
 //!
 //! Never blocking, never dropping silently: ginit's own stdout/stderr are written through a
-//! non-blocking handle (a fresh open of `/proc/self/fd/N` for a pipe or terminal, so the
-//! children that inherit the same stream keep their blocking one; `MSG_DONTWAIT` for a socket;
-//! plain writes for a regular file). What cannot be written yet waits in a bounded buffer;
+//! non-blocking [`Writer`] (`os/stdio.rs`). What cannot be written yet waits in a bounded buffer;
 //! while that buffer is full, ginit stops reading the pipes that feed it, their pipe buffers
 //! fill, and the programs block in `write` exactly as they would with `inherit`.
 //!
@@ -23,8 +21,8 @@
 //! stderr: one error line when that starts, a retry on the first line at least
 //! [`FILE_RETRY`] later (or after SIGUSR1), one line with a count when it works again.
 //!
-//! This module owns fds and bytes only; it does not know about states or restarts.
-#![allow(unsafe_code)]
+//! This module owns fds and bytes only; it does not know about states or restarts. System
+//! calls go through [`super::sys`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -36,8 +34,9 @@ use std::time::{Instant, SystemTime};
 
 use log::{error, warn};
 
+use super::stdio::{Writer, json_string, rfc3339};
+use super::sys;
 use crate::config::{Output, ProgramSpec, Rotate};
-use crate::logger::{json_string, rfc3339};
 
 /// Longest line delivered in one piece; longer ones are cut into pieces of at most this.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -97,20 +96,6 @@ struct Pipe {
     /// Every writer is gone (poll said POLLHUP): read to the end even while the destination
     /// is full, so the pipe can be closed; lines past [`HARD_CAP`] are dropped.
     hup: bool,
-}
-
-/// How bytes reach one of ginit's own streams (stdout, stderr) without blocking. Also used by
-/// the logger, so a stderr nobody reads never stalls PID 1.
-pub enum Writer {
-    /// A handle of its own with O_NONBLOCK (pipe, FIFO, terminal).
-    Own(File),
-    /// A socket: `send` with MSG_DONTWAIT.
-    Socket(RawFd),
-    /// A regular file (never blocks for long), or the fd as it is when nothing better exists.
-    Plain(RawFd),
-    /// No way to write without blocking was found: poll for POLLOUT first, then write at most
-    /// PIPE_BUF bytes, which a pipe with room takes whole.
-    PollFirst(RawFd),
 }
 
 /// ginit's stdout or stderr as a destination.
@@ -175,15 +160,7 @@ impl Outputs {
         let (reader, writer) = io::pipe()?;
         let reader = OwnedFd::from(reader);
         // Only the read end is non-blocking: the child's write end must block like any stdout.
-        // SAFETY: F_GETFL/F_SETFL on an fd this function owns.
-        unsafe {
-            let flags = libc::fcntl(reader.as_raw_fd(), libc::F_GETFL);
-            if flags == -1
-                || libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) == -1
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        sys::set_nonblocking(reader.as_raw_fd(), true)?;
         Ok((reader, OwnedFd::from(writer)))
     }
 
@@ -303,14 +280,8 @@ impl Outputs {
             fds.clear();
             self.poll_fds(&mut fds);
             let ms = deadline.saturating_duration_since(now).as_millis().max(1);
-            // SAFETY: `fds` is a valid array of its length.
-            unsafe {
-                libc::poll(
-                    fds.as_mut_ptr(),
-                    fds.len() as libc::nfds_t,
-                    i32::try_from(ms).unwrap_or(i32::MAX),
-                )
-            };
+            // An error (none is expected with every signal blocked) only means another round.
+            let _ = sys::poll(&mut fds, i32::try_from(ms).unwrap_or(i32::MAX));
             self.handle(&fds);
         }
     }
@@ -544,94 +515,6 @@ impl Sink {
     }
 }
 
-impl Writer {
-    /// The best non-blocking way to write to `fd`: a fresh O_NONBLOCK open of
-    /// /proc/self/fd/N for a pipe, FIFO or terminal (the children sharing the stream keep
-    /// their blocking one), MSG_DONTWAIT for a socket, plain writes for a regular file.
-    pub fn for_fd(fd: RawFd) -> Writer {
-        // SAFETY: fstat fills a zeroed stat for an fd number; no memory is shared.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let kind = if unsafe { libc::fstat(fd, &mut st) } == 0 {
-            st.st_mode & libc::S_IFMT
-        } else {
-            0
-        };
-        match kind {
-            libc::S_IFREG => Writer::Plain(fd),
-            libc::S_IFSOCK => Writer::Socket(fd),
-            _ => match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                .open(format!("/proc/self/fd/{fd}"))
-            {
-                Ok(file) => Writer::Own(file),
-                Err(_) => Writer::PollFirst(fd),
-            },
-        }
-    }
-
-    /// The fd written to (to poll for POLLOUT).
-    pub fn raw_fd(&self) -> RawFd {
-        match self {
-            Writer::Own(file) => file.as_raw_fd(),
-            Writer::Socket(fd) | Writer::Plain(fd) | Writer::PollFirst(fd) => *fd,
-        }
-    }
-
-    /// One write attempt; `WouldBlock` when the stream cannot take anything now.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        match self {
-            Writer::Own(file) => file.write(bytes),
-            Writer::Socket(fd) => send(*fd, bytes),
-            Writer::Plain(fd) => write_fd(*fd, bytes),
-            Writer::PollFirst(fd) => {
-                if writable_now(*fd) {
-                    write_fd(*fd, &bytes[..bytes.len().min(libc::PIPE_BUF)])
-                } else {
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
-            }
-        }
-    }
-}
-
-fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: write from a valid slice; the fd is one of ginit's standard streams.
-    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: send from a valid slice; MSG_NOSIGNAL turns a closed peer into EPIPE.
-    let n = unsafe {
-        libc::send(
-            fd,
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn writable_now(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    unsafe { libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLOUT != 0 }
-}
-
 impl FileSink {
     /// Opens (creates) the file for appending.
     fn open(&mut self, path: &Path) -> io::Result<()> {
@@ -862,8 +745,7 @@ mod tests {
     fn round(outputs: &mut Outputs) -> Vec<libc::pollfd> {
         let mut fds = Vec::new();
         outputs.poll_fds(&mut fds);
-        // SAFETY: a valid array of its length; zero timeout.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        sys::poll(&mut fds, 0).unwrap();
         outputs.handle(&fds);
         fds
     }

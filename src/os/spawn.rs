@@ -1,4 +1,4 @@
-//! The fork/exec boundary. All `unsafe` process creation lives here.
+//! The fork/exec boundary: every process ginit starts is created here.
 //!
 //! Everything the child needs is prepared before `fork` in a [`SpawnPlan`]: the resolved
 //! executable path, argv and envp as C strings with their pointer arrays. Between `fork` and
@@ -10,16 +10,23 @@
 //! signal disposition reset to default (SIGPIPE above all, which Rust ignores and which would
 //! otherwise survive exec); it sees only fds 0, 1, 2, because every other fd ginit holds is
 //! close-on-exec (see [`mark_inherited_fds_cloexec`]).
+//!
+//! The child's system calls are raw libc calls on purpose, not the [`super::sys`] wrappers:
+//! between fork and exec nothing may allocate, and an `io::Error` or a `Result` built there
+//! would be one more thing to prove allocation-free. Everything on the parent's side goes
+//! through `sys` like the rest of the OS edge.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr, OsString};
-use std::io;
-use std::os::fd::RawFd;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::signals;
+use super::{signals, sys};
+use crate::config::MAX_SOCKETS;
+use crate::config::signals::nsig;
 
 /// Why a program could not be started. Carries the name the user gave.
 #[derive(Debug)]
@@ -151,8 +158,6 @@ pub struct SpawnPlan {
 struct ListenPid(*mut u8);
 
 const LISTEN_PID_LEN: usize = 32;
-/// Sockets one program can be given (the config refuses more).
-pub const MAX_SOCKETS: usize = 64;
 const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 impl ListenPid {
@@ -318,21 +323,15 @@ impl SpawnPlan {
     /// reason it could not (the failed child has then already exited and waits to be reaped).
     pub fn spawn(&self) -> Result<i32, SpawnError> {
         let (pid, report) = self.start()?;
+        let mut report = std::fs::File::from(report);
         let mut bytes = [0u8; 8];
         let mut got = 0;
         while got < bytes.len() {
-            // SAFETY: reading into the unfilled tail of an 8-byte buffer.
-            let n = unsafe {
-                libc::read(
-                    std::os::fd::AsRawFd::as_raw_fd(&report),
-                    bytes[got..].as_mut_ptr().cast(),
-                    bytes.len() - got,
-                )
-            };
-            if n > 0 {
-                got += n as usize;
-            } else if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
+            match report.read(&mut bytes[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
         }
         if got < bytes.len() {
@@ -345,55 +344,37 @@ impl SpawnPlan {
     /// report pipe (close-on-exec in the child: end of file means the exec happened; 8 bytes
     /// are a failure to decode with [`SpawnPlan::report_error`]). The supervisor reads it from
     /// its poll loop instead of waiting for each child in turn.
-    pub fn start(&self) -> Result<(i32, std::os::fd::OwnedFd), SpawnError> {
-        let mut pipe = [0; 2];
-        // SAFETY: pipe is a valid two-int array.
-        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(self.fork_error(io::Error::last_os_error()));
-        }
-        let [read_end, write_end] = pipe;
+    pub fn start(&self) -> Result<(i32, OwnedFd), SpawnError> {
+        // Both ends close-on-exec (std's pipe is pipe2 with O_CLOEXEC).
+        let (read_end, write_end) = io::pipe().map_err(|e| self.fork_error(e))?;
         // The kernel's struct sigaction with SIG_DFL, no flags and an empty mask is all
         // zeroes on every architecture; 32 bytes cover the largest layout.
         let default_action = [0u64; 4];
-        let nsig = signals::nsig();
-        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises the set.
-        let empty = unsafe {
-            libc::sigemptyset(empty.as_mut_ptr());
-            empty.assume_init()
-        };
+        let nsig = nsig();
+        let empty = signals::empty_set();
+        let report = write_end.as_raw_fd();
 
         // SAFETY: ginit is single-threaded, so the child is a faithful copy; it runs only
         // async-signal-safe calls on data prepared above, then execs or _exits.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            let err = io::Error::last_os_error();
-            // SAFETY: both fds are ours and open.
-            unsafe {
-                libc::close(read_end);
-                libc::close(write_end);
-            }
-            return Err(self.fork_error(err));
+            return Err(self.fork_error(io::Error::last_os_error()));
         }
         if pid == 0 {
             // SAFETY: in the child; only system calls on pre-built data (see module docs).
             unsafe {
-                self.child(write_end, &default_action, nsig, &empty);
+                self.child(report, &default_action, nsig, &empty);
             }
         }
 
-        // SAFETY: write_end belongs to the parent copy and is closed exactly once.
-        unsafe { libc::close(write_end) };
+        drop(write_end);
         if self.new_pgroup {
             // Done on both sides of the fork so the group exists before either relies on it.
             // After the exec this fails with EACCES, which is harmless.
             // SAFETY: no memory effects.
             unsafe { libc::setpgid(pid, pid) };
         }
-        // SAFETY: read_end is the parent's, open, and owned from here on.
-        Ok((pid, unsafe {
-            std::os::fd::FromRawFd::from_raw_fd(read_end)
-        }))
+        Ok((pid, OwnedFd::from(read_end)))
     }
 
     /// The failure a child reported through the pipe: stage and errno, 4 bytes each.
@@ -578,20 +559,19 @@ impl SpawnPlan {
 
 /// Makes ginit's own process group the foreground group of the terminal on fd 0 again, after
 /// the child that held it is gone (so a shell that started ginit gets its terminal back).
+/// SIGTTOU is blocked, so a background caller is not stopped; failing (no terminal) is fine.
 pub fn reclaim_terminal() {
-    // SAFETY: no memory effects; SIGTTOU is blocked, so a background caller is not stopped.
-    unsafe { libc::tcsetpgrp(0, libc::getpgrp()) };
+    let _ = sys::take_terminal(0);
 }
 
 /// Opens /dev/null on any of fds 0, 1, 2 that is closed, so no fd ginit opens later lands
 /// there and is mistaken for stdio by a child.
 pub fn ensure_stdio() {
     for fd in 0..3 {
-        // SAFETY: F_GETFD only reads fd flags; open returns the lowest free fd, the closed one.
-        unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) == -1 {
-                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            }
+        if !sys::is_open(fd) {
+            // Not through std: its files are close-on-exec, and these must reach children.
+            // SAFETY: open returns the lowest free fd, the closed one; it stays open for good.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
         }
     }
 }
@@ -599,16 +579,7 @@ pub fn ensure_stdio() {
 /// Marks every fd above 2 that ginit inherited as close-on-exec, so children see only 0-2 and
 /// the fds ginit hands them on purpose. Uses `close_range(2)` and falls back to /proc/self/fd.
 pub fn mark_inherited_fds_cloexec() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc == 0 {
+    if sys::cloexec_from(3).is_ok() {
         return;
     }
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
@@ -620,87 +591,9 @@ pub fn mark_inherited_fds_cloexec() {
         .filter(|&fd| fd > 2)
         .collect();
     for fd in fds {
-        // SAFETY: F_SETFD on an fd that may already be closed (the read_dir's own) just fails.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // One of them (the read_dir's own) is already closed: that just fails.
+        let _ = sys::set_cloexec(fd);
     }
-}
-
-/// `--daemon`: detaches ginit from the terminal and the caller, as a classic daemon does.
-///
-/// Forks; the parent waits until the child says it is set up (new session, `/` as its
-/// directory, umask 022, stdio on /dev/null or `log_file`, pid file written) and then exits
-/// 0, or 1 with the child's reason. Returns in the child only. Call before any other child
-/// exists and before the signal fd is created, so the daemon is the one that owns it.
-pub fn daemonize(pidfile: Option<&Path>, log_file: Option<&Path>) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let (mut reader, mut writer) = io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-    // SAFETY: ginit is single-threaded here; the child continues as the daemon.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("cannot fork: {}", io::Error::last_os_error()));
-    }
-    if pid > 0 {
-        drop(writer);
-        let mut answer = String::new();
-        let _ = reader.read_to_string(&mut answer);
-        match answer.strip_prefix("ok ") {
-            Some(pid) => {
-                println!("ginit: running as a daemon, pid {pid}");
-                std::process::exit(0)
-            }
-            None if answer.is_empty() => {
-                eprintln!("ginit: the daemon died while starting");
-                std::process::exit(1)
-            }
-            None => {
-                eprintln!("ginit: {answer}");
-                std::process::exit(1)
-            }
-        }
-    }
-    drop(reader);
-    let result = (|| -> Result<(), String> {
-        // SAFETY: setsid, umask and getpid have no memory effects.
-        if unsafe { libc::setsid() } < 0 {
-            return Err(format!("setsid: {}", io::Error::last_os_error()));
-        }
-        unsafe { libc::umask(0o022) };
-        std::env::set_current_dir("/").map_err(|e| format!("cannot change to /: {e}"))?;
-        let out = match log_file {
-            Some(path) => std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-            None => std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/null")
-                .map_err(|e| format!("cannot open /dev/null: {e}"))?,
-        };
-        let null =
-            std::fs::File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
-        // SAFETY: dup2 onto the standard fds; the sources are open files owned here.
-        unsafe {
-            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
-            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 1);
-            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 2);
-        }
-        if let Some(path) = pidfile {
-            std::fs::write(path, format!("{}\n", std::process::id()))
-                .map_err(|e| format!("cannot write the pid file {}: {e}", path.display()))?;
-        }
-        Ok(())
-    })();
-    let message = match &result {
-        Ok(()) => format!("ok {}", std::process::id()),
-        Err(e) => e.clone(),
-    };
-    let _ = writer.write_all(message.as_bytes());
-    drop(writer);
-    if result.is_err() {
-        std::process::exit(1);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

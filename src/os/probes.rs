@@ -1,13 +1,16 @@
 //! Checks that need I/O (`ready` and `health` with `tcp` or `http`), as non-blocking state
 //! machines in the one poll loop: connect, send, read the status line, each step driven by
 //! poll, each attempt bounded by its timeout. Never blocks, never sleeps. Exec checks, which
-//! need spawning and reaping, are the event loop's. This module imports no other ginit module.
-#![allow(unsafe_code)]
+//! need spawning and reaping, are the event loop's. Probes make attempts and report whether
+//! they passed; counting failures and deciding what follows is not theirs. System calls go
+//! through [`super::sys`].
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use super::sys::{self, SockAddr};
 
 /// What one attempt does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,7 +188,7 @@ impl Probe {
         loop {
             match &mut a.step {
                 Step::Connecting => {
-                    if socket_error(&a.fd) != 0 {
+                    if sys::socket_error(a.fd.as_raw_fd()).ok() != Some(0) {
                         return Some(false);
                     }
                     match &self.target {
@@ -246,77 +249,17 @@ pub(crate) fn status_ok(buf: &[u8]) -> bool {
 
 /// A non-blocking connect, connected or in progress; Err when refused at once.
 fn connect(addr: SocketAddr) -> Result<OwnedFd, ()> {
-    let (family, storage, len) = sockaddr(addr);
-    // SAFETY: a socket owned here; the sockaddr bytes and length come from `sockaddr`.
-    unsafe {
-        let fd = libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        );
-        if fd < 0 {
-            return Err(());
-        }
-        let fd = OwnedFd::from_raw_fd(fd);
-        let rc = libc::connect(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        );
-        if rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINPROGRESS) {
-            return Ok(fd);
-        }
-        Err(())
-    }
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid; the casts write within its size.
-    unsafe {
-        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
-        match addr {
-            SocketAddr::V4(a) => {
-                let sin = (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
-                (*sin).sin_port = a.port().to_be();
-                (*sin).sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-                (
-                    libc::AF_INET,
-                    storage,
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            }
-            SocketAddr::V6(a) => {
-                let sin6 =
-                    (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                (*sin6).sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                (*sin6).sin6_port = a.port().to_be();
-                (*sin6).sin6_addr.s6_addr = a.ip().octets();
-                (*sin6).sin6_scope_id = a.scope_id();
-                (
-                    libc::AF_INET6,
-                    storage,
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-            }
-        }
-    }
-}
-
-fn socket_error(fd: &impl AsRawFd) -> i32 {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes one int.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
     };
-    if rc != 0 { -1 } else { err }
+    let fd = sys::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK).map_err(drop)?;
+    match sys::connect(fd.as_raw_fd(), &SockAddr::inet(addr)) {
+        Ok(()) => Ok(fd),
+        Err(e) if sys::in_progress(&e) => Ok(fd),
+        Err(_) => Err(()),
+    }
 }
 
 #[cfg(test)]
@@ -331,8 +274,7 @@ mod tests {
             got.extend(p.on_time(Instant::now()));
             let mut fds = Vec::new();
             p.poll_fds(&mut fds);
-            // SAFETY: a valid pollfd array.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+            let _ = sys::poll(&mut fds, 20);
             got.extend(p.handle(&fds, Instant::now()));
         }
         got

@@ -1,9 +1,6 @@
-//! The one signal table and ginit's pollable signal source.
-//!
-//! ginit blocks every signal it may receive and reads them from a `signalfd(2)`, so signals are
-//! ordinary events of the poll loop: no handlers, no async-signal-safety puzzles, no lost
-//! wake-ups. Blocked signals are queued even for the init of a PID namespace (the kernel only
-//! drops signals an init has neither blocked nor handled), which is what lets PID 1 see them.
+//! The one signal table: names, numbers, and which signals ginit leaves alone. Pure data
+//! (libc's numbers for this architecture), so validation, the pure state machines and the OS
+//! edge all read the same table; the signalfd that receives signals is in `os/signals.rs`.
 //!
 //! The table has three kinds of signal:
 //! - never touched: SIGKILL and SIGSTOP (cannot be caught) and the synchronous fault signals
@@ -12,12 +9,7 @@
 //! - handled: SIGCHLD, which means "reap";
 //! - forwarded (single-program mode): every other signal, real-time ones included.
 //!
-//! This module owns the mask and names; it must not decide what a signal means for a program.
-#![allow(unsafe_code)]
-
-use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+//! This module must not decide what a signal means for a program, and imports nothing.
 
 /// Signals ginit leaves at their default action and never blocks.
 const UNTOUCHED: [i32; 8] = [
@@ -126,99 +118,6 @@ pub fn parse(text: &str) -> Option<i32> {
         return rt(rest, max, -1);
     }
     None
-}
-
-fn sigset_empty() -> libc::sigset_t {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the set it is given.
-    unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        set.assume_init()
-    }
-}
-
-/// The set ginit blocks and reads from its signalfd: every signal but the untouched ones.
-fn handled_set() -> libc::sigset_t {
-    let mut set = sigset_empty();
-    for sig in 1..nsig() {
-        if !is_untouched(sig) {
-            // SAFETY: set is initialised; an invalid number only makes sigaddset fail.
-            unsafe { libc::sigaddset(&mut set, sig) };
-        }
-    }
-    set
-}
-
-/// Sends `sig` to `pid` (a negative pid names a process group, -1 everything allowed).
-pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
-    // SAFETY: kill has no memory effects.
-    if unsafe { libc::kill(pid, sig) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// The signalfd through which ginit receives every signal it handles or forwards.
-pub struct SignalSource {
-    fd: OwnedFd,
-}
-
-impl SignalSource {
-    /// Blocks the handled set and opens a non-blocking, close-on-exec signalfd for it.
-    /// Call before the first fork, so no signal can arrive unseen.
-    pub fn install() -> io::Result<Self> {
-        let set = handled_set();
-        // SAFETY: set is a valid sigset; the old mask is not wanted.
-        let rc = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: -1 asks for a new fd; set is valid.
-        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by signalfd and is owned by nobody else.
-        Ok(SignalSource {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Reads every pending signal into `out`, in arrival order.
-    pub fn drain(&self, out: &mut Vec<i32>) {
-        const BATCH: usize = 16;
-        let mut buf = [MaybeUninit::<libc::signalfd_siginfo>::uninit(); BATCH];
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        loop {
-            // SAFETY: buf is BATCH siginfo records long; the kernel writes whole records.
-            let n = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast::<libc::c_void>(),
-                    BATCH * size,
-                )
-            };
-            if n <= 0 {
-                // EAGAIN: drained. EINTR cannot happen with every signal blocked; any other
-                // error would repeat forever, so stop here rather than spin.
-                return;
-            }
-            let records = n as usize / size;
-            for info in &buf[..records] {
-                // SAFETY: the kernel filled the first `records` entries.
-                let info = unsafe { info.assume_init_ref() };
-                out.push(info.ssi_signo as i32);
-            }
-            if records < BATCH {
-                return;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

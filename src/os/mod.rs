@@ -1,0 +1,38 @@
+//! The OS edge: everything that touches the kernel, and every `unsafe` block of the crate
+//! outside the fenced libyaml FFI (`config/yaml.rs`) and the `no_main` entry point
+//! (`main.rs`). `#![deny(unsafe_code)]` holds at the crate root; only files of this folder
+//! lift that deny, and each of their blocks carries a `// SAFETY:` line.
+//!
+//! Rooms, and what each must not do:
+//! - `sys`: thin safe wrappers over the libc calls made in more than one place (a leaf).
+//! - `spawn`: the fork/exec boundary; the child makes raw system calls on data built before
+//!   fork and never allocates.
+//! - `daemon`: `--daemon`'s fork; both sides return to `main`, which alone exits.
+//! - `signals`: the signal mask and the signalfd (the signal table itself is pure data, in
+//!   `config::signals`).
+//! - `reaper`: waitpid and the leftover sweep; no policy.
+//! - `proc`: the one reader of /proc (process table, parents, capabilities).
+//! - `sockets`, `notify`: listeners bound once; NOTIFY_SOCKET with kernel credentials.
+//! - `probes`: tcp and http check attempts; whether a result matters is not theirs.
+//! - `output`: program output pipes and log files; `stdio`: ginit's own non-blocking stdout
+//!   and stderr, shared by `output` and the logger.
+//! - `resolver`: the real `config::Resolver`.
+//!
+//! Imports go one way: these modules use `config` (data, the signal table) and the control
+//! protocol, and carry out what the pure code decided; nothing pure imports them, and none
+//! of them decides what a signal, an exit or a request means.
+
+pub mod daemon;
+pub mod notify;
+pub mod output;
+pub mod probes;
+pub mod proc;
+pub mod reaper;
+pub mod resolver;
+pub mod signals;
+pub mod sockets;
+pub mod spawn;
+pub mod stdio;
+pub mod sys;
+
+pub use resolver::SystemResolver;

@@ -67,15 +67,21 @@ impl Filter {
             warnings.push(format!("invalid logging spec '{spec}' (too many '/'s)"));
             return (Filter::level(LevelFilter::Error), warnings);
         }
+        // One addition to env_logger's syntax: `warning`, the word ginit's own lines show,
+        // means `warn` (env_logger would take it for a target name and silence everything).
+        let level_of = |word: &str| match word {
+            "warning" | "WARNING" => Ok(LevelFilter::Warn),
+            _ => word.parse::<LevelFilter>(),
+        };
         for d in mods.split(',').map(str::trim).filter(|d| !d.is_empty()) {
             let mut words = d.split('=');
             let (target, level) = match (words.next(), words.next().map(str::trim), words.next()) {
-                (Some(word), None, None) => match word.parse::<LevelFilter>() {
+                (Some(word), None, None) => match level_of(word) {
                     Ok(level) => (None, level),
                     Err(_) => (Some(word), LevelFilter::max()),
                 },
                 (Some(target), Some(""), None) => (Some(target), LevelFilter::max()),
-                (Some(target), Some(level), None) => match level.parse::<LevelFilter>() {
+                (Some(target), Some(level), None) => match level_of(level) {
                     Ok(level) => (Some(target), level),
                     Err(_) => {
                         warnings.push(format!("invalid logging spec '{level}'"));
@@ -314,8 +320,11 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("too many '/'s"));
         assert_eq!(f, Filter::level(LevelFilter::Error));
-        // Not a level name: a target, so `warning` silences ginit's own lines.
+        // `warning` (the word ginit's lines show) is `warn`; any other word that is not a
+        // level is a target, as in env_logger.
         let f = parse("warning");
+        assert!(on(&f, Level::Warn, "ginit") && !on(&f, Level::Info, "ginit"));
+        let f = parse("loud");
         assert!(!on(&f, Level::Error, "ginit"));
         assert_eq!(parse(""), Filter::level(LevelFilter::Error));
     }
@@ -341,6 +350,7 @@ mod tests {
         assert_eq!(level(0, Some("trace"), Some("off")), LevelFilter::Trace);
         assert_eq!(level(0, Some("  "), Some("debug")), LevelFilter::Debug);
         assert_eq!(level(0, None, Some("warn")), LevelFilter::Warn);
+        assert_eq!(level(0, None, Some("warning")), LevelFilter::Warn);
         assert_eq!(level(0, Some(""), None), LevelFilter::Info);
     }
 

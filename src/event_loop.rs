@@ -1,35 +1,40 @@
-//! The single poll loop: signals -> reap -> deadlines -> actions.
+//! The one poll loop, the OS side of both modes: it polls, turns what is ready into events for
+//! the machine (`machine/`), and turns the machine's effects into system calls. It decides
+//! nothing: what a signal, a request, an exit or a check result means is the machine's.
 //!
-//! One thread, one `poll(2)`, whose timeout is the earliest deadline of the state machine (or
-//! infinite when there is none: an idle ginit never wakes up). Everything that happens is an
-//! event read here and handed to pure code, whose actions are carried out here.
-#![allow(unsafe_code)]
-
-use std::time::Instant;
-
-use log::{debug, error, info, warn};
+//! One thread, one `poll(2)`, whose timeout is the earliest deadline of the machine and of the
+//! sources (or infinite when there is none: an idle ginit never wakes up). The poll array is
+//! made of named [`Slot`]s, one per source, each recorded as the source pushes its fds, so a
+//! source that pushes one fd more or less never shifts another, and no slice of it can be out
+//! of bounds. It owns the OS objects: the signalfd, the control server, the notify socket, the
+//! tcp/http probes and exec checks' processes, program output, the listening sockets, and the
+//! exec reports of children on their way to exec. The machine's answers are fed back at once,
+//! depth first ([`Daemon::feed`]): see `machine/mod.rs` for that contract.
+//!
+//! Its one raw system call is [`poll`], at the bottom, alone, so the OS edge's safe wrapper
+//! can take its place.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use log::{debug, error, info, warn};
 
-use crate::checks::{Checks, Verdict};
-use crate::config::{self, Config, CpuAction, Output, ProgramSpec, ReadyCheck, ReloadStrategy};
-use crate::control::protocol::{InstanceStatus, Request, Response, Status};
-use crate::control::server::{ConnId, Server};
+use crate::config::{self, Config, Output, ProgramSpec, ReadyCheck};
+use crate::control::server::Server;
+use crate::machine::single::{Action, Recipient, Single};
+use crate::machine::{CheckRef, Effect, Event, Exited, Machine, Sample};
 use crate::monitor;
 use crate::notify::NotifySocket;
 use crate::output::{Outputs, Stream};
+use crate::probes::{Probes, Purpose, Target};
 use crate::reaper::{self, Exit};
 use crate::signals::{self, SignalSource};
-use crate::single::{Action, Single, Target};
 use crate::spawn;
-use crate::supervisor::{Control, Ops, Supervisor};
 
 /// Milliseconds from `now` to `deadline` for poll, rounded up so a deadline is never polled
 /// for early (which would spin), or -1 for none.
-fn poll_timeout(deadline: Option<std::time::Instant>, now: Instant) -> i32 {
+fn poll_timeout(deadline: Option<Instant>, now: Instant) -> i32 {
     match deadline {
         None => -1,
         Some(d) => {
@@ -42,20 +47,21 @@ fn poll_timeout(deadline: Option<std::time::Instant>, now: Instant) -> i32 {
 
 /// How long ginit, once everything has stopped, keeps copying what programs left in their
 /// output pipes before it exits.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// Waits until `fd` is readable or `timeout_ms` passes.
-fn wait_readable(fd: i32, timeout_ms: i32) {
-    let mut pfd = libc::pollfd {
+/// A pollfd asking for input on `fd` (-1: none, poll skips it).
+fn pollin(fd: i32) -> libc::pollfd {
+    libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    };
-    // SAFETY: one valid pollfd. EINTR cannot occur with every signal blocked; on any error
-    // the loop simply looks at its sources again.
-    unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    }
 }
 
+/// Waits until `fd` is readable or `timeout_ms` passes.
+fn wait_readable(fd: i32, timeout_ms: i32) {
+    poll(&mut [pollin(fd)], timeout_ms);
+}
 /// What single-program mode needs besides the state machine.
 pub struct SingleRun {
     pub signals: SignalSource,
@@ -116,8 +122,8 @@ fn perform(run: &SingleRun, action: Action) -> Option<i32> {
     match action {
         Action::Signal(target, sig) => {
             let pid = match target {
-                Target::Pid(pid) => pid,
-                Target::Group(pgid) => -pgid,
+                Recipient::Pid(pid) => pid,
+                Recipient::Group(pgid) => -pgid,
             };
             debug!("forwarding {} to {}", signals::name(sig), pid);
             if let Err(e) = signals::kill(pid, sig) {
@@ -146,8 +152,9 @@ fn perform(run: &SingleRun, action: Action) -> Option<i32> {
     None
 }
 
-/// The real side effects of the supervisor.
-struct SystemOps {
+/// What starting processes needs: the environment, outputs and sockets programs get, and the
+/// exec reports of children not yet confirmed.
+struct Starter {
     /// ginit's own environment, the base of every program's.
     base_env: Vec<(OsString, OsString)>,
     /// stdin is a terminal: `main` gets its foreground.
@@ -158,9 +165,6 @@ struct SystemOps {
     notify_address: Option<String>,
     /// Children whose exec has not been confirmed yet.
     reports: Vec<ExecReport>,
-    /// Exec checks still running (each leads its own process group), until reaped: a
-    /// process group an exited instance left must never be confused with one of them.
-    check_pids: Vec<i32>,
 }
 
 /// The report pipe of a child on its way to exec (end of file: it exec'd).
@@ -171,7 +175,7 @@ struct ExecReport {
     label: String,
 }
 
-impl SystemOps {
+impl Starter {
     fn report_fds(&self, out: &mut Vec<libc::pollfd>) {
         for r in &self.reports {
             out.push(libc::pollfd {
@@ -204,7 +208,7 @@ impl SystemOps {
     }
 }
 
-impl SystemOps {
+impl Starter {
     fn environment(&self, spec: &ProgramSpec, index: u32) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> =
             Vec::with_capacity(self.base_env.len() + spec.env.len() + 5);
@@ -253,7 +257,7 @@ fn open_null() -> Result<std::os::fd::OwnedFd, String> {
         .map_err(|e| format!("cannot open /dev/null: {e}"))
 }
 
-impl SystemOps {
+impl Starter {
     /// Starts an exec check of instance `index` of `spec`: its own process group, the
     /// program's environment, user and directory, output discarded.
     fn spawn_check(
@@ -275,16 +279,15 @@ impl SystemOps {
         plan.stdout = Some(open_null()?);
         plan.stderr = Some(open_null()?);
         // Not waiting for the exec: a check that cannot run exits 126/127, a failed check.
-        let pid = plan
-            .start()
+        plan.start()
             .map(|(pid, _report)| pid)
-            .map_err(|e| e.to_string())?;
-        self.check_pids.push(pid);
-        Ok(pid)
+            .map_err(|e| e.to_string())
     }
 }
 
-impl Ops for SystemOps {
+impl Starter {
+    /// Starts instance `index` of `spec`: its environment, user, directory, limits, sockets
+    /// and output; returns its pid.
     fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String> {
         let argv: Vec<OsString> = spec.command.iter().map(OsString::from).collect();
         let env = self.environment(spec, index);
@@ -367,24 +370,6 @@ impl Ops for SystemOps {
         }
         Ok(pid)
     }
-
-    fn signal(&mut self, pid: i32, sig: i32) {
-        // The instance's process group, so helpers it started (an `sh -c` wrapper's child)
-        // hear it too; the process alone if it left its group.
-        if signals::kill(-pid, sig).is_err() {
-            let _ = signals::kill(pid, sig);
-        }
-    }
-
-    fn signal_leftovers(&mut self, sig: i32) {
-        reaper::signal_leftovers(sig);
-    }
-
-    fn signal_group(&mut self, pgid: i32, sig: i32) -> bool {
-        // A group of that number led by an exec check is the check's, not the leftovers':
-        // the old group was empty and its number reused.
-        pgid > 1 && !self.check_pids.contains(&pgid) && signals::kill(-pgid, sig).is_ok()
-    }
 }
 
 /// What supervisor mode needs.
@@ -401,34 +386,60 @@ pub struct SupervisorRun {
     pub sockets: Vec<(String, std::os::fd::OwnedFd)>,
 }
 
-/// How often programs with `memory_max` or `cpu_max` are sampled.
-const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The pollfds one source pushed into the poll array: recorded as it pushes, read back with
+/// `get`, so a source that pushes an fd more or less moves no other and no slice of the
+/// array is ever out of bounds.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Slot(std::ops::Range<usize>);
 
-/// A start/stop/restart request answered once the programs have settled.
-struct Pending {
-    conn: ConnId,
-    names: Vec<String>,
-    what: Control,
+impl Slot {
+    fn fill(fds: &mut Vec<libc::pollfd>, push: impl FnOnce(&mut Vec<libc::pollfd>)) -> Slot {
+        let start = fds.len();
+        push(fds);
+        Slot(start..fds.len())
+    }
+
+    fn of<'a>(&self, fds: &'a [libc::pollfd]) -> &'a [libc::pollfd] {
+        fds.get(self.0.clone()).unwrap_or_default()
+    }
 }
 
-/// Supervisor mode's state besides the supervisor itself.
+/// Where each source's pollfds are in the one poll array.
+struct Slots {
+    signals: Slot,
+    control: Slot,
+    notify: Slot,
+    probes: Slot,
+    reports: Slot,
+    outputs: Slot,
+}
+
+/// A tcp or http check attempt under way, as `probes` knows it (by `key`).
+struct ProbeCheck {
+    key: i32,
+    check: CheckRef,
+    target: Target,
+    timeout: Duration,
+}
+
+/// Supervisor mode's OS side: the sources it polls and the objects effects act on.
 struct Daemon {
-    run: SupervisorRun,
-    ops: SystemOps,
-    sup: Supervisor,
+    machine: Machine,
+    signals: SignalSource,
+    config_path: PathBuf,
     server: Server,
-    pending: Vec<Pending>,
-    /// Why the last config reload failed, until one succeeds (shown by `status`).
-    reload_error: Option<String>,
-    /// The previous CPU sample of each process tree, by pid: (when, CPU time); one map for
-    /// the monitor's periodic samples, one for `status`, so a status request never shortens
-    /// the monitor's measuring window.
-    samples: HashMap<i32, (Instant, std::time::Duration)>,
-    status_samples: HashMap<i32, (Instant, std::time::Duration)>,
-    watches: HashMap<i32, monitor::Watch>,
-    next_sample: Option<Instant>,
     notify: Option<NotifySocket>,
-    checks: Checks,
+    starter: Starter,
+    probes: Probes,
+    probe_checks: Vec<ProbeCheck>,
+    next_probe: i32,
+    /// Exec check attempts under way, by their process's pid.
+    exec_checks: Vec<(i32, CheckRef)>,
+    /// Exec checks' processes until reaped (each leads its own process group): a process
+    /// group an exited instance left must never be confused with one of them.
+    check_pids: Vec<i32>,
+    /// The status to exit with, once the machine said so.
+    exit: Option<i32>,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -450,7 +461,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
             None
         }
     };
-    let ops = SystemOps {
+    let starter = Starter {
         base_env: std::env::vars_os()
             .filter(|(k, _)| k != "NOTIFY_SOCKET")
             .collect(),
@@ -459,25 +470,22 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         sockets: std::mem::take(&mut run.sockets),
         notify_address: notify.as_ref().map(|n| n.address().to_string()),
         reports: Vec::new(),
-        check_pids: Vec::new(),
     };
-    let sup = Supervisor::new(&run.config);
     let mut d = Daemon {
-        run,
-        ops,
-        sup,
+        machine: Machine::new(run.config, run.main),
+        signals: run.signals,
+        config_path: run.config_path,
         server,
-        pending: Vec::new(),
-        reload_error: None,
-        samples: HashMap::new(),
-        status_samples: HashMap::new(),
-        watches: HashMap::new(),
-        next_sample: None,
         notify,
-        checks: Checks::default(),
+        starter,
+        probes: Probes::default(),
+        probe_checks: Vec::new(),
+        next_probe: 0,
+        exec_checks: Vec::new(),
+        check_pids: Vec::new(),
+        exit: None,
     };
-    d.sup.start(Instant::now(), &mut d.ops);
-    d.schedule_sampling(Instant::now());
+    d.feed(Event::Begin, Instant::now());
     d.run()
 }
 
@@ -487,523 +495,330 @@ impl Daemon {
         let mut exits: Vec<Exit> = Vec::new();
         let mut fds = Vec::new();
         loop {
-            if let Some(code) = self.sup.finished() {
+            if let Some(code) = self.exit {
                 self.server.remove();
-                self.ops.outputs.drain(Instant::now() + DRAIN_TIME);
+                self.starter.outputs.drain(Instant::now() + DRAIN_TIME);
                 return code;
             }
             fds.clear();
-            fds.push(libc::pollfd {
-                fd: self.run.signals.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            self.server.poll_fds(&mut fds);
-            let control_fds = self.server.poll_len();
-            fds.push(libc::pollfd {
-                fd: self.notify.as_ref().map_or(-1, NotifySocket::raw_fd),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            self.checks.sync(&self.sup.running(), Instant::now());
-            self.checks.poll_fds(&mut fds);
-            let probe_fds = self.checks.poll_len();
-            self.ops.report_fds(&mut fds);
-            let report_fds = self.ops.reports.len();
-            self.ops.outputs.poll_fds(&mut fds);
+            let slots = Slots {
+                signals: Slot::fill(&mut fds, |f| f.push(pollin(self.signals.raw_fd()))),
+                control: Slot::fill(&mut fds, |f| self.server.poll_fds(f)),
+                notify: Slot::fill(&mut fds, |f| {
+                    f.push(pollin(
+                        self.notify.as_ref().map_or(-1, NotifySocket::raw_fd),
+                    ))
+                }),
+                probes: Slot::fill(&mut fds, |f| self.probes.poll_fds(f)),
+                reports: Slot::fill(&mut fds, |f| self.starter.report_fds(f)),
+                outputs: Slot::fill(&mut fds, |f| self.starter.outputs.poll_fds(f)),
+            };
             let deadline = [
-                self.checks.deadline(),
-                self.sup.deadline(),
+                self.machine.deadline(),
+                self.probes.deadline(),
                 self.server.deadline(),
-                self.next_sample,
             ]
             .into_iter()
             .flatten()
             .min();
-            let timeout = poll_timeout(deadline, Instant::now());
-            // SAFETY: `fds` is a valid array of its length. EINTR cannot occur with every
-            // signal blocked; on an error the loop looks at its sources again.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            poll(&mut fds, poll_timeout(deadline, Instant::now()));
             let now = Instant::now();
-            let requests = self.server.handle(&fds[1..1 + control_fds], now);
-            let notified = fds[1 + control_fds].revents != 0;
-            let probes_at = 2 + control_fds;
-            let running = self.sup.running();
-            self.checks
-                .handle(&fds[probes_at..probes_at + probe_fds], &running, now);
-            drop(running);
-            let reports_at = probes_at + probe_fds;
-            self.ops
-                .handle_reports(&fds[reports_at..reports_at + report_fds]);
-            self.ops.outputs.handle(&fds[reports_at + report_fds..]);
+            let requests = self.server.handle(slots.control.of(&fds), now);
+            let notified = slots.notify.of(&fds).iter().any(|p| p.revents != 0);
+            let done = self.probes.handle(slots.probes.of(&fds), now);
+            let mut results = self.probes_done(done);
+            self.starter.handle_reports(slots.reports.of(&fds));
+            self.starter.outputs.handle(slots.outputs.of(&fds));
+            debug_assert!(slots.signals.of(&fds).len() == 1);
 
             received.clear();
-            self.run.signals.drain(&mut received);
+            self.signals.drain(&mut received);
             let mut reap = false;
             for &sig in &received {
-                match sig {
-                    libc::SIGCHLD => reap = true,
-                    libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
-                        info!("received {}", signals::name(sig));
-                        self.sup.request_shutdown(now, &mut self.ops);
-                    }
-                    libc::SIGHUP => {
-                        let _ = self.reload_config(now);
-                    }
-                    libc::SIGUSR1 => {
-                        let n = self.ops.outputs.reopen();
-                        info!("SIGUSR1: reopened {n} log files");
-                    }
-                    libc::SIGPIPE => {}
-                    _ if self.run.main.is_some() => {
-                        debug!("forwarding {} to main", signals::name(sig));
-                        self.sup.signal_program("main", sig, &mut self.ops);
-                    }
-                    _ => debug!("ignoring {}", signals::name(sig)),
+                if sig == libc::SIGCHLD {
+                    reap = true;
+                } else {
+                    self.feed(Event::Signal(sig), now);
                 }
             }
             if reap {
                 exits.clear();
                 let children_left = reaper::reap(&mut exits);
-                if !self.ops.check_pids.is_empty() {
-                    self.ops
-                        .check_pids
-                        .retain(|pid| !exits.iter().any(|e| e.pid == *pid));
-                }
-                let running = self.sup.running();
-                self.checks.on_reaped(&exits, &running, now);
-                drop(running);
-                self.sup
-                    .on_reaped(&exits, children_left, now, &mut self.ops);
+                let exits = self.exec_checks_ended(&exits, &mut results);
+                let event = Event::Reaped {
+                    exits,
+                    children_left,
+                };
+                self.feed(event, now);
             }
             if notified {
                 self.on_notify(now);
             }
-            self.run_checks(now);
+            let done = self.probes.on_time(now);
+            results.extend(self.probes_done(done));
+            for (check, ok) in results {
+                self.feed(Event::CheckResult { check, ok }, now);
+            }
             for (conn, request) in requests {
-                self.dispatch(conn, request, now);
+                self.feed(Event::Request { conn, request }, now);
             }
             self.server.on_time(now);
-            self.sup.on_time(now, &mut self.ops);
-            if self.next_sample.is_some_and(|t| now >= t) {
-                self.sample(now);
+            self.feed(Event::Time, now);
+            // Requests that waited behind an answered one on the same connection.
+            loop {
+                let more = self.server.more_requests();
+                if more.is_empty() {
+                    break;
+                }
+                for (conn, request) in more {
+                    self.feed(Event::Request { conn, request }, now);
+                }
             }
-            self.answer_settled(now);
         }
     }
 
-    /// sd_notify datagrams: the sender (as the kernel reports it) must be a starting
-    /// instance's process or one of its descendants.
+    /// Hands `event` to the machine and carries out its effects in order; an effect's answer
+    /// is fed back at once and its own effects go first (a stack, not a queue), so the
+    /// machine sees what it would have seen had it made the call itself.
+    fn feed(&mut self, event: Event, now: Instant) {
+        let mut stack = self.machine.handle(event, now);
+        stack.reverse();
+        while let Some(effect) = stack.pop() {
+            if let Some(answer) = self.perform(effect, now) {
+                let mut more = self.machine.handle(answer, now);
+                more.reverse();
+                stack.append(&mut more);
+            }
+        }
+    }
+
+    /// Carries out one effect; returns its answer, for those that have one.
+    fn perform(&mut self, effect: Effect, now: Instant) -> Option<Event> {
+        match effect {
+            Effect::Spawn { instance, spec } => {
+                Some(match self.starter.spawn(&spec, instance.index) {
+                    Ok(pid) => Event::Spawned { instance, pid },
+                    Err(reason) => Event::SpawnFailed { instance, reason },
+                })
+            }
+            Effect::SignalInstance { pid, signal } => {
+                // The instance's process group, so helpers it started (an `sh -c` wrapper's
+                // child) hear it too; the process alone if it left its group.
+                if signals::kill(-pid, signal).is_err() {
+                    let _ = signals::kill(pid, signal);
+                }
+                None
+            }
+            Effect::SignalGroup { pgid, signal, ask } => {
+                // A group of that number led by an exec check is the check's, not the
+                // leftovers': the old group was empty and its number reused.
+                let delivered = pgid > 1
+                    && !self.check_pids.contains(&pgid)
+                    && signals::kill(-pgid, signal).is_ok();
+                ask.map(|ask| Event::GroupSignalled {
+                    pgid,
+                    signal,
+                    delivered,
+                    ask,
+                })
+            }
+            Effect::SignalLeftovers(sig) => {
+                reaper::signal_leftovers(sig);
+                None
+            }
+            Effect::Respond { conn, response } => {
+                self.server.respond(conn, &response, now);
+                None
+            }
+            Effect::StartCheck {
+                check,
+                what,
+                spec,
+                timeout,
+            } => self.start_check(check, what, &spec, timeout, now),
+            Effect::CancelCheck { check } => {
+                if let Some(k) = self.exec_checks.iter().position(|(_, c)| *c == check) {
+                    let (pid, _) = self.exec_checks.swap_remove(k);
+                    // Its own process group; reaped (and forgotten) as any other child.
+                    let _ = signals::kill(-pid, libc::SIGKILL);
+                } else if let Some(k) = self.probe_checks.iter().position(|p| p.check == check) {
+                    self.probe_checks.swap_remove(k);
+                    self.sync_probes(now);
+                }
+                None
+            }
+            Effect::SampleUsage { pids, sampling } => {
+                let table = monitor::Table::scan();
+                let usage = pids
+                    .into_iter()
+                    .map(|pid| {
+                        let sample = table.tree(pid).map(|u| Sample {
+                            cpu: u.cpu,
+                            rss_bytes: u.rss_bytes,
+                        });
+                        (pid, sample)
+                    })
+                    .collect();
+                Some(Event::Usage { sampling, usage })
+            }
+            Effect::LoadConfig { conn } => {
+                info!("reloading {}", self.config_path.display());
+                let config = config::load(&self.config_path, &config::SystemResolver::new())
+                    .map_err(|errors| errors.to_string());
+                Some(Event::ConfigLoaded {
+                    conn,
+                    config: Box::new(config),
+                })
+            }
+            Effect::ReopenLogs => {
+                let n = self.starter.outputs.reopen();
+                info!("SIGUSR1: reopened {n} log files");
+                None
+            }
+            Effect::Exit(code) => {
+                self.exit = Some(code);
+                None
+            }
+        }
+    }
+
+    /// Starts one check attempt: an exec check is a process of its own group; a tcp or http
+    /// one a probe, which starts on the next round of the loop (its deadline is now). An
+    /// exec check that cannot start has failed at once.
+    fn start_check(
+        &mut self,
+        check: CheckRef,
+        what: ReadyCheck,
+        spec: &ProgramSpec,
+        timeout: Duration,
+        now: Instant,
+    ) -> Option<Event> {
+        let target = match what {
+            ReadyCheck::Exec(argv) => {
+                return match self.starter.spawn_check(spec, check.instance.index, &argv) {
+                    Ok(pid) => {
+                        self.check_pids.push(pid);
+                        self.exec_checks.push((pid, check));
+                        None
+                    }
+                    Err(_) => Some(Event::CheckResult { check, ok: false }),
+                };
+            }
+            ReadyCheck::Tcp(addr) => Target::Tcp(addr),
+            ReadyCheck::Http { addr, host, path } => Target::Http { addr, host, path },
+            // Never asked for: they have no attempts.
+            ReadyCheck::Notify | ReadyCheck::Delay(_) => return None,
+        };
+        self.next_probe = self.next_probe.wrapping_add(1);
+        self.probe_checks.push(ProbeCheck {
+            key: self.next_probe,
+            check,
+            target,
+            timeout,
+        });
+        self.sync_probes(now);
+        None
+    }
+
+    /// Keeps a probe for exactly the attempts under way. Each tries at once and is dropped
+    /// when it ends, before it could try again (the machine schedules the next one).
+    fn sync_probes(&mut self, now: Instant) {
+        const NEVER_AGAIN: Duration = Duration::from_secs(3600);
+        let wanted: Vec<_> = self
+            .probe_checks
+            .iter()
+            .map(|p| {
+                let key = (p.key, Purpose::Ready);
+                (key, p.target.clone(), NEVER_AGAIN, p.timeout)
+            })
+            .collect();
+        self.probes.sync(&wanted, now);
+    }
+
+    /// Probe attempts that ended, as check results.
+    fn probes_done(&mut self, done: Vec<((i32, Purpose), bool)>) -> Vec<(CheckRef, bool)> {
+        let mut results = Vec::new();
+        for ((key, _), ok) in done {
+            if let Some(k) = self.probe_checks.iter().position(|p| p.key == key) {
+                results.push((self.probe_checks.swap_remove(k).check, ok));
+            }
+        }
+        if !results.is_empty() {
+            self.sync_probes(Instant::now());
+        }
+        results
+    }
+
+    /// Sorts what was reaped: exec checks' processes end their attempt (exit 0: passed);
+    /// the rest goes to the machine.
+    fn exec_checks_ended(
+        &mut self,
+        exits: &[Exit],
+        results: &mut Vec<(CheckRef, bool)>,
+    ) -> Vec<Exited> {
+        let mut rest = Vec::with_capacity(exits.len());
+        for exit in exits {
+            if let Some(k) = self.check_pids.iter().position(|p| *p == exit.pid) {
+                self.check_pids.swap_remove(k);
+                if let Some(j) = self.exec_checks.iter().position(|(p, _)| *p == exit.pid) {
+                    results.push((self.exec_checks.swap_remove(j).1, exit.code() == 0));
+                }
+                continue;
+            }
+            rest.push(Exited {
+                pid: exit.pid,
+                code: exit.code(),
+                signal: exit.signal(),
+            });
+        }
+        rest
+    }
+
+    /// sd_notify datagrams, each with its sender's ancestors (the machine decides whose it is).
     fn on_notify(&mut self, now: Instant) {
         let Some(notify) = &self.notify else { return };
         for msg in notify.receive() {
-            // The sender itself, or its nearest ancestor, must be an instance's process:
-            // one walk up the sender's parents (at most 64), not one per instance.
-            let mut owner = None;
-            let mut pid = msg.pid;
-            for _ in 0..64 {
-                if pid <= 1 {
-                    break;
-                }
-                if let Some(program) = self.sup.program_of(pid) {
-                    owner = Some((pid, program.to_string()));
-                    break;
-                }
-                match reaper::parent(pid) {
-                    Some(parent) => pid = parent,
-                    None => break,
-                }
-            }
-            let Some((pid, program)) = owner else {
-                debug!(
-                    "notify: ignoring a message from pid {}, which is no program's",
-                    msg.pid
-                );
-                continue;
+            let ancestors = ancestors(msg.pid);
+            let event = Event::Notify {
+                pid: msg.pid,
+                ancestors,
+                fields: msg.fields,
             };
-            for (key, value) in &msg.fields {
-                match key.as_str() {
-                    "READY" if value == "1" => {
-                        self.sup.mark_ready(pid, now, &mut self.ops);
-                    }
-                    "STOPPING" if value == "1" => info!("{program} (pid {pid}) is stopping"),
-                    "WATCHDOG" if value == "1" => {
-                        let running = self.sup.running();
-                        self.checks.watchdog_ping(pid, &running, now);
-                    }
-                    "WATCHDOG" if value == "trigger" => {
-                        self.reload_instance(pid, "asked for it (WATCHDOG=trigger)", now);
-                    }
-                    "STATUS" => info!("{program} (pid {pid}): {value}"),
-                    _ => debug!("notify from {program} (pid {pid}): {key}={value}"),
-                }
-            }
+            self.feed(event, now);
         }
     }
+}
 
-    /// Starts due exec checks and acts on the verdicts of every check.
-    fn run_checks(&mut self, now: Instant) {
-        let running = self.sup.running();
-        let due = self.checks.on_time(&running, now);
-        for d in due {
-            let started = running
-                .iter()
-                .find(|r| r.pid == d.key.0)
-                .ok_or_else(|| "gone".to_string())
-                .and_then(|r| self.ops.spawn_check(r.spec, r.index, &d.argv));
-            self.checks.exec_started(d.key, started, &running, now);
-        }
-        drop(running);
-        for verdict in self.checks.verdicts() {
-            match verdict {
-                Verdict::Ready(pid) => {
-                    self.sup.mark_ready(pid, now, &mut self.ops);
-                }
-                Verdict::Reload { pid, reason } => self.reload_instance(pid, &reason, now),
+/// The ancestors of `pid`, parent first, read from /proc: at most 64, and never pid 1 or ginit
+/// itself or beyond (no instance can be there).
+fn ancestors(pid: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let mut pid = pid;
+    while pid > 1 && out.len() < 64 {
+        match reaper::parent(pid) {
+            Some(parent) if parent > 1 && parent != me => {
+                out.push(parent);
+                pid = parent;
             }
+            _ => break,
         }
     }
+    out
+}
 
-    /// A verdict asks for a reload of the instance whose process is `pid`: the supervisor
-    /// counts it as a restart and reloads it by its program's strategy.
-    fn reload_instance(&mut self, pid: i32, reason: &str, now: Instant) {
-        self.sup.reload_verdict(pid, reason, now, &mut self.ops);
-    }
-
-    /// Carries out one control request; start/stop/restart are answered once settled.
-    fn dispatch(&mut self, conn: ConnId, request: Request, now: Instant) {
-        debug!("control request: {request:?}");
-        let response = match request {
-            Request::Status {} => self.status(now),
-            Request::Ready {} => self.readiness(),
-            Request::ReloadConfig {} => match self.reload_config(now) {
-                Ok(msg) => Response::ok(msg),
-                Err(e) => Response::error(e),
-            },
-            Request::Shutdown {} => {
-                info!("shutdown requested over the control socket");
-                self.sup.request_shutdown(now, &mut self.ops);
-                Response::ok("shutting down")
-            }
-            Request::Signal { signal, programs } => self.signal(&signal, &programs),
-            Request::Start { programs } => {
-                return self.control(conn, &programs, Control::Start, now);
-            }
-            Request::Stop { programs } => return self.control(conn, &programs, Control::Stop, now),
-            Request::Restart { programs } => {
-                return self.control(conn, &programs, Control::Restart, now);
-            }
-            Request::Reload { programs } => return self.reload(conn, &programs, now),
-        };
-        self.server.respond(conn, &response, now);
-    }
-
-    fn control(&mut self, conn: ConnId, names: &[String], what: Control, now: Instant) {
-        if self.sup.is_shutting_down() {
-            let r = Response::error("ginit is shutting down");
-            return self.server.respond(conn, &r, now);
-        }
-        match self.sup.resolve_names(names) {
-            Ok(names) => {
-                let busy: Vec<&str> = names
-                    .iter()
-                    .filter(|n| self.sup.is_replacing(n))
-                    .map(String::as_str)
-                    .collect();
-                if matches!(what, Control::Start | Control::Restart) && !busy.is_empty() {
-                    let e = format!(
-                        "a reload of {} is under way; try again once it has finished",
-                        busy.join(", ")
-                    );
-                    return self.server.respond(conn, &Response::error(e), now);
-                }
-                self.sup.control(&names, what, now, &mut self.ops);
-                self.pending.push(Pending { conn, names, what });
-            }
-            Err(e) => self.server.respond(conn, &Response::error(e), now),
-        }
-    }
-
-    /// `reload NAME...`: each program by its strategy (a signal is sent at once; a restart
-    /// is answered when the program runs again).
-    fn reload(&mut self, conn: ConnId, names: &[String], now: Instant) {
-        let names = match self.sup.resolve_names(names) {
-            Ok(names) => names,
-            Err(e) => return self.server.respond(conn, &Response::error(e), now),
-        };
-        let mut restart = Vec::new();
-        let mut replace = Vec::new();
-        let mut signalled = Vec::new();
-        for name in names {
-            match self.sup.spec(&name).map(|s| s.reload) {
-                Some(ReloadStrategy::Signal(sig)) => {
-                    self.sup.signal_program(&name, sig, &mut self.ops);
-                    signalled.push(format!("sent {} to {name}", signals::name(sig)));
-                }
-                Some(ReloadStrategy::Replace) => replace.push(name),
-                _ => restart.push(name),
-            }
-        }
-        match (restart.is_empty(), replace.is_empty()) {
-            (true, true) => {
-                let r = Response::ok(signalled.join("; "));
-                self.server.respond(conn, &r, now);
-            }
-            (false, true) => self.control(conn, &restart, Control::Restart, now),
-            (true, false) => self.control(conn, &replace, Control::Replace, now),
-            (false, false) => {
-                // Both kinds at once: the restarts go ahead unanswered, the answer waits for
-                // the replacements (which take longer, as they wait for readiness).
-                if let Ok(names) = self.sup.resolve_names(&restart) {
-                    self.sup
-                        .control(&names, Control::Restart, now, &mut self.ops);
-                }
-                self.control(conn, &replace, Control::Replace, now);
-            }
-        }
-    }
-
-    fn signal(&mut self, signal: &str, names: &[String]) -> Response {
-        let Some(sig) = signals::parse(signal) else {
-            return Response::error(format!("`{signal}` is not a signal name or number"));
-        };
-        let names = match self.sup.resolve_names(names) {
-            Ok(names) => names,
-            Err(e) => return Response::error(e),
-        };
-        let mut none = Vec::new();
-        for name in &names {
-            if !self.sup.signal_program(name, sig, &mut self.ops) {
-                none.push(name.as_str());
-            }
-        }
-        if none.is_empty() {
-            Response::ok(format!(
-                "sent {} to {}",
-                signals::name(sig),
-                names.join(", ")
-            ))
-        } else {
-            Response::error(format!("not running: {}", none.join(", ")))
-        }
-    }
-
-    fn answer_settled(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &self.pending[i];
-            if let Some(result) = self.sup.settled(&p.names, p.what) {
-                let response = match result {
-                    Ok(msg) => Response::ok(msg),
-                    Err(e) => Response::error(e),
-                };
-                let conn = self.pending.remove(i).conn;
-                self.server.respond(conn, &response, now);
-            } else {
-                i += 1;
-            }
-        }
-        // Requests that waited behind an answered one on the same connection.
-        loop {
-            let more = self.server.more_requests();
-            if more.is_empty() {
-                break;
-            }
-            for (conn, request) in more {
-                self.dispatch(conn, request, now);
-            }
-        }
-        self.schedule_sampling(now);
-    }
-
-    fn readiness(&self) -> Response {
-        if self.sup.ready() {
-            return Response::ok("ready");
-        }
-        if self.sup.is_shutting_down() {
-            return Response::error("not ready: shutting down");
-        }
-        let waiting: Vec<String> = self
-            .sup
-            .status()
-            .into_iter()
-            .filter(|i| !i.ready)
-            .map(|i| format!("{}.{} is {}", i.program, i.index, i.state))
-            .collect();
-        Response::error(format!("not ready: {}", waiting.join(", ")))
-    }
-
-    fn status(&mut self, now: Instant) -> Response {
-        let table = monitor::Table::scan();
-        let rows = self.sup.status();
-        let instances = rows
-            .into_iter()
-            .map(|i| {
-                let usage = i.pid.and_then(|pid| table.tree(pid));
-                let cpu_percent = match (i.pid, usage) {
-                    (Some(pid), Some(u)) => {
-                        let before = self
-                            .status_samples
-                            .get(&pid)
-                            .copied()
-                            .or(i.started.map(|t| (t, std::time::Duration::ZERO)));
-                        self.status_samples.insert(pid, (now, u.cpu));
-                        before.and_then(|b| monitor::cpu_percent(b, (now, u.cpu)))
-                    }
-                    _ => None,
-                };
-                InstanceStatus {
-                    program: i.program,
-                    instance: i.index,
-                    pid: i.pid,
-                    state: i.state.to_string(),
-                    ready: i.ready,
-                    uptime_secs: i
-                        .started
-                        .map(|t| now.saturating_duration_since(t).as_secs_f64()),
-                    restarts: i.restarts,
-                    cpu_percent,
-                    rss_bytes: usage.map(|u| u.rss_bytes),
-                    last_exit: i.last_exit,
-                }
-            })
-            .collect::<Vec<_>>();
-        self.forget_gone_processes();
-        Response {
-            ok: true,
-            status: Some(Status {
-                ready: self.sup.ready(),
-                shutting_down: self.sup.is_shutting_down(),
-                config_error: self.reload_error.clone(),
-                instances,
-            }),
-            ..Response::default()
-        }
-    }
-
-    fn forget_gone_processes(&mut self) {
-        let sup = &self.sup;
-        self.samples.retain(|pid, _| sup.has_pid(*pid));
-        self.status_samples.retain(|pid, _| sup.has_pid(*pid));
-        self.watches.retain(|pid, _| sup.has_pid(*pid));
-    }
-
-    /// Sampling runs only while some program has `memory_max` or `cpu_max`.
-    fn schedule_sampling(&mut self, now: Instant) {
-        let wanted = !self.sup.is_shutting_down()
-            && self
-                .run
-                .config
-                .programs
-                .iter()
-                .any(ProgramSpec::is_monitored);
-        self.next_sample = match (wanted, self.next_sample) {
-            (false, _) => None,
-            (true, Some(t)) => Some(t),
-            (true, None) => Some(now + SAMPLE_INTERVAL),
-        };
-    }
-
-    /// Samples the monitored programs and acts on `memory_max` / `cpu_max`.
-    fn sample(&mut self, now: Instant) {
-        self.next_sample = None;
-        let table = monitor::Table::scan();
-        let monitored: Vec<(i32, ProgramSpec)> = self
-            .sup
-            .running()
-            .into_iter()
-            .filter(|r| r.spec.is_monitored())
-            .map(|r| (r.pid, r.spec.clone()))
-            .collect();
-        for (pid, spec) in monitored {
-            let spec = &spec;
-            let Some(usage) = table.tree(pid) else {
-                continue;
-            };
-            let cpu = self
-                .samples
-                .insert(pid, (now, usage.cpu))
-                .and_then(|before| monitor::cpu_percent(before, (now, usage.cpu)));
-            let verdict = self.watches.entry(pid).or_default().judge(
-                now,
-                usage.rss_bytes,
-                cpu,
-                spec.memory_max,
-                spec.cpu_max,
-                spec.monitor_window,
-            );
-            let reason = match verdict {
-                None => continue,
-                Some(monitor::Verdict::MemoryOver { rss, max }) => format!(
-                    "uses {} KiB of memory, over its memory_max of {} KiB",
-                    rss / 1024,
-                    max / 1024
-                ),
-                Some(monitor::Verdict::CpuOver { percent, max }) => {
-                    let window = config::units::format_duration(spec.monitor_window);
-                    let msg = format!(
-                        "has used {percent:.0}% CPU for {window}, over its cpu_max of {max:.0}%"
-                    );
-                    if spec.cpu_action != CpuAction::Restart {
-                        warn!("{} (pid {pid}) {msg}", spec.name);
-                        continue;
-                    }
-                    msg
-                }
-            };
-            self.reload_instance(pid, &reason, now);
-        }
-        self.forget_gone_processes();
-        self.schedule_sampling(now);
-    }
-
-    /// SIGHUP or `reload-config`: re-reads the config. An invalid file changes nothing; a
-    /// valid one is applied as a difference.
-    fn reload_config(&mut self, now: Instant) -> Result<String, String> {
-        if self.sup.is_shutting_down() {
-            warn!("not reloading the config: shutting down");
-            return Err("not reloading the config: ginit is shutting down".into());
-        }
-        let path = &self.run.config_path;
-        info!("reloading {}", path.display());
-        let loaded = config::load(path, &config::SystemResolver::new())
-            .map_err(|errors| errors.to_string())
-            .and_then(|mut new| match &self.run.main {
-                Some(main) => new.add_main(main.clone()).map(|()| new),
-                None => Ok(new),
-            });
-        let loaded = loaded.and_then(|new| {
-            if new.sockets == self.run.config.sockets {
-                Ok(new)
-            } else {
-                Err(
-                    "`sockets` changed: sockets are bound once, when ginit starts, and \
-                     cannot change on a reload (restart ginit to change them)"
-                        .to_string(),
-                )
-            }
-        });
-        let new = match loaded {
-            Ok(new) => new,
-            Err(e) => {
-                error!("the new config is invalid; nothing changed:\n{e}");
-                self.reload_error = Some(e.clone());
-                return Err(format!("the new config is invalid; nothing changed:\n{e}"));
-            }
-        };
-        self.reload_error = None;
-        let summary = self.sup.reload(&self.run.config, &new, now, &mut self.ops);
-        self.run.config = new;
-        self.next_sample = None;
-        self.schedule_sampling(now);
-        Ok(summary)
-    }
+/// poll(2) over `fds`, for at most `timeout_ms` (-1: no limit). The raw system call of this
+/// file, alone, so the OS edge's safe wrapper can replace it.
+#[allow(unsafe_code)]
+fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
+    // SAFETY: `fds` is a valid array of its length. EINTR cannot occur with every signal
+    // blocked; on any error the loop simply looks at its sources again.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn timeouts_round_up_and_never_spin() {
@@ -1020,5 +835,35 @@ mod tests {
             poll_timeout(Some(now + Duration::from_secs(1 << 40)), now),
             i32::MAX
         );
+    }
+
+    #[test]
+    fn slots_name_what_each_source_pushed_even_when_one_pushes_more() {
+        let mut fds = Vec::new();
+        let a = Slot::fill(&mut fds, |f| f.push(pollin(3)));
+        let none = Slot::fill(&mut fds, |_| {});
+        let b = Slot::fill(&mut fds, |f| {
+            f.push(pollin(4));
+            f.push(pollin(5));
+        });
+        let c = Slot::fill(&mut fds, |f| f.push(pollin(6)));
+        let fd =
+            |s: &Slot, fds: &[libc::pollfd]| s.of(fds).iter().map(|p| p.fd).collect::<Vec<_>>();
+        assert_eq!(fd(&a, &fds), [3]);
+        assert!(fd(&none, &fds).is_empty());
+        assert_eq!(fd(&b, &fds), [4, 5]);
+        assert_eq!(fd(&c, &fds), [6]);
+        // A shorter array (never made so, but never trusted either): empty, not a panic.
+        assert!(c.of(&fds[..2]).is_empty());
+    }
+
+    #[test]
+    fn ancestors_stop_before_ginit() {
+        // This test's own process: its parent chain ends before pid 1 and before itself.
+        let me = std::process::id() as i32;
+        let list = ancestors(me);
+        assert!(list.iter().all(|&p| p > 1 && p != me), "{list:?}");
+        assert!(ancestors(1).is_empty());
+        assert!(ancestors(0).is_empty());
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! Sampling happens only when asked (a `status` request, or programs with `memory_max` /
 //! `cpu_max`): one pass over /proc/[pid]/stat builds the parent links, then each tree is
-//! summed. The verdict logic ([`Watch`]) is pure and unit-tested. This module imports no
-//! other ginit module.
+//! summed. What a sample means (`memory_max`, `cpu_max`) is the machine's
+//! (`machine/monitor.rs`). This module imports no other ginit module.
 #![allow(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One process as /proc/PID/stat shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,59 +116,6 @@ pub(crate) fn parse_stat(pid: i32, text: &str) -> Option<Proc> {
     })
 }
 
-/// CPU use in percent of one core between two samples.
-pub fn cpu_percent(before: (Instant, Duration), after: (Instant, Duration)) -> Option<f64> {
-    let wall = after.0.checked_duration_since(before.0)?.as_secs_f64();
-    (wall > 0.0).then(|| after.1.saturating_sub(before.1).as_secs_f64() / wall * 100.0)
-}
-
-/// What a sample means for a program with `memory_max` / `cpu_max`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Verdict {
-    /// Resident memory above `memory_max`.
-    MemoryOver { rss: u64, max: u64 },
-    /// CPU above `cpu_max` for the whole `monitor_window`.
-    CpuOver { percent: f64, max: f64 },
-}
-
-/// Per-instance memory of the CPU check: since when it has been over the limit.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Watch {
-    over_since: Option<Instant>,
-}
-
-impl Watch {
-    /// Judges one sample. A CPU verdict comes once per window of sustained excess.
-    pub fn judge(
-        &mut self,
-        now: Instant,
-        rss: u64,
-        cpu: Option<f64>,
-        memory_max: Option<u64>,
-        cpu_max: Option<f64>,
-        window: Duration,
-    ) -> Option<Verdict> {
-        if let Some(max) = memory_max
-            && rss > max
-        {
-            return Some(Verdict::MemoryOver { rss, max });
-        }
-        let (Some(max), Some(percent)) = (cpu_max, cpu) else {
-            return None;
-        };
-        if percent <= max {
-            self.over_since = None;
-            return None;
-        }
-        let since = *self.over_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= window {
-            self.over_since = Some(now);
-            return Some(Verdict::CpuOver { percent, max });
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,47 +180,5 @@ mod tests {
             })
         );
         assert_eq!(t.tree(99), None);
-    }
-
-    #[test]
-    fn verdicts() {
-        let t = Instant::now();
-        let s = Duration::from_secs;
-        let mut w = Watch::default();
-        assert_eq!(
-            w.judge(t, 300, None, Some(200), None, s(30)),
-            Some(Verdict::MemoryOver { rss: 300, max: 200 })
-        );
-        assert_eq!(
-            w.judge(t, 100, Some(50.0), Some(200), Some(80.0), s(10)),
-            None
-        );
-        // Over for less than the window: nothing; for the whole window: one verdict.
-        assert_eq!(w.judge(t, 0, Some(90.0), None, Some(80.0), s(10)), None);
-        assert_eq!(
-            w.judge(t + s(5), 0, Some(95.0), None, Some(80.0), s(10)),
-            None
-        );
-        assert_eq!(
-            w.judge(t + s(10), 0, Some(99.0), None, Some(80.0), s(10)),
-            Some(Verdict::CpuOver {
-                percent: 99.0,
-                max: 80.0
-            })
-        );
-        assert_eq!(
-            w.judge(t + s(11), 0, Some(99.0), None, Some(80.0), s(10)),
-            None
-        );
-        // A dip resets the window.
-        assert_eq!(
-            w.judge(t + s(12), 0, Some(10.0), None, Some(80.0), s(10)),
-            None
-        );
-        assert_eq!(
-            w.judge(t + s(21), 0, Some(99.0), None, Some(80.0), s(10)),
-            None
-        );
-        assert_eq!(cpu_percent((t, s(1)), (t + s(2), s(2))), Some(50.0));
     }
 }

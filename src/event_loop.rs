@@ -62,6 +62,7 @@ fn pollin(fd: i32) -> libc::pollfd {
 fn wait_readable(fd: i32, timeout_ms: i32) {
     poll(&mut [pollin(fd)], timeout_ms);
 }
+
 /// What single-program mode needs besides the state machine.
 pub struct SingleRun {
     pub signals: SignalSource,
@@ -333,14 +334,18 @@ impl Starter {
             .oom_score_adj
             .map(|n| n.to_string().into_bytes());
         let mut readers = [None, None];
-        for (i, output) in [&spec.stdout, &spec.stderr].into_iter().enumerate() {
+        for (i, (output, read_end)) in [&spec.stdout, &spec.stderr]
+            .into_iter()
+            .zip(&mut readers)
+            .enumerate()
+        {
             let fd = match output {
                 Output::Inherit => continue,
                 Output::Null => open_null()?,
                 _ => {
                     let (reader, writer) = Outputs::pipe()
                         .map_err(|e| format!("cannot create a pipe for its output: {e}"))?;
-                    readers[i] = Some(reader);
+                    *read_end = Some(reader);
                     writer
                 }
             };
@@ -526,13 +531,15 @@ impl Daemon {
             let requests = self.server.handle(slots.control.of(&fds), now);
             let notified = slots.notify.of(&fds).iter().any(|p| p.revents != 0);
             let done = self.probes.handle(slots.probes.of(&fds), now);
-            let mut results = self.probes_done(done);
+            let mut results = self.probes_done(done, now);
             self.starter.handle_reports(slots.reports.of(&fds));
             self.starter.outputs.handle(slots.outputs.of(&fds));
-            debug_assert!(slots.signals.of(&fds).len() == 1);
 
             received.clear();
-            self.signals.drain(&mut received);
+            // Level-triggered: a signal still queued is seen on the next round.
+            if slots.signals.of(&fds).iter().any(|p| p.revents != 0) {
+                self.signals.drain(&mut received);
+            }
             let mut reap = false;
             for &sig in &received {
                 if sig == libc::SIGCHLD {
@@ -555,7 +562,7 @@ impl Daemon {
                 self.on_notify(now);
             }
             let done = self.probes.on_time(now);
-            results.extend(self.probes_done(done));
+            results.extend(self.probes_done(done, now));
             for (check, ok) in results {
                 self.feed(Event::CheckResult { check, ok }, now);
             }
@@ -736,7 +743,11 @@ impl Daemon {
     }
 
     /// Probe attempts that ended, as check results.
-    fn probes_done(&mut self, done: Vec<((i32, Purpose), bool)>) -> Vec<(CheckRef, bool)> {
+    fn probes_done(
+        &mut self,
+        done: Vec<((i32, Purpose), bool)>,
+        now: Instant,
+    ) -> Vec<(CheckRef, bool)> {
         let mut results = Vec::new();
         for ((key, _), ok) in done {
             if let Some(k) = self.probe_checks.iter().position(|p| p.key == key) {
@@ -744,7 +755,7 @@ impl Daemon {
             }
         }
         if !results.is_empty() {
-            self.sync_probes(Instant::now());
+            self.sync_probes(now);
         }
         results
     }

@@ -228,8 +228,7 @@ impl Machine {
         let Some((p, i)) = self.find_instance(&check.instance) else {
             return;
         };
-        let program = &mut self.programs[p];
-        let Some(inst) = program.instances.get_mut(i) else {
+        let Some((spec, inst)) = self.instance_mut(p, i) else {
             return;
         };
         let mut ready = None;
@@ -250,7 +249,7 @@ impl Machine {
                 health: Some(c),
                 ..
             } if c.is(check.attempt) => {
-                let Some(h) = &program.spec.health else {
+                let Some(h) = &spec.health else {
                     return;
                 };
                 c.attempt = Attempt::Due(now + h.interval);
@@ -277,9 +276,8 @@ impl Machine {
         let Some((p, i)) = self.find_pid(pid) else {
             return;
         };
-        let program = &mut self.programs[p];
-        if let Some(limit) = program.spec.watchdog
-            && let Some(inst) = program.instances.get_mut(i)
+        if let Some((spec, inst)) = self.instance_mut(p, i)
+            && let Some(limit) = spec.watchdog
             && let State::Running { watchdog_at, .. } = &mut inst.state
         {
             *watchdog_at = Some(now + limit);
@@ -294,18 +292,16 @@ impl Machine {
         }
         let mut any = false;
         for p in 0..self.programs.len() {
-            let program = &mut self.programs[p];
+            let Some(program) = self.programs.get_mut(p) else {
+                break;
+            };
             let paused = program.renewing();
             any |= paused;
             if paused == program.health_paused {
                 continue;
             }
             program.health_paused = paused;
-            for i in 0..program.instances.len() {
-                let program = &mut self.programs[p];
-                let steps = program.instances[i].pause_health(paused, &program.spec, now);
-                self.apply(p, i, steps, now);
-            }
+            self.each_instance(p, now, |inst, spec| inst.pause_health(paused, spec, now));
         }
         self.health_paused_any = any;
     }

@@ -89,7 +89,8 @@ pub struct CheckRef {
     pub attempt: u64,
 }
 
-/// How a reaped process ended.
+/// How a reaped process ended. The edge makes it from the reaper's wait status (the machine
+/// may not import the reaper); at the merge the reaper can return this type itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exited {
     pub pid: i32,

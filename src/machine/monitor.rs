@@ -119,9 +119,10 @@ impl Machine {
             let Some((p, i)) = self.find_pid(pid) else {
                 continue;
             };
-            let program = &mut self.programs[p];
-            let spec = &program.spec;
-            let Some(process) = program.instances.get_mut(i).and_then(|i| i.process_mut()) else {
+            let Some((spec, inst)) = self.instance_mut(p, i) else {
+                continue;
+            };
+            let Some(process) = inst.process_mut() else {
                 continue;
             };
             let cpu = process

@@ -39,8 +39,10 @@ impl Machine {
             if pid <= 1 {
                 break;
             }
-            if let Some((p, _)) = self.find_pid(pid) {
-                owner = Some((pid, self.programs[p].spec.name.clone()));
+            if let Some((p, _)) = self.find_pid(pid)
+                && let Some(program) = self.programs.get(p)
+            {
+                owner = Some((pid, program.spec.name.clone()));
                 break;
             }
         }

@@ -237,6 +237,17 @@ impl Machine {
         Some((p, i))
     }
 
+    /// Instance `i` of program `p`, with its program's spec.
+    pub(super) fn instance_mut(
+        &mut self,
+        p: usize,
+        i: usize,
+    ) -> Option<(&ProgramSpec, &mut Instance)> {
+        let program = self.programs.get_mut(p)?;
+        let inst = program.instances.get_mut(i)?;
+        Some((&program.spec, inst))
+    }
+
     /// Whether `pid` is an instance's process (running or stopping).
     pub(super) fn has_pid(&self, pid: i32) -> bool {
         self.by_pid.contains_key(&pid)
@@ -289,8 +300,10 @@ impl Machine {
     ) {
         let n = self.programs.get(p).map_or(0, |q| q.instances.len());
         for i in 0..n {
-            let program = &mut self.programs[p];
-            let steps = step(&mut program.instances[i], &program.spec);
+            let Some((spec, inst)) = self.instance_mut(p, i) else {
+                return;
+            };
+            let steps = step(inst, spec);
             self.apply(p, i, steps, now);
         }
     }
@@ -306,10 +319,11 @@ impl Machine {
             );
             return;
         };
-        let program = &mut self.programs[p];
-        let inst = &mut program.instances[i];
-        info!("started {} (pid {pid})", program.spec.label(inst.index));
-        inst.on_spawned(&program.spec, pid, now);
+        let Some((spec, inst)) = self.instance_mut(p, i) else {
+            return;
+        };
+        info!("started {} (pid {pid})", spec.label(inst.index));
+        inst.on_spawned(spec, pid, now);
         self.by_pid.insert(pid, p as u32);
         self.touched(p);
         self.progress(now);
@@ -320,12 +334,13 @@ impl Machine {
         let Some((p, i)) = self.find_instance(r) else {
             return;
         };
-        let program = &mut self.programs[p];
-        let inst = &mut program.instances[i];
-        error!("cannot start {}: {reason}", program.spec.label(inst.index));
+        let running = self.phase == Phase::Running;
+        let Some((spec, inst)) = self.instance_mut(p, i) else {
+            return;
+        };
+        error!("cannot start {}: {reason}", spec.label(inst.index));
         let surge = inst.role == Role::Surge;
-        let may_restart = self.phase == Phase::Running && !surge;
-        let steps = inst.on_spawn_failed(&program.spec, may_restart, now);
+        let steps = inst.on_spawn_failed(spec, running && !surge, now);
         if !surge {
             self.report_end(p, i, now);
         }
@@ -453,8 +468,8 @@ impl Machine {
     pub(super) fn kill_groups(&mut self, now: Instant) {
         let forced = self.stopping();
         let mut k = 0;
-        while k < self.groups.len() {
-            if now < self.groups[k].kill_at {
+        while let Some(g) = self.groups.get(k) {
+            if now < g.kill_at {
                 k += 1;
                 continue;
             }
@@ -522,11 +537,12 @@ impl Machine {
             };
             self.by_pid.remove(&exit.pid);
             let running = self.phase == Phase::Running;
-            let program = &mut self.programs[p];
-            let inst = &mut program.instances[i];
+            let Some((spec, inst)) = self.instance_mut(p, i) else {
+                continue;
+            };
             let surge = inst.role == Role::Surge;
             let may_restart = running && !surge;
-            let label = program.spec.label(inst.index);
+            let label = spec.label(inst.index);
             let was_stopping = inst.is_stopping();
             if surge {
                 warn!("the new {label} (pid {}) {}", exit.pid, exit.describe());
@@ -537,7 +553,7 @@ impl Machine {
             } else {
                 warn!("{label} (pid {}) {}", exit.pid, exit.describe());
             }
-            let steps = inst.on_exit(&program.spec, exit.code, exit.signal, may_restart, now);
+            let steps = inst.on_exit(spec, exit.code, exit.signal, may_restart, now);
             // After a stop: a counted reload now waits out its backoff, or a given-up
             // instance is failed (and a critical one ends the run).
             let backoff = matches!(inst.state, State::Backoff { .. });
@@ -633,20 +649,23 @@ impl Machine {
             }
             ready &= dep.satisfies_dependents();
         }
+        let Some(program) = self.programs.get_mut(p) else {
+            return;
+        };
         if let Some(dead) = dead {
-            if !self.programs[p].blocked_reported {
+            if !program.blocked_reported {
                 error!(
                     "{} will not start: its dependency {dead} failed",
-                    self.programs[p].spec.name
+                    program.spec.name
                 );
-                self.programs[p].blocked_reported = true;
+                program.blocked_reported = true;
             }
             return;
         }
         if !ready {
             return;
         }
-        self.programs[p].launched = true;
+        program.launched = true;
         // A start may satisfy others at once (programs without readiness checks are ready as
         // soon as their spawn is answered): its dependents go on the list then.
         self.each_instance(p, now, |inst, spec| inst.start(spec));
@@ -659,12 +678,13 @@ impl Machine {
         let Some((p, i)) = self.find_pid(pid) else {
             return false;
         };
-        let program = &mut self.programs[p];
-        let inst = &mut program.instances[i];
-        let Some(steps) = inst.on_ready(&program.spec, now) else {
+        let Some((spec, inst)) = self.instance_mut(p, i) else {
             return false;
         };
-        info!("{} is ready", program.spec.label(inst.index));
+        let Some(steps) = inst.on_ready(spec, now) else {
+            return false;
+        };
+        info!("{} is ready", spec.label(inst.index));
         self.apply(p, i, steps, now);
         self.progress(now);
         true
@@ -675,18 +695,20 @@ impl Machine {
     pub(super) fn lifecycle_time(&mut self, now: Instant) {
         let stopping = self.stopping();
         for p in 0..self.programs.len() {
-            for i in 0..self.programs[p].instances.len() {
-                let program = &mut self.programs[p];
-                let inst = &mut program.instances[i];
+            let n = self.programs.get(p).map_or(0, |q| q.instances.len());
+            for i in 0..n {
+                let Some((spec, inst)) = self.instance_mut(p, i) else {
+                    break;
+                };
                 if inst.deadline().is_none_or(|d| now < d) {
                     continue;
                 }
                 let (was_starting, was_ready) = (inst.is_starting(), inst.is_ready());
-                let steps = inst.on_time(&program.spec, now);
-                let label = program.spec.label(inst.index);
+                let steps = inst.on_time(spec, now);
+                let label = spec.label(inst.index);
                 if steps.contains(&Step::Signal(libc::SIGKILL)) {
                     if was_starting {
-                        let limit = program.spec.ready.as_ref().map(|r| r.timeout);
+                        let limit = spec.ready.as_ref().map(|r| r.timeout);
                         warn!(
                             "{label} was not ready within {}: killing it",
                             format_duration(limit.unwrap_or_default())

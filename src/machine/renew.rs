@@ -88,15 +88,23 @@ pub(super) fn renewal(spec: &ProgramSpec, cause: Cause) -> Renewal {
 /// Moves the restart history of `instances[from]` to `instances[to]` (the new instance of a
 /// `replace` takes over from the old one).
 fn inherit(instances: &mut [Instance], from: usize, to: usize) {
-    if from == to || from >= instances.len() || to >= instances.len() {
-        return;
-    }
-    if from < to {
+    if from < to && to < instances.len() {
         let (a, b) = instances.split_at_mut(to);
-        b[0].inherit_history(&mut a[from]);
-    } else {
+        if let (Some(old), Some(new)) = (a.get_mut(from), b.first_mut()) {
+            new.inherit_history(old);
+        }
+    } else if to < from && from < instances.len() {
         let (a, b) = instances.split_at_mut(from);
-        a[to].inherit_history(&mut b[0]);
+        if let (Some(new), Some(old)) = (a.get_mut(to), b.first_mut()) {
+            new.inherit_history(old);
+        }
+    }
+}
+
+/// Removes `instances[at]`, if there is one.
+fn remove_at(instances: &mut Vec<Instance>, at: usize) {
+    if at < instances.len() {
+        instances.remove(at);
     }
 }
 
@@ -116,7 +124,9 @@ impl Machine {
                     Control::Replace => "replacing",
                 }
             );
-            let program = &mut self.programs[p];
+            let Some(program) = self.programs.get_mut(p) else {
+                continue;
+            };
             // Start order no longer applies to a program someone handles by hand.
             program.launched = true;
             if what != Control::Start {
@@ -143,7 +153,8 @@ impl Machine {
     /// A `replace` reload of program `name` is under way.
     pub(super) fn is_replacing(&self, name: &str) -> bool {
         self.program_index(name)
-            .is_some_and(|p| self.programs[p].replacing.is_some())
+            .and_then(|p| self.programs.get(p))
+            .is_some_and(|q| q.replacing.is_some())
     }
 
     /// Replaces the given instances of program `p` one at a time (see the module header).
@@ -191,7 +202,9 @@ impl Machine {
             return;
         }
         for p in 0..self.programs.len() {
-            let program = &mut self.programs[p];
+            let Some(program) = self.programs.get_mut(p) else {
+                break;
+            };
             if program.replacing.is_none() {
                 // What a cancelled replace (a stop, a shutdown) left: a new instance that
                 // never took over, or an old one that was retiring.
@@ -212,7 +225,9 @@ impl Machine {
     /// One step of the `replace` reload of program `p`; true to take the next one at once.
     fn replace_step(&mut self, p: usize, now: Instant) -> bool {
         let serial = self.serial + 1;
-        let program = &mut self.programs[p];
+        let Some(program) = self.programs.get_mut(p) else {
+            return false;
+        };
         let Some(&index) = program.replacing.as_ref().and_then(|q| q.first()) else {
             if program.replacing.take().is_some() {
                 let n = program.spec.instances;
@@ -226,31 +241,37 @@ impl Machine {
             return false;
         };
         let label = program.label(index);
-        let old = program
-            .instances
-            .iter()
-            .position(|i| i.index == index && i.role != Role::Surge);
-        let surge = program
-            .instances
-            .iter()
-            .position(|i| i.index == index && i.role == Role::Surge);
-        match (old, surge) {
-            (Some(o), None) if program.instances[o].role == Role::Retiring => {
-                if program.instances[o].is_live() {
+        let find = |surge: bool| {
+            program
+                .instances
+                .iter()
+                .position(|i| i.index == index && (i.role == Role::Surge) == surge)
+        };
+        let (old, new) = (find(false), find(true));
+        let old_one = old.and_then(|o| program.instances.get(o));
+        let new_one = new.and_then(|n| program.instances.get(n));
+        match (old, old_one, new, new_one) {
+            (Some(o), Some(i), None, _) if i.role == Role::Retiring => {
+                if i.is_live() {
                     return false; // the old one is still stopping
                 }
-                program.instances.remove(o);
+                remove_at(&mut program.instances, o);
                 next_index(program);
                 true
             }
-            (Some(o), None) if !program.instances[o].is_up() => {
+            (Some(o), Some(i), None, _) if !i.is_up() => {
                 // Nothing serves at this index: a plain (re)start is all there is to do.
-                let steps = program.instances[o].restart(&program.spec, now);
+                let spec = program.spec.clone();
+                let steps = program
+                    .instances
+                    .get_mut(o)
+                    .map(|i| i.restart(&spec, now))
+                    .unwrap_or_default();
                 next_index(program);
                 self.apply(p, o, steps, now);
                 true
             }
-            (_, None) => {
+            (_, _, None, _) => {
                 self.serial = serial;
                 let mut fresh = Instance::new(index, serial, &program.spec);
                 fresh.role = Role::Surge;
@@ -264,28 +285,31 @@ impl Machine {
                 // else, and then it is ready already if it has no ready check.
                 true
             }
-            (old, Some(s)) => {
-                let new = &program.instances[s];
-                if new.is_ready() {
-                    program.instances[s].role = Role::Serving;
-                    match old {
-                        Some(o) => {
-                            inherit(&mut program.instances, o, s);
-                            program.instances[o].role = Role::Retiring;
-                            info!("the new {label} is ready: stopping the old one");
-                            let steps = program.instances[o].stop(&program.spec, now);
-                            self.apply(p, o, steps, now);
-                        }
-                        None => next_index(program),
-                    }
+            (old, _, Some(n), Some(i)) if i.is_ready() => {
+                if let Some(i) = program.instances.get_mut(n) {
+                    i.role = Role::Serving;
+                }
+                let Some(o) = old else {
+                    next_index(program);
                     return true;
-                }
-                if new.is_live() {
-                    return false; // starting, or being killed for not being ready
-                }
-                let code = new.last_exit.unwrap_or(127);
+                };
+                inherit(&mut program.instances, o, n);
+                let spec = program.spec.clone();
+                let Some(i) = program.instances.get_mut(o) else {
+                    return true;
+                };
+                i.role = Role::Retiring;
+                info!("the new {label} is ready: stopping the old one");
+                let steps = i.stop(&spec, now);
+                self.apply(p, o, steps, now);
+                true
+            }
+            // Starting, or being killed for not being ready.
+            (_, _, Some(_), Some(i)) if i.is_live() => false,
+            (_, _, Some(n), new_one) => {
+                let code = new_one.and_then(|i| i.last_exit).unwrap_or(127);
                 let why = format!("ended with status {code} before it was ready");
-                program.instances.remove(s);
+                remove_at(&mut program.instances, n);
                 program.replacing = None;
                 let msg = format!("the new {label} {why}; the old one keeps serving");
                 error!("reload of {} failed: {msg}", program.spec.name);
@@ -306,8 +330,12 @@ impl Machine {
         let Some((p, i)) = self.find_pid(pid) else {
             return;
         };
-        let program = &mut self.programs[p];
-        let inst = &program.instances[i];
+        let Some(program) = self.programs.get_mut(p) else {
+            return;
+        };
+        let Some(inst) = program.instances.get(i) else {
+            return;
+        };
         let index = inst.index;
         let label = program.label(index);
         if !(inst.is_starting() || inst.is_ready()) || inst.role != Role::Serving {
@@ -317,27 +345,31 @@ impl Machine {
             debug!("{label} (pid {pid}) {reason}; a reload of it is under way already");
             return;
         }
-        let Some(delay) = program.instances[i].count_restart(&program.spec, now) else {
+        let spec = program.spec.clone();
+        let Some(inst) = program.instances.get_mut(i) else {
+            return;
+        };
+        let Some(delay) = inst.count_restart(&spec, now) else {
             error!(
                 "{label} (pid {pid}) {reason}, and was restarted {} times in {} already: \
                  giving up, stopping it",
-                program.spec.max_restarts,
-                format_duration(program.spec.restart_window)
+                spec.max_restarts,
+                format_duration(spec.restart_window)
             );
-            let steps = program.instances[i].give_up(&program.spec, now);
+            let steps = inst.give_up(&spec, now);
             self.apply(p, i, steps, now);
             self.progress(now);
             return;
         };
         warn!(
             "{label} (pid {pid}) {reason}: reloading it (restart {}, in {})",
-            program.instances[i].restarts,
+            inst.restarts,
             format_duration(delay)
         );
-        match renewal(&program.spec, Cause::Verdict) {
+        match renewal(&spec, Cause::Verdict) {
             Renewal::Signal(signal) => self.out.push(Effect::SignalInstance { pid, signal }),
             Renewal::Restart => {
-                let steps = program.instances[i].reload_after(&program.spec, now, delay);
+                let steps = inst.reload_after(&spec, now, delay);
                 self.apply(p, i, steps, now);
             }
             Renewal::Replace if delay.is_zero() => self.begin_replace(p, vec![index]),
@@ -422,18 +454,23 @@ impl Machine {
         let specs = positions(&new.programs);
         let spec_of = |name: &str| specs.get(name).and_then(|&i| new.programs.get(i));
         for name in &d.removed {
-            if let Some(p) = self.program_index(name) {
-                self.programs[p].removing = true;
-                self.programs[p].delayed.clear();
-                self.reshaping = true;
-                self.each_instance(p, now, |inst, spec| inst.stop(spec, now));
-            }
-        }
-        for name in &d.changed {
-            let (Some(p), Some(spec)) = (self.program_index(name), spec_of(name)) else {
+            let Some(p) = self.program_index(name) else {
                 continue;
             };
-            let program = &mut self.programs[p];
+            if let Some(program) = self.programs.get_mut(p) {
+                program.removing = true;
+                program.delayed.clear();
+            }
+            self.reshaping = true;
+            self.each_instance(p, now, |inst, spec| inst.stop(spec, now));
+        }
+        for name in &d.changed {
+            let Some(p) = self.program_index(name) else {
+                continue;
+            };
+            let (Some(program), Some(spec)) = (self.programs.get_mut(p), spec_of(name)) else {
+                continue;
+            };
             program.delayed.clear();
             let in_place =
                 program.spec.instances == spec.instances && program.launched && program.live();

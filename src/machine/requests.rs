@@ -125,10 +125,10 @@ impl Machine {
         let mut replace = Vec::new();
         let mut signalled = Vec::new();
         for name in names {
-            let Some(p) = self.program_index(&name) else {
+            let Some(program) = self.program_index(&name).and_then(|p| self.programs.get(p)) else {
                 continue;
             };
-            match renewal(&self.programs[p].spec, Cause::Request) {
+            match renewal(&program.spec, Cause::Request) {
                 Renewal::Signal(sig) => {
                     self.signal_program(&name, sig);
                     signalled.push(format!("sent {} to {name}", crate::signals::name(sig)));
@@ -179,8 +179,7 @@ impl Machine {
     /// Answers the requests whose programs have settled.
     pub(super) fn answer_settled(&mut self) {
         let mut i = 0;
-        while i < self.pending.len() {
-            let p = &self.pending[i];
+        while let Some(p) = self.pending.get(i) {
             let Some(result) = self.settled(&p.names, p.what) else {
                 i += 1;
                 continue;

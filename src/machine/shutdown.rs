@@ -187,13 +187,14 @@ impl Machine {
     fn kill_all(&mut self, why: &str, now: Instant) {
         warn!("{why}: killing what is still running");
         for p in 0..self.programs.len() {
-            for i in 0..self.programs[p].instances.len() {
-                let program = &mut self.programs[p];
-                let inst = &mut program.instances[i];
-                if inst.pid().is_some() {
-                    self.forced.push(program.spec.label(inst.index));
-                }
+            let n = self.programs.get(p).map_or(0, |q| q.instances.len());
+            for i in 0..n {
+                let Some((spec, inst)) = self.instance_mut(p, i) else {
+                    break;
+                };
+                let killed = inst.pid().is_some().then(|| spec.label(inst.index));
                 let steps = inst.kill();
+                self.forced.extend(killed);
                 self.apply(p, i, steps, now);
             }
         }

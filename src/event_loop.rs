@@ -4,14 +4,14 @@
 //!
 //! One thread, one `poll(2)`, whose timeout is the earliest deadline of the machine and of the
 //! sources (or infinite when there is none: an idle ginit never wakes up). The poll array is
-//! made of named [`Slot`]s, one per source, each recorded as the source pushes its fds, so a
+//! made of named `Slot`s, one per source, each recorded as the source pushes its fds, so a
 //! source that pushes one fd more or less never shifts another, and no slice of it can be out
 //! of bounds. It owns the OS objects: the signalfd, the control server, the notify socket, the
 //! tcp/http probes and exec checks' processes, program output, the listening sockets, and the
 //! exec reports of children on their way to exec. The machine's answers are fed back at once,
-//! depth first ([`Daemon::feed`]): see `machine/mod.rs` for that contract.
+//! depth first (`Daemon::feed`): see `machine/mod.rs` for that contract.
 //!
-//! Its one raw system call is [`poll`], at the bottom, alone, so the OS edge's safe wrapper
+//! Its one raw system call is `poll`, at the bottom, alone, so the OS edge's safe wrapper
 //! can take its place.
 
 use std::ffi::OsString;

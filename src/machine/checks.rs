@@ -13,7 +13,7 @@
 //!   and `delay` have no attempts.
 //! - Health (`health:`): once ready, an attempt every `interval` after the previous ended, each
 //!   bounded by `timeout`. A pass resets the count; `failures` failed attempts in a row reload
-//!   the instance by its program's strategy, as a counted restart (`renew.rs`,
+//!   the instance by its program's strategy, as a counted restart (`reload.rs`,
 //!   [`Machine::reload_verdict`]); the count starts over.
 //! - Watchdog (`watchdog:`): once ready, WATCHDOG=1 is due within the limit after the previous
 //!   one (or after ready); a missed one reloads the instance the same way.
@@ -284,8 +284,8 @@ impl Machine {
         }
     }
 
-    /// Pauses the health checks of programs a `replace` reload renews, and resumes them once
-    /// it is over. Costs nothing while no program is renewed or paused.
+    /// Pauses the health checks of programs a `replace` reload is pending for, and resumes
+    /// them once it is over. Costs nothing while no replace is pending and none is paused.
     pub(super) fn sync_health(&mut self, now: Instant) {
         if !self.replacing_any && !self.health_paused_any {
             return;
@@ -295,7 +295,7 @@ impl Machine {
             let Some(program) = self.programs.get_mut(p) else {
                 break;
             };
-            let paused = program.renewing();
+            let paused = program.replace_pending();
             any |= paused;
             if paused == program.health_paused {
                 continue;

@@ -217,7 +217,7 @@ impl Instance {
         self.state == State::Spawning || self.process().is_some()
     }
 
-    /// Running (or being started) and not told to stop: what a `replace` renews.
+    /// Running (or being started) and not told to stop: what a `replace` reload replaces.
     pub fn is_up(&self) -> bool {
         matches!(
             self.state,

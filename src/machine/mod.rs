@@ -20,7 +20,7 @@
 //!   and on each control request (`ginit reload web`, `ginit status`...); config reload rules.
 //! - `checks.rs`: readiness and health checks and the watchdog: when attempts run, what a
 //!   failure counts for, when a program is reloaded for it.
-//! - `renew.rs`: reloads by strategy (chosen in one function), the `replace` reload's steps and
+//! - `reload.rs`: reloads by strategy (chosen in one function), the `replace` reload's steps and
 //!   rollback, reloads verdicts ask for, a new config applied as a difference.
 //! - `programs.rs`: start order, exits and restarts, critical programs, process-group sweeps.
 //! - `shutdown.rs`: the phases of a shutdown, forced kills and ginit's exit status.
@@ -30,10 +30,20 @@
 //!   carries its data (pid, deadlines, checks, monitoring).
 //! - `single.rs`: single-program mode (`ginit -- PROGRAM`).
 //!
-//! Deviation from DESIGN.md: log lines are still written here (through the `log` facade, which
-//! is no fd of ours), not published as events; the event stream of a later issue can turn them
-//! into effects. Programs and effects share each program's spec through an `Rc`, so an effect
-//! that needs the spec (spawn, an exec check) costs no copy of it.
+//! [`Machine`] is one struct; each file above adds the `impl Machine` block of its concern, so
+//! the decisions stay in one state with no borrowing across objects, yet each reads alone.
+//!
+//! Deviations from DESIGN.md, and why:
+//! - log lines are still written here (through the `log` facade, which is no fd of ours), not
+//!   published as events: the event stream of a later issue can turn them into effects;
+//! - effects with an answer come back as events fed at once, depth first, rather than being
+//!   planned ahead: an instance is `State::Spawning` (`instance.rs`) for the instant between
+//!   its spawn and the answer, and group signals are answered before the shutdown moves on
+//!   (`asking`), so every decision is made on the same facts as when the edge was called;
+//! - programs and effects share each program's spec through an `Rc`, so an effect that needs
+//!   it (a spawn, an exec check) costs no copy;
+//! - [`ConnId`] and [`Exited`] stand beside `control::server::ConnId` and `reaper::Exit`, which
+//!   the machine may not import; the edge converts, and the merge can make the edge use these.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -48,7 +58,7 @@ mod instance;
 mod monitor;
 mod notify;
 mod programs;
-mod renew;
+mod reload;
 mod requests;
 mod shutdown;
 pub mod single;
@@ -58,7 +68,7 @@ mod testing;
 pub use monitor::Sample;
 
 use programs::{Group, Program};
-use renew::Control;
+use reload::Control;
 use shutdown::Phase;
 
 /// How long SIGKILLed processes may take to be reaped before ginit exits anyway (a process in
@@ -70,7 +80,7 @@ pub const KILL_WAIT: Duration = Duration::from_secs(5);
 /// failed critical program's) is kept.
 pub const FORCED_EXIT: i32 = 128 + libc::SIGKILL;
 
-/// A control connection, as the control server numbers them.
+/// A control connection, as the control server numbers them (the same `u64`).
 pub type ConnId = u64;
 
 /// Instance `index` of `program`; `serial` tells apart the instances that share an index (the

@@ -102,13 +102,13 @@ impl Program {
     }
 
     /// A `replace` reload runs, or one a verdict asked for waits out its backoff.
-    pub fn renewing(&self) -> bool {
+    pub fn replace_pending(&self) -> bool {
         self.replacing.is_some() || !self.delayed.is_empty()
     }
 
-    /// Instance `index` is being renewed already (queued, delayed, or its new instance is
+    /// Instance `index` is being reloaded already (queued, delayed, or its new instance is
     /// starting): a further verdict about it changes nothing and is not counted.
-    pub fn renewing_index(&self, index: u32) -> bool {
+    pub fn reload_pending(&self, index: u32) -> bool {
         self.replacing.as_ref().is_some_and(|q| q.contains(&index))
             || self.delayed.iter().any(|&(_, i)| i == index)
             || self

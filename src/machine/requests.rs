@@ -19,7 +19,7 @@
 //! - `start`, `stop`, `restart NAME...` (`all`: every program): answered once done (started
 //!   ones ready, stopped ones down), or with what went wrong; refused during a shutdown, and
 //!   start/restart while a `replace` reload of the program is under way;
-//! - `reload NAME...`: each program by its strategy (`renew.rs`): `signal` sends it and
+//! - `reload NAME...`: each program by its strategy (`reload.rs`): `signal` sends it and
 //!   answers at once; `restart` answers when the program runs again; `replace` answers when
 //!   every instance was replaced, or with why the reload failed and was rolled back;
 //! - `signal SIG NAME...`: sends SIG to each named program's instances;
@@ -32,18 +32,18 @@
 //! that does not validate, or one whose `sockets` differ (they are bound once, when ginit
 //! starts), changes nothing, and its error is logged and shown by `status` until a reload
 //! succeeds. `main` (the PROGRAM after `--`) is added to the new config as to the first. A
-//! valid config is applied as a difference (`renew.rs`).
+//! valid config is applied as a difference (`reload.rs`).
 
 use std::time::Instant;
 
 use log::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ReloadStrategy};
 use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 
 use super::monitor::{Sample, cpu_percent};
 use super::programs::counts_ready;
-use super::renew::{Cause, Control, Renewal, renewal};
+use super::reload::{Cause, Control, strategy};
 use super::{ConnId, Effect, Machine, Pending, Sampling};
 
 impl Machine {
@@ -128,13 +128,13 @@ impl Machine {
             let Some(program) = self.program_index(&name).and_then(|p| self.programs.get(p)) else {
                 continue;
             };
-            match renewal(&program.spec, Cause::Request) {
-                Renewal::Signal(sig) => {
+            match strategy(&program.spec, Cause::Request) {
+                ReloadStrategy::Signal(sig) => {
                     self.signal_program(&name, sig);
                     signalled.push(format!("sent {} to {name}", crate::signals::name(sig)));
                 }
-                Renewal::Replace => replace.push(name),
-                Renewal::Restart => restart.push(name),
+                ReloadStrategy::Replace => replace.push(name),
+                ReloadStrategy::Restart => restart.push(name),
             }
         }
         match (restart.is_empty(), replace.is_empty()) {

@@ -15,7 +15,9 @@
 //!    short bound.
 //! 4. No child left: exit.
 //!
-//! Part of the machine: it must not import the OS edge (`event_loop.rs` runs it).
+//! Part of the machine: it must not import the OS edge (`event_loop.rs` runs it). Its
+//! [`Action`]s are single mode's effects, kept apart from supervisor mode's
+//! [`Effect`](super::Effect): none of those applies here, and each mode's loop matches only its own.
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,7 @@
-//! Renewing programs: start/stop/restart on request, reloads by strategy, the `replace`
-//! reload's steps and rollback, reloads that verdicts ask for, and a new config applied as a
-//! difference. The reload strategy is chosen in one place, [`renewal`].
+//! Reloads (renewing a program by its strategy) and their kin: start/stop/restart on request,
+//! `ginit reload`, the `replace` reload's steps and rollback, reloads that verdicts ask for,
+//! and a new config applied as a difference. The strategy is chosen in one place,
+//! [`strategy`].
 //!
 //! The `replace` reload, one instance at a time (so capacity never drops below `instances`):
 //! 1. start a new instance ([`Role::Surge`]) with the same sockets, beside the old one;
@@ -24,7 +25,7 @@
 //!
 //! Past `max_restarts` within `restart_window`, the instance is stopped and failed (a critical
 //! program then ends the run). Verdicts during a shutdown, about a new instance not serving
-//! yet, or about one already being renewed are not acted on.
+//! yet, or about one being reloaded already are not acted on.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -49,18 +50,7 @@ pub(super) enum Control {
     Replace,
 }
 
-/// How a program is renewed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Renewal {
-    /// Send the signal; the program reloads itself.
-    Signal(i32),
-    /// Stop, then start again.
-    Restart,
-    /// New instance, ready, then the old one stops (see the module header).
-    Replace,
-}
-
-/// Why a program is renewed.
+/// Why a program is reloaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Cause {
     /// `ginit reload NAME`.
@@ -72,16 +62,14 @@ pub(super) enum Cause {
     Config { in_place: bool },
 }
 
-/// The reload strategy, chosen here and nowhere else. A changed config cannot be applied by a
-/// signal (the command or settings changed), and is replaced only where it can be in place;
-/// otherwise it is restarted with its new spec.
-pub(super) fn renewal(spec: &ProgramSpec, cause: Cause) -> Renewal {
+/// The strategy a program is reloaded by, chosen here and nowhere else: its `reload:`, except
+/// that a changed config cannot be applied by a signal (the command or settings changed) and
+/// is replaced only where it can be in place; otherwise it is restarted with its new spec.
+pub(super) fn strategy(spec: &ProgramSpec, cause: Cause) -> ReloadStrategy {
     match (cause, spec.reload) {
-        (Cause::Config { in_place: true }, ReloadStrategy::Replace) => Renewal::Replace,
-        (Cause::Config { .. }, _) => Renewal::Restart,
-        (_, ReloadStrategy::Signal(sig)) => Renewal::Signal(sig),
-        (_, ReloadStrategy::Replace) => Renewal::Replace,
-        (_, ReloadStrategy::Restart) => Renewal::Restart,
+        (Cause::Config { in_place: true }, ReloadStrategy::Replace) => ReloadStrategy::Replace,
+        (Cause::Config { .. }, _) => ReloadStrategy::Restart,
+        (_, chosen) => chosen,
     }
 }
 
@@ -219,7 +207,7 @@ impl Machine {
         self.replacing_any = self
             .programs
             .iter()
-            .any(|p| p.renewing() || p.instances.iter().any(|i| i.role != Role::Serving));
+            .any(|p| p.replace_pending() || p.instances.iter().any(|i| i.role != Role::Serving));
     }
 
     /// One step of the `replace` reload of program `p`; true to take the next one at once.
@@ -341,7 +329,7 @@ impl Machine {
         if !(inst.is_starting() || inst.is_ready()) || inst.role != Role::Serving {
             return;
         }
-        if program.renewing_index(index) {
+        if program.reload_pending(index) {
             debug!("{label} (pid {pid}) {reason}; a reload of it is under way already");
             return;
         }
@@ -366,14 +354,14 @@ impl Machine {
             inst.restarts,
             format_duration(delay)
         );
-        match renewal(&spec, Cause::Verdict) {
-            Renewal::Signal(signal) => self.out.push(Effect::SignalInstance { pid, signal }),
-            Renewal::Restart => {
+        match strategy(&spec, Cause::Verdict) {
+            ReloadStrategy::Signal(signal) => self.out.push(Effect::SignalInstance { pid, signal }),
+            ReloadStrategy::Restart => {
                 let steps = inst.reload_after(&spec, now, delay);
                 self.apply(p, i, steps, now);
             }
-            Renewal::Replace if delay.is_zero() => self.begin_replace(p, vec![index]),
-            Renewal::Replace => {
+            ReloadStrategy::Replace if delay.is_zero() => self.begin_replace(p, vec![index]),
+            ReloadStrategy::Replace => {
                 program.delayed.push((now + delay, index));
                 self.replacing_any = true;
             }
@@ -438,7 +426,7 @@ impl Machine {
     }
 
     /// Applies a new, valid config as a difference: new programs start, removed ones stop,
-    /// changed ones are renewed by [`renewal`], unchanged ones are not touched. Linear in the
+    /// changed ones are reloaded by [`strategy`], unchanged ones are not touched. Linear in the
     /// size of both configs.
     pub(super) fn apply_config(&mut self, new: Config, now: Instant) -> String {
         let d = diff::diff(&self.config, &new);
@@ -474,7 +462,7 @@ impl Machine {
             program.delayed.clear();
             let in_place =
                 program.spec.instances == spec.instances && program.launched && program.live();
-            if renewal(spec, Cause::Config { in_place }) == Renewal::Replace {
+            if strategy(spec, Cause::Config { in_place }) == ReloadStrategy::Replace {
                 // Zero downtime: new instances with the new settings, each replacing an old
                 // one once ready (a new build that never gets ready is rolled back).
                 program.spec = Rc::new(spec.clone());
@@ -552,31 +540,31 @@ mod tests {
     fn the_strategy_is_chosen_in_one_place() {
         let mut spec = ProgramSpec::new("p", vec!["x".into()]);
         let config = |in_place| Cause::Config { in_place };
-        for (strategy, request, config_in_place, config_not) in [
+        for (reload, request, config_in_place, config_not) in [
             (
                 ReloadStrategy::Replace,
-                Renewal::Replace,
-                Renewal::Replace,
-                Renewal::Restart,
+                ReloadStrategy::Replace,
+                ReloadStrategy::Replace,
+                ReloadStrategy::Restart,
             ),
             (
                 ReloadStrategy::Restart,
-                Renewal::Restart,
-                Renewal::Restart,
-                Renewal::Restart,
+                ReloadStrategy::Restart,
+                ReloadStrategy::Restart,
+                ReloadStrategy::Restart,
             ),
             (
                 ReloadStrategy::Signal(libc::SIGHUP),
-                Renewal::Signal(libc::SIGHUP),
-                Renewal::Restart,
-                Renewal::Restart,
+                ReloadStrategy::Signal(libc::SIGHUP),
+                ReloadStrategy::Restart,
+                ReloadStrategy::Restart,
             ),
         ] {
-            spec.reload = strategy;
-            assert_eq!(renewal(&spec, Cause::Request), request);
-            assert_eq!(renewal(&spec, Cause::Verdict), request);
-            assert_eq!(renewal(&spec, config(true)), config_in_place);
-            assert_eq!(renewal(&spec, config(false)), config_not);
+            spec.reload = reload;
+            assert_eq!(strategy(&spec, Cause::Request), request);
+            assert_eq!(strategy(&spec, Cause::Verdict), request);
+            assert_eq!(strategy(&spec, config(true)), config_in_place);
+            assert_eq!(strategy(&spec, config(false)), config_not);
         }
     }
 

@@ -655,6 +655,10 @@ impl Daemon {
                 None
             }
             Effect::SampleUsage { pids, sampling } => {
+                if pids.is_empty() {
+                    let usage = Vec::new();
+                    return Some(Event::Usage { sampling, usage });
+                }
                 let table = monitor::Table::scan();
                 let usage = pids
                     .into_iter()

@@ -7,31 +7,10 @@
 //! top, and each block carries a `// SAFETY:` line.
 #![deny(unsafe_code)]
 
-pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod event_loop;
 pub mod fuzzing;
 pub mod logger;
-pub mod monitor;
+pub mod machine;
 pub mod os;
-pub mod program;
-pub mod single;
-pub mod supervisor;
-
-// Merge seam (issue 11): the event loop, the supervisor and the checks (rewritten in the other
-// half of the issue) still import the OS edge by its old paths. These aliases keep them
-// compiling until they import `os::...` and `config::signals` directly; then delete them.
-pub use os::{notify, output, probes, spawn};
-/// Old path of the reaper, with `parent`, which moved to the /proc reader.
-pub mod reaper {
-    pub use crate::os::proc::parent;
-    pub use crate::os::reaper::*;
-}
-/// Old path of the signal table (now `config::signals`) and the signalfd (`os::signals`).
-pub mod signals {
-    pub use crate::config::signals::*;
-    pub use crate::os::signals::SignalSource;
-    pub use crate::os::sys::kill;
-}

@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use log::{debug, error, warn};
 
 use ginit::cli::{self, Command, RunOptions};
+use ginit::machine::single;
 use ginit::os::signals::SignalSource;
-use ginit::os::{SystemResolver, daemon, reaper, sockets, spawn};
-use ginit::{config, control, event_loop, logger, single};
+use ginit::os::{SystemResolver, daemon, event_loop, reaper, sockets, spawn};
+use ginit::{config, control, logger};
 
 /// The C entry point, without Rust's runtime start-up: ginit needs none of it (no threads,
 /// no stack-overflow handler with panic=abort), it saves system calls on every container

@@ -22,11 +22,6 @@ use users::Credentials;
 
 pub use schema::{MAX_ERRORS, MAX_SOCKETS, Resolver};
 
-// Merge seam (issue 11): the real Resolver moved to `os::SystemResolver` (config imports
-// nothing outside config/); the event loop's config reload still names it here. Remove once
-// it imports `os::SystemResolver`.
-pub use crate::os::SystemResolver;
-
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {

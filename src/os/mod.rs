@@ -4,6 +4,8 @@
 //! lift that deny, and each of their blocks carries a `// SAFETY:` line.
 //!
 //! Rooms, and what each must not do:
+//! - `event_loop`: the one poll loop: readiness -> events for the machine, its effects ->
+//!   system calls; it decides nothing.
 //! - `sys`: thin safe wrappers over the libc calls made in more than one place (a leaf).
 //! - `spawn`: the fork/exec boundary; the child makes raw system calls on data built before
 //!   fork and never allocates.
@@ -23,6 +25,7 @@
 //! of them decides what a signal, an exit or a request means.
 
 pub mod daemon;
+pub mod event_loop;
 pub mod notify;
 pub mod output;
 pub mod probes;

@@ -14,16 +14,18 @@
 //! 3. Grace over, or SIGTERM/SIGINT again: SIGKILL for the rest (`Killing`), reaped within a
 //!    short bound.
 //! 4. No child left: exit.
+//!
+//! Part of the machine: it must not import the OS edge (`event_loop.rs` runs it). Its
+//! [`Action`]s are single mode's effects, kept apart from supervisor mode's
+//! [`Effect`](super::Effect): none of those applies here, and each mode's loop matches only its own.
 
 use std::time::{Duration, Instant};
 
-/// How long ginit waits for SIGKILLed leftovers to be reaped before it exits anyway (a
-/// process stuck in uninterruptible sleep cannot be helped by waiting longer).
-pub const KILL_WAIT: Duration = Duration::from_secs(5);
+use super::KILL_WAIT;
 
-/// Where a forwarded signal goes.
+/// Where a forwarded signal goes (named apart from the probes' `Target`, a check's address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum Recipient {
     Pid(i32),
     Group(i32),
 }
@@ -31,7 +33,7 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send a signal to the child or its process group.
-    Signal(Target, i32),
+    Signal(Recipient, i32),
     /// Send a signal to every leftover process (the namespace, or ginit's descendants).
     SignalLeftovers(i32),
     /// The child has exited: give the terminal back to ginit's own process group.
@@ -71,11 +73,11 @@ impl Single {
         }
     }
 
-    fn target(&self) -> Target {
+    fn target(&self) -> Recipient {
         if self.pgroup {
-            Target::Group(self.child)
+            Recipient::Group(self.child)
         } else {
-            Target::Pid(self.child)
+            Recipient::Pid(self.child)
         }
     }
 
@@ -180,12 +182,12 @@ mod tests {
         let (mut s, t) = single(false);
         assert_eq!(
             s.on_signal(SIGUSR1, t),
-            vec![Action::Signal(Target::Pid(CHILD), SIGUSR1)]
+            vec![Action::Signal(Recipient::Pid(CHILD), SIGUSR1)]
         );
         let (mut g, t) = single(true);
         assert_eq!(
             g.on_signal(SIGHUP, t),
-            vec![Action::Signal(Target::Group(CHILD), SIGHUP)]
+            vec![Action::Signal(Recipient::Group(CHILD), SIGHUP)]
         );
     }
 
@@ -242,16 +244,16 @@ mod tests {
         let (mut s, t) = single(false);
         assert_eq!(
             s.on_signal(SIGTERM, t),
-            vec![Action::Signal(Target::Pid(CHILD), SIGTERM)]
+            vec![Action::Signal(Recipient::Pid(CHILD), SIGTERM)]
         );
         // Other signals are still forwarded during the wind-down.
         assert_eq!(
             s.on_signal(SIGUSR1, t),
-            vec![Action::Signal(Target::Pid(CHILD), SIGUSR1)]
+            vec![Action::Signal(Recipient::Pid(CHILD), SIGUSR1)]
         );
         assert_eq!(
             s.on_signal(SIGINT, t),
-            vec![Action::Signal(Target::Pid(CHILD), SIGKILL)]
+            vec![Action::Signal(Recipient::Pid(CHILD), SIGKILL)]
         );
         // Leftovers then get no grace.
         assert_eq!(
@@ -266,11 +268,11 @@ mod tests {
         s.on_signal(SIGQUIT, t);
         assert_eq!(
             s.on_signal(SIGQUIT, t),
-            vec![Action::Signal(Target::Group(CHILD), SIGQUIT)]
+            vec![Action::Signal(Recipient::Group(CHILD), SIGQUIT)]
         );
         assert_eq!(
             s.on_signal(SIGTERM, t),
-            vec![Action::Signal(Target::Group(CHILD), SIGKILL)]
+            vec![Action::Signal(Recipient::Group(CHILD), SIGKILL)]
         );
     }
 

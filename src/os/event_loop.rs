@@ -1,0 +1,881 @@
+//! The one poll loop, the OS side of both modes: it polls, turns what is ready into events for
+//! the machine (`machine/`), and turns the machine's effects into system calls. It decides
+//! nothing: what a signal, a request, an exit or a check result means is the machine's.
+//!
+//! One thread, one `poll(2)`, whose timeout is the earliest deadline of the machine and of the
+//! sources (or infinite when there is none: an idle ginit never wakes up). The poll array is
+//! made of named `Slot`s, one per source, each recorded as the source pushes its fds, so a
+//! source that pushes one fd more or less never shifts another, and no slice of it can be out
+//! of bounds. It owns the OS objects: the signalfd, the control server, the notify socket, the
+//! tcp/http probes and exec checks' processes, program output, the listening sockets, and the
+//! exec reports of children on their way to exec. The machine's answers are fed back at once,
+//! depth first (`Daemon::feed`): see `machine/mod.rs` for that contract.
+//!
+//! It makes no raw system call: everything goes through the rooms of `os/` (`sys::poll`,
+//! `spawn`, `reaper`, ...).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use crate::config::signals;
+use crate::config::{self, Config, Output, ProgramSpec, ReadyCheck};
+use crate::control::server::Server;
+use crate::machine::single::{Action, Recipient, Single};
+use crate::machine::{CheckRef, Effect, Event, Exited, Machine, Sample};
+use crate::os::notify::NotifySocket;
+use crate::os::output::{Outputs, Stream};
+use crate::os::probes::{Probes, Purpose, Target};
+use crate::os::reaper::{self, Exit};
+use crate::os::signals::SignalSource;
+use crate::os::{proc, spawn, sys};
+
+/// Milliseconds from `now` to `deadline` for poll, rounded up so a deadline is never polled
+/// for early (which would spin), or -1 for none.
+fn poll_timeout(deadline: Option<Instant>, now: Instant) -> i32 {
+    match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(now);
+            let ms = left.as_micros().div_ceil(1000);
+            i32::try_from(ms).unwrap_or(i32::MAX)
+        }
+    }
+}
+
+/// How long ginit, once everything has stopped, keeps copying what programs left in their
+/// output pipes before it exits.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// A pollfd asking for input on `fd` (-1: none, poll skips it).
+fn pollin(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passes.
+fn wait_readable(fd: i32, timeout_ms: i32) {
+    poll(&mut [pollin(fd)], timeout_ms);
+}
+
+/// What single-program mode needs besides the state machine.
+pub struct SingleRun {
+    pub signals: SignalSource,
+    pub machine: Single,
+    pub child: i32,
+    pub name: String,
+    /// The child was given the terminal and ginit takes it back when the child is gone.
+    pub foreground: bool,
+}
+
+/// Runs single-program mode to its end and returns ginit's exit status.
+pub fn run_single(mut run: SingleRun) -> i32 {
+    let mut received = Vec::new();
+    let mut exits: Vec<Exit> = Vec::new();
+    let mut codes = Vec::new();
+    let mut actions = Vec::new();
+    loop {
+        wait_readable(
+            run.signals.raw_fd(),
+            poll_timeout(run.machine.deadline(), Instant::now()),
+        );
+        let now = Instant::now();
+        received.clear();
+        run.signals.drain(&mut received);
+        let mut reap = false;
+        for &sig in &received {
+            if sig == libc::SIGCHLD {
+                reap = true;
+            } else if signals::is_forwarded(sig) {
+                debug!("received {}", signals::name(sig));
+                actions.extend(run.machine.on_signal(sig, now));
+            }
+        }
+        if reap {
+            exits.clear();
+            let children_left = reaper::reap(&mut exits);
+            codes.clear();
+            for exit in &exits {
+                if exit.pid == run.child {
+                    debug!("{} (pid {}) {}", run.name, exit.pid, exit.describe());
+                } else {
+                    debug!("reaped pid {}, which {}", exit.pid, exit.describe());
+                }
+                codes.push((exit.pid, exit.code()));
+            }
+            actions.extend(run.machine.on_reaped(&codes, children_left, now));
+        }
+        actions.extend(run.machine.on_time(now));
+        for action in actions.drain(..) {
+            if let Some(code) = perform(&run, action) {
+                return code;
+            }
+        }
+    }
+}
+
+fn perform(run: &SingleRun, action: Action) -> Option<i32> {
+    match action {
+        Action::Signal(target, sig) => {
+            let pid = match target {
+                Recipient::Pid(pid) => pid,
+                Recipient::Group(pgid) => -pgid,
+            };
+            debug!("forwarding {} to {}", signals::name(sig), pid);
+            if let Err(e) = sys::kill(pid, sig) {
+                debug!("could not forward {} to {pid}: {e}", signals::name(sig));
+            }
+        }
+        Action::SignalLeftovers(sig) => {
+            let n = reaper::signal_leftovers(sig);
+            if n > 0 {
+                info!("sent {} to the processes left behind", signals::name(sig));
+            }
+        }
+        Action::ChildGone => {
+            if run.foreground {
+                spawn::reclaim_terminal();
+            }
+        }
+        Action::Exit(code) => {
+            let mut ignored = Vec::new();
+            if reaper::reap(&mut ignored) {
+                warn!("exiting while some processes could not be reaped after SIGKILL");
+            }
+            return Some(code);
+        }
+    }
+    None
+}
+
+/// What starting processes needs: the environment, outputs and sockets programs get, and the
+/// exec reports of children not yet confirmed.
+struct Starter {
+    /// ginit's own environment, the base of every program's.
+    base_env: Vec<(OsString, OsString)>,
+    /// stdin is a terminal: `main` gets its foreground.
+    terminal: bool,
+    outputs: Outputs,
+    sockets: Vec<(String, std::os::fd::OwnedFd)>,
+    /// NOTIFY_SOCKET for programs with `ready: {notify: true}`.
+    notify_address: Option<String>,
+    /// Children whose exec has not been confirmed yet.
+    reports: Vec<ExecReport>,
+}
+
+/// The report pipe of a child on its way to exec (end of file: it exec'd).
+struct ExecReport {
+    fd: std::fs::File,
+    /// Kept to decode a failure (names, directory); its output fds are already closed.
+    plan: spawn::SpawnPlan,
+    label: String,
+}
+
+impl Starter {
+    fn report_fds(&self, out: &mut Vec<libc::pollfd>) {
+        for r in &self.reports {
+            out.push(libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&r.fd),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+
+    /// Reads the reports poll says are ready: a failed exec is logged (the child exits
+    /// 126/127 and its exit is handled as any other).
+    fn handle_reports(&mut self, fds: &[libc::pollfd]) {
+        let mut done = Vec::new();
+        for (i, (r, pfd)) in self.reports.iter().zip(fds).enumerate() {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let mut bytes = [0u8; 8];
+            // Readable: the 8 bytes of a failure (written at once) or end of file.
+            let n = std::io::Read::read(&mut &r.fd, &mut bytes).unwrap_or(0);
+            if n == bytes.len() {
+                error!("cannot start {}: {}", r.label, r.plan.report_error(&bytes));
+            }
+            done.push(i);
+        }
+        for i in done.into_iter().rev() {
+            self.reports.remove(i);
+        }
+    }
+}
+
+impl Starter {
+    fn environment(&self, spec: &ProgramSpec, index: u32) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> =
+            Vec::with_capacity(self.base_env.len() + spec.env.len() + 5);
+        let set = |k: &str, v: OsString, env: &mut Vec<(OsString, OsString)>| {
+            env.retain(|(name, _)| name != k);
+            env.push((k.into(), v));
+        };
+        env.extend(self.base_env.iter().cloned());
+        if let Some(user) = &spec.user {
+            set("HOME", user.home.clone().into_os_string(), &mut env);
+            if let Some(name) = &user.name {
+                set("USER", name.into(), &mut env);
+                set("LOGNAME", name.into(), &mut env);
+            }
+        }
+        for (k, v) in &spec.env {
+            set(k, v.into(), &mut env);
+        }
+        let notify = spec
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.check == ReadyCheck::Notify);
+        if let Some(addr) = &self.notify_address
+            && (notify || spec.watchdog.is_some())
+        {
+            set("NOTIFY_SOCKET", addr.into(), &mut env);
+        }
+        if let Some(limit) = spec.watchdog {
+            set(
+                "WATCHDOG_USEC",
+                limit.as_micros().to_string().into(),
+                &mut env,
+            );
+        }
+        set("GINIT_PROGRAM", spec.name.clone().into(), &mut env);
+        set("GINIT_INSTANCE", index.to_string().into(), &mut env);
+        env
+    }
+}
+
+fn open_null() -> Result<std::os::fd::OwnedFd, String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map(Into::into)
+        .map_err(|e| format!("cannot open /dev/null: {e}"))
+}
+
+impl Starter {
+    /// Starts an exec check of instance `index` of `spec`: its own process group, the
+    /// program's environment, user and directory, output discarded.
+    fn spawn_check(
+        &mut self,
+        spec: &ProgramSpec,
+        index: u32,
+        argv: &[String],
+    ) -> Result<i32, String> {
+        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let env = self.environment(spec, index);
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&args, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.cwd = spec
+            .cwd
+            .as_ref()
+            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        plan.stdout = Some(open_null()?);
+        plan.stderr = Some(open_null()?);
+        // Not waiting for the exec: a check that cannot run exits 126/127, a failed check.
+        plan.start()
+            .map(|(pid, _report)| pid)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Starter {
+    /// Starts instance `index` of `spec`: its environment, user, directory, limits, sockets
+    /// and output; returns its pid.
+    fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String> {
+        let argv: Vec<OsString> = spec.command.iter().map(OsString::from).collect();
+        let env = self.environment(spec, index);
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&argv, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.foreground = self.terminal && spec.name == "main";
+        plan.cwd = match &spec.cwd {
+            None => None,
+            Some(dir) => Some(
+                std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("its directory {} contains a NUL byte", dir.display()))?,
+            ),
+        };
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        plan.rlimits = spec
+            .limits
+            .rlimits
+            .iter()
+            .map(|&(r, value)| {
+                let v = value.map_or(libc::RLIM_INFINITY, |n| n as libc::rlim_t);
+                let limit = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
+                (r.key(), r.resource(), limit)
+            })
+            .collect();
+        if !spec.sockets.is_empty() {
+            let mut fds = Vec::new();
+            for name in &spec.sockets {
+                let Some((_, fd)) = self.sockets.iter().find(|(n, _)| n == name) else {
+                    return Err(format!("socket `{name}` is not open"));
+                };
+                fds.push(std::os::fd::AsRawFd::as_raw_fd(fd));
+            }
+            let names: Vec<&str> = spec.sockets.iter().map(String::as_str).collect();
+            plan.listen(fds, &names);
+        }
+        plan.nice = spec.limits.nice;
+        plan.oom_score_adj = spec
+            .limits
+            .oom_score_adj
+            .map(|n| n.to_string().into_bytes());
+        let mut readers = [None, None];
+        for (i, (output, read_end)) in [&spec.stdout, &spec.stderr]
+            .into_iter()
+            .zip(&mut readers)
+            .enumerate()
+        {
+            let fd = match output {
+                Output::Inherit => continue,
+                Output::Null => open_null()?,
+                _ => {
+                    let (reader, writer) = Outputs::pipe()
+                        .map_err(|e| format!("cannot create a pipe for its output: {e}"))?;
+                    *read_end = Some(reader);
+                    writer
+                }
+            };
+            if i == 0 {
+                plan.stdout = Some(fd);
+            } else {
+                plan.stderr = Some(fd);
+            }
+        }
+        // Not waiting for the exec: the report pipe is read from the poll loop, so starting
+        // ten programs does not take ten round trips through the scheduler.
+        let (pid, report) = plan.start().map_err(|e| e.to_string())?;
+        // The write ends of the output pipes go now: the pipes end when the program's
+        // processes have all exited.
+        plan.stdout = None;
+        plan.stderr = None;
+        let label = spec.label(index);
+        self.reports.push(ExecReport {
+            fd: report.into(),
+            plan,
+            label,
+        });
+        for (reader, stream) in readers.into_iter().zip([Stream::Stdout, Stream::Stderr]) {
+            if let Some(reader) = reader {
+                self.outputs.attach(reader, spec, index, stream);
+            }
+        }
+        Ok(pid)
+    }
+}
+
+/// What supervisor mode needs.
+pub struct SupervisorRun {
+    pub signals: SignalSource,
+    pub config: Config,
+    pub config_path: PathBuf,
+    /// The PROGRAM given after `--`, run as `main`.
+    pub main: Option<Vec<String>>,
+    pub terminal: bool,
+    /// Where to serve the control socket.
+    pub socket: PathBuf,
+    /// The config's listening sockets, bound once, by name.
+    pub sockets: Vec<(String, std::os::fd::OwnedFd)>,
+}
+
+/// The pollfds one source pushed into the poll array: recorded as it pushes, read back with
+/// `get`, so a source that pushes an fd more or less moves no other and no slice of the
+/// array is ever out of bounds.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Slot(std::ops::Range<usize>);
+
+impl Slot {
+    fn fill(fds: &mut Vec<libc::pollfd>, push: impl FnOnce(&mut Vec<libc::pollfd>)) -> Slot {
+        let start = fds.len();
+        push(fds);
+        Slot(start..fds.len())
+    }
+
+    fn of<'a>(&self, fds: &'a [libc::pollfd]) -> &'a [libc::pollfd] {
+        fds.get(self.0.clone()).unwrap_or_default()
+    }
+}
+
+/// Where each source's pollfds are in the one poll array.
+struct Slots {
+    signals: Slot,
+    control: Slot,
+    notify: Slot,
+    probes: Slot,
+    reports: Slot,
+    outputs: Slot,
+}
+
+/// A tcp or http check attempt under way, as `probes` knows it (by `key`).
+struct ProbeCheck {
+    key: i32,
+    check: CheckRef,
+    target: Target,
+    timeout: Duration,
+}
+
+/// Supervisor mode's OS side: the sources it polls and the objects effects act on.
+struct Daemon {
+    machine: Machine,
+    signals: SignalSource,
+    config_path: PathBuf,
+    server: Server,
+    notify: Option<NotifySocket>,
+    starter: Starter,
+    probes: Probes,
+    probe_checks: Vec<ProbeCheck>,
+    next_probe: i32,
+    /// Exec check attempts under way, by their process's pid.
+    exec_checks: Vec<(i32, CheckRef)>,
+    /// Exec checks' processes until reaped (each leads its own process group): a process
+    /// group an exited instance left must never be confused with one of them.
+    check_pids: Vec<i32>,
+    /// The status to exit with, once the machine said so.
+    exit: Option<i32>,
+}
+
+/// Runs the supervisor until the run is over and returns ginit's exit status.
+pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
+    let server = match Server::bind(&run.socket) {
+        Ok(server) => {
+            debug!("control socket at {}", run.socket.display());
+            server
+        }
+        Err(e) => {
+            warn!("no control socket: {e}; `ginit status` and friends will not work here");
+            Server::disabled()
+        }
+    };
+    let notify = match NotifySocket::bind() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warn!("no NOTIFY_SOCKET: {e}; `ready: {{notify: true}}` programs will time out");
+            None
+        }
+    };
+    let starter = Starter {
+        base_env: std::env::vars_os()
+            .filter(|(k, _)| k != "NOTIFY_SOCKET")
+            .collect(),
+        terminal: run.terminal,
+        outputs: Outputs::new(),
+        sockets: std::mem::take(&mut run.sockets),
+        notify_address: notify.as_ref().map(|n| n.address().to_string()),
+        reports: Vec::new(),
+    };
+    let mut d = Daemon {
+        machine: Machine::new(run.config, run.main),
+        signals: run.signals,
+        config_path: run.config_path,
+        server,
+        notify,
+        starter,
+        probes: Probes::default(),
+        probe_checks: Vec::new(),
+        next_probe: 0,
+        exec_checks: Vec::new(),
+        check_pids: Vec::new(),
+        exit: None,
+    };
+    d.feed(Event::Begin, Instant::now());
+    d.run()
+}
+
+impl Daemon {
+    fn run(&mut self) -> i32 {
+        let mut received = Vec::new();
+        let mut exits: Vec<Exit> = Vec::new();
+        let mut fds = Vec::new();
+        loop {
+            if let Some(code) = self.exit {
+                self.server.remove();
+                self.starter.outputs.drain(Instant::now() + DRAIN_TIME);
+                return code;
+            }
+            fds.clear();
+            let slots = Slots {
+                signals: Slot::fill(&mut fds, |f| f.push(pollin(self.signals.raw_fd()))),
+                control: Slot::fill(&mut fds, |f| self.server.poll_fds(f)),
+                notify: Slot::fill(&mut fds, |f| {
+                    f.push(pollin(
+                        self.notify.as_ref().map_or(-1, NotifySocket::raw_fd),
+                    ))
+                }),
+                probes: Slot::fill(&mut fds, |f| self.probes.poll_fds(f)),
+                reports: Slot::fill(&mut fds, |f| self.starter.report_fds(f)),
+                outputs: Slot::fill(&mut fds, |f| self.starter.outputs.poll_fds(f)),
+            };
+            let deadline = [
+                self.machine.deadline(),
+                self.probes.deadline(),
+                self.server.deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            poll(&mut fds, poll_timeout(deadline, Instant::now()));
+            let now = Instant::now();
+            let requests = self.server.handle(slots.control.of(&fds), now);
+            let notified = slots.notify.of(&fds).iter().any(|p| p.revents != 0);
+            let done = self.probes.handle(slots.probes.of(&fds), now);
+            let mut results = self.probes_done(done, now);
+            self.starter.handle_reports(slots.reports.of(&fds));
+            self.starter.outputs.handle(slots.outputs.of(&fds));
+
+            received.clear();
+            // Level-triggered: a signal still queued is seen on the next round.
+            if slots.signals.of(&fds).iter().any(|p| p.revents != 0) {
+                self.signals.drain(&mut received);
+            }
+            let mut reap = false;
+            for &sig in &received {
+                if sig == libc::SIGCHLD {
+                    reap = true;
+                } else {
+                    self.feed(Event::Signal(sig), now);
+                }
+            }
+            if reap {
+                exits.clear();
+                let children_left = reaper::reap(&mut exits);
+                let exits = self.exec_checks_ended(&exits, &mut results);
+                let event = Event::Reaped {
+                    exits,
+                    children_left,
+                };
+                self.feed(event, now);
+            }
+            if notified {
+                self.on_notify(now);
+            }
+            let done = self.probes.on_time(now);
+            results.extend(self.probes_done(done, now));
+            for (check, ok) in results {
+                self.feed(Event::CheckResult { check, ok }, now);
+            }
+            for (conn, request) in requests {
+                self.feed(Event::Request { conn, request }, now);
+            }
+            self.server.on_time(now);
+            self.feed(Event::Time, now);
+            // Requests that waited behind an answered one on the same connection.
+            loop {
+                let more = self.server.more_requests();
+                if more.is_empty() {
+                    break;
+                }
+                for (conn, request) in more {
+                    self.feed(Event::Request { conn, request }, now);
+                }
+            }
+        }
+    }
+
+    /// Hands `event` to the machine and carries out its effects in order; an effect's answer
+    /// is fed back at once and its own effects go first (a stack, not a queue), so the
+    /// machine sees what it would have seen had it made the call itself.
+    fn feed(&mut self, event: Event, now: Instant) {
+        let mut stack = self.machine.handle(event, now);
+        stack.reverse();
+        while let Some(effect) = stack.pop() {
+            if let Some(answer) = self.perform(effect, now) {
+                let mut more = self.machine.handle(answer, now);
+                more.reverse();
+                stack.append(&mut more);
+            }
+        }
+    }
+
+    /// Carries out one effect; returns its answer, for those that have one.
+    fn perform(&mut self, effect: Effect, now: Instant) -> Option<Event> {
+        match effect {
+            Effect::Spawn { instance, spec } => {
+                Some(match self.starter.spawn(&spec, instance.index) {
+                    Ok(pid) => Event::Spawned { instance, pid },
+                    Err(reason) => Event::SpawnFailed { instance, reason },
+                })
+            }
+            Effect::SignalInstance { pid, signal } => {
+                // The instance's process group, so helpers it started (an `sh -c` wrapper's
+                // child) hear it too; the process alone if it left its group.
+                if sys::kill(-pid, signal).is_err() {
+                    let _ = sys::kill(pid, signal);
+                }
+                None
+            }
+            Effect::SignalGroup { pgid, signal, ask } => {
+                // A group of that number led by an exec check is the check's, not the
+                // leftovers': the old group was empty and its number reused.
+                let delivered = pgid > 1
+                    && !self.check_pids.contains(&pgid)
+                    && sys::kill(-pgid, signal).is_ok();
+                ask.map(|ask| Event::GroupSignalled {
+                    pgid,
+                    signal,
+                    delivered,
+                    ask,
+                })
+            }
+            Effect::SignalLeftovers(sig) => {
+                reaper::signal_leftovers(sig);
+                None
+            }
+            Effect::Respond { conn, response } => {
+                self.server.respond(conn, &response, now);
+                None
+            }
+            Effect::StartCheck {
+                check,
+                what,
+                spec,
+                timeout,
+            } => self.start_check(check, what, &spec, timeout, now),
+            Effect::CancelCheck { check } => {
+                if let Some(k) = self.exec_checks.iter().position(|(_, c)| *c == check) {
+                    let (pid, _) = self.exec_checks.swap_remove(k);
+                    // Its own process group; reaped (and forgotten) as any other child.
+                    let _ = sys::kill(-pid, libc::SIGKILL);
+                } else if let Some(k) = self.probe_checks.iter().position(|p| p.check == check) {
+                    self.probe_checks.swap_remove(k);
+                    self.sync_probes(now);
+                }
+                None
+            }
+            Effect::SampleUsage { pids, sampling } => {
+                if pids.is_empty() {
+                    let usage = Vec::new();
+                    return Some(Event::Usage { sampling, usage });
+                }
+                let table = proc::Table::scan();
+                let usage = pids
+                    .into_iter()
+                    .map(|pid| {
+                        let sample = table.tree(pid).map(|u| Sample {
+                            cpu: u.cpu,
+                            rss_bytes: u.rss_bytes,
+                        });
+                        (pid, sample)
+                    })
+                    .collect();
+                Some(Event::Usage { sampling, usage })
+            }
+            Effect::LoadConfig { conn } => {
+                info!("reloading {}", self.config_path.display());
+                let config = config::load(&self.config_path, &crate::os::SystemResolver::new())
+                    .map_err(|errors| errors.to_string());
+                Some(Event::ConfigLoaded {
+                    conn,
+                    config: Box::new(config),
+                })
+            }
+            Effect::ReopenLogs => {
+                let n = self.starter.outputs.reopen();
+                info!("SIGUSR1: reopened {n} log files");
+                None
+            }
+            Effect::Exit(code) => {
+                self.exit = Some(code);
+                None
+            }
+        }
+    }
+
+    /// Starts one check attempt: an exec check is a process of its own group; a tcp or http
+    /// one a probe, which starts on the next round of the loop (its deadline is now). An
+    /// exec check that cannot start has failed at once.
+    fn start_check(
+        &mut self,
+        check: CheckRef,
+        what: ReadyCheck,
+        spec: &ProgramSpec,
+        timeout: Duration,
+        now: Instant,
+    ) -> Option<Event> {
+        let target = match what {
+            ReadyCheck::Exec(argv) => {
+                return match self.starter.spawn_check(spec, check.instance.index, &argv) {
+                    Ok(pid) => {
+                        self.check_pids.push(pid);
+                        self.exec_checks.push((pid, check));
+                        None
+                    }
+                    Err(_) => Some(Event::CheckResult { check, ok: false }),
+                };
+            }
+            ReadyCheck::Tcp(addr) => Target::Tcp(addr),
+            ReadyCheck::Http { addr, host, path } => Target::Http { addr, host, path },
+            // Never asked for: they have no attempts.
+            ReadyCheck::Notify | ReadyCheck::Delay(_) => return None,
+        };
+        self.next_probe = self.next_probe.wrapping_add(1);
+        self.probe_checks.push(ProbeCheck {
+            key: self.next_probe,
+            check,
+            target,
+            timeout,
+        });
+        self.sync_probes(now);
+        None
+    }
+
+    /// Keeps a probe for exactly the attempts under way. Each tries at once and is dropped
+    /// when it ends, before it could try again (the machine schedules the next one).
+    fn sync_probes(&mut self, now: Instant) {
+        const NEVER_AGAIN: Duration = Duration::from_secs(3600);
+        let wanted: Vec<_> = self
+            .probe_checks
+            .iter()
+            .map(|p| {
+                let key = (p.key, Purpose::Ready);
+                (key, p.target.clone(), NEVER_AGAIN, p.timeout)
+            })
+            .collect();
+        self.probes.sync(&wanted, now);
+    }
+
+    /// Probe attempts that ended, as check results.
+    fn probes_done(
+        &mut self,
+        done: Vec<((i32, Purpose), bool)>,
+        now: Instant,
+    ) -> Vec<(CheckRef, bool)> {
+        let mut results = Vec::new();
+        for ((key, _), ok) in done {
+            if let Some(k) = self.probe_checks.iter().position(|p| p.key == key) {
+                results.push((self.probe_checks.swap_remove(k).check, ok));
+            }
+        }
+        if !results.is_empty() {
+            self.sync_probes(now);
+        }
+        results
+    }
+
+    /// Sorts what was reaped: exec checks' processes end their attempt (exit 0: passed);
+    /// the rest goes to the machine.
+    fn exec_checks_ended(
+        &mut self,
+        exits: &[Exit],
+        results: &mut Vec<(CheckRef, bool)>,
+    ) -> Vec<Exited> {
+        let mut rest = Vec::with_capacity(exits.len());
+        for exit in exits {
+            if let Some(k) = self.check_pids.iter().position(|p| *p == exit.pid) {
+                self.check_pids.swap_remove(k);
+                if let Some(j) = self.exec_checks.iter().position(|(p, _)| *p == exit.pid) {
+                    results.push((self.exec_checks.swap_remove(j).1, exit.code() == 0));
+                }
+                continue;
+            }
+            rest.push(Exited {
+                pid: exit.pid,
+                code: exit.code(),
+                signal: exit.signal(),
+            });
+        }
+        rest
+    }
+
+    /// sd_notify datagrams, each with its sender's ancestors (the machine decides whose it is).
+    fn on_notify(&mut self, now: Instant) {
+        let Some(notify) = &self.notify else { return };
+        for msg in notify.receive() {
+            let ancestors = ancestors(msg.pid);
+            let event = Event::Notify {
+                pid: msg.pid,
+                ancestors,
+                fields: msg.fields,
+            };
+            self.feed(event, now);
+        }
+    }
+}
+
+/// The ancestors of `pid`, parent first, read from /proc: at most 64, and never pid 1 or ginit
+/// itself or beyond (no instance can be there).
+fn ancestors(pid: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let mut pid = pid;
+    while pid > 1 && out.len() < 64 {
+        match proc::parent(pid) {
+            Some(parent) if parent > 1 && parent != me => {
+                out.push(parent);
+                pid = parent;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// poll(2) over `fds`, for at most `timeout_ms` (-1: no limit). EINTR cannot occur with every
+/// signal blocked; on any error the loop simply looks at its sources again.
+fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
+    let _ = sys::poll(fds, timeout_ms);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_and_never_spin() {
+        let now = Instant::now();
+        assert_eq!(poll_timeout(None, now), -1);
+        assert_eq!(poll_timeout(Some(now), now), 0);
+        assert_eq!(poll_timeout(Some(now + Duration::from_micros(1)), now), 1);
+        assert_eq!(
+            poll_timeout(Some(now + Duration::from_millis(1500)), now),
+            1500
+        );
+        assert_eq!(poll_timeout(Some(now - Duration::from_secs(1)), now), 0);
+        assert_eq!(
+            poll_timeout(Some(now + Duration::from_secs(1 << 40)), now),
+            i32::MAX
+        );
+    }
+
+    #[test]
+    fn slots_name_what_each_source_pushed_even_when_one_pushes_more() {
+        let mut fds = Vec::new();
+        let a = Slot::fill(&mut fds, |f| f.push(pollin(3)));
+        let none = Slot::fill(&mut fds, |_| {});
+        let b = Slot::fill(&mut fds, |f| {
+            f.push(pollin(4));
+            f.push(pollin(5));
+        });
+        let c = Slot::fill(&mut fds, |f| f.push(pollin(6)));
+        let fd =
+            |s: &Slot, fds: &[libc::pollfd]| s.of(fds).iter().map(|p| p.fd).collect::<Vec<_>>();
+        assert_eq!(fd(&a, &fds), [3]);
+        assert!(fd(&none, &fds).is_empty());
+        assert_eq!(fd(&b, &fds), [4, 5]);
+        assert_eq!(fd(&c, &fds), [6]);
+        // A shorter array (never made so, but never trusted either): empty, not a panic.
+        assert!(c.of(&fds[..2]).is_empty());
+    }
+
+    #[test]
+    fn ancestors_stop_before_ginit() {
+        // This test's own process: its parent chain ends before pid 1 and before itself.
+        let me = std::process::id() as i32;
+        let list = ancestors(me);
+        assert!(list.iter().all(|&p| p > 1 && p != me), "{list:?}");
+        assert!(ancestors(1).is_empty());
+        assert!(ancestors(0).is_empty());
+    }
+}

@@ -8,6 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A connection to the control socket, as the server numbers them (the machine answers on it).
+pub type ConnId = u64;
+
 /// Largest request line the server reads; anything longer is refused.
 pub const MAX_REQUEST: usize = 64 * 1024;
 

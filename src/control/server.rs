@@ -41,7 +41,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 /// Unread response bytes after which a connection is dropped.
 const MAX_OUTPUT: usize = 1 << 20;
 
-pub type ConnId = u64;
+pub use super::protocol::ConnId;
 
 struct Conn {
     id: ConnId,

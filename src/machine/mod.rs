@@ -42,8 +42,9 @@
 //!   (`asking`), so every decision is made on the same facts as when the edge was called;
 //! - programs and effects share each program's spec through an `Rc`, so an effect that needs
 //!   it (a spawn, an exec check) costs no copy;
-//! - [`ConnId`] and [`Exited`] stand beside `control::server::ConnId` and `reaper::Exit`, which
-//!   the machine may not import; the edge converts, and the merge can make the edge use these.
+//! - the types both sides speak are defined on this side (the edge may import the machine,
+//!   never the reverse): [`Exited`] is what the reaper returns, [`Sample`] what the /proc
+//!   reader measures; a connection's id is the control protocol's `ConnId`.
 #![forbid(unsafe_code)]
 
 use crate::config::signals;
@@ -82,7 +83,7 @@ pub const KILL_WAIT: Duration = Duration::from_secs(5);
 pub const FORCED_EXIT: i32 = 128 + libc::SIGKILL;
 
 /// A control connection, as the control server numbers them (the same `u64`).
-pub type ConnId = u64;
+pub use crate::control::protocol::ConnId;
 
 /// Instance `index` of `program`; `serial` tells apart the instances that share an index (the
 /// new one of a `replace` reload, one that replaced another) and is never reused.
@@ -100,8 +101,7 @@ pub struct CheckRef {
     pub attempt: u64,
 }
 
-/// How a reaped process ended. The edge makes it from the reaper's wait status (the machine
-/// may not import the reaper); at the merge the reaper can return this type itself.
+/// How a reaped process ended (the reaper makes it from the wait status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exited {
     pub pid: i32,

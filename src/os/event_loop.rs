@@ -24,11 +24,11 @@ use crate::config::signals;
 use crate::config::{self, Config, Output, ProgramSpec, ReadyCheck};
 use crate::control::server::Server;
 use crate::machine::single::{Action, Recipient, Single};
-use crate::machine::{CheckRef, Effect, Event, Exited, Machine, Sample};
+use crate::machine::{CheckRef, Effect, Event, Exited, Machine};
 use crate::os::notify::NotifySocket;
 use crate::os::output::{Outputs, Stream};
 use crate::os::probes::{Probes, Purpose, Target};
-use crate::os::reaper::{self, Exit};
+use crate::os::reaper;
 use crate::os::signals::SignalSource;
 use crate::os::{proc, spawn, sys};
 
@@ -76,7 +76,7 @@ pub struct SingleRun {
 /// Runs single-program mode to its end and returns ginit's exit status.
 pub fn run_single(mut run: SingleRun) -> i32 {
     let mut received = Vec::new();
-    let mut exits: Vec<Exit> = Vec::new();
+    let mut exits: Vec<Exited> = Vec::new();
     let mut codes = Vec::new();
     let mut actions = Vec::new();
     loop {
@@ -106,7 +106,7 @@ pub fn run_single(mut run: SingleRun) -> i32 {
                 } else {
                     debug!("reaped pid {}, which {}", exit.pid, exit.describe());
                 }
-                codes.push((exit.pid, exit.code()));
+                codes.push((exit.pid, exit.code));
             }
             actions.extend(run.machine.on_reaped(&codes, children_left, now));
         }
@@ -497,7 +497,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
 impl Daemon {
     fn run(&mut self) -> i32 {
         let mut received = Vec::new();
-        let mut exits: Vec<Exit> = Vec::new();
+        let mut exits: Vec<Exited> = Vec::new();
         let mut fds = Vec::new();
         loop {
             if let Some(code) = self.exit {
@@ -660,16 +660,7 @@ impl Daemon {
                     return Some(Event::Usage { sampling, usage });
                 }
                 let table = proc::Table::scan();
-                let usage = pids
-                    .into_iter()
-                    .map(|pid| {
-                        let sample = table.tree(pid).map(|u| Sample {
-                            cpu: u.cpu,
-                            rss_bytes: u.rss_bytes,
-                        });
-                        (pid, sample)
-                    })
-                    .collect();
+                let usage = pids.into_iter().map(|pid| (pid, table.tree(pid))).collect();
                 Some(Event::Usage { sampling, usage })
             }
             Effect::LoadConfig { conn } => {
@@ -768,7 +759,7 @@ impl Daemon {
     /// the rest goes to the machine.
     fn exec_checks_ended(
         &mut self,
-        exits: &[Exit],
+        exits: &[Exited],
         results: &mut Vec<(CheckRef, bool)>,
     ) -> Vec<Exited> {
         let mut rest = Vec::with_capacity(exits.len());
@@ -776,15 +767,11 @@ impl Daemon {
             if let Some(k) = self.check_pids.iter().position(|p| *p == exit.pid) {
                 self.check_pids.swap_remove(k);
                 if let Some(j) = self.exec_checks.iter().position(|(p, _)| *p == exit.pid) {
-                    results.push((self.exec_checks.swap_remove(j).1, exit.code() == 0));
+                    results.push((self.exec_checks.swap_remove(j).1, exit.code == 0));
                 }
                 continue;
             }
-            rest.push(Exited {
-                pid: exit.pid,
-                code: exit.code(),
-                signal: exit.signal(),
-            });
+            rest.push(*exit);
         }
         rest
     }

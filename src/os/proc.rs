@@ -9,6 +9,7 @@
 //! It reads and parses; it must not decide what a figure means (the verdicts on `memory_max`
 //! and `cpu_max` are the supervisor's).
 
+use crate::machine::Sample;
 use std::time::Duration;
 
 use super::sys;
@@ -29,13 +30,6 @@ pub struct Table {
     procs: Vec<Stat>,
     page_size: u64,
     ticks_per_sec: u64,
-}
-
-/// CPU time and resident memory of a process and all its descendants.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Usage {
-    pub cpu: Duration,
-    pub rss_bytes: u64,
 }
 
 impl Table {
@@ -61,8 +55,9 @@ impl Table {
         }
     }
 
-    /// Usage of `root` and its descendants; None when `root` is not there.
-    pub fn tree(&self, root: i32) -> Option<Usage> {
+    /// CPU time and resident memory of `root` and its descendants; None when `root` is not
+    /// there.
+    pub fn tree(&self, root: i32) -> Option<Sample> {
         let first = self.procs.iter().position(|p| p.pid == root)?;
         let members = std::iter::once(first).chain(self.walk(root));
         // Saturating: the figures come from a file, and a sum that overflows must not panic
@@ -72,7 +67,7 @@ impl Table {
             .fold((0u64, 0u64), |(t, r), p| {
                 (t.saturating_add(p.ticks), r.saturating_add(p.rss_pages))
             });
-        Some(Usage {
+        Some(Sample {
             cpu: Duration::from_secs_f64(ticks as f64 / self.ticks_per_sec as f64),
             rss_bytes: pages.saturating_mul(self.page_size),
         })
@@ -240,7 +235,7 @@ mod tests {
         };
         assert_eq!(
             t.tree(10),
-            Some(Usage {
+            Some(Sample {
                 cpu: Duration::from_secs(2),
                 rss_bytes: 20 * 4096
             })

@@ -1,48 +1,29 @@
 //! Reaping and clearing: collects every exited child (supervised or adopted orphan) and signals
 //! the processes left over at the end of a run.
 //!
-//! It knows nothing of programs or policies. It turns wait statuses into [`Exit`]s and says
+//! It knows nothing of programs or policies. It turns wait statuses into [`Exited`]s and says
 //! whether any child remains; callers decide what that means. Who descends from whom comes
 //! from [`super::proc`], the one reader of /proc; the system calls from [`super::sys`].
 
 use super::{proc, sys};
-use crate::config::signals;
+use crate::machine::Exited;
 
-/// How one process ended, from its raw wait status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Exit {
-    pub pid: i32,
-    pub status: i32,
-}
-
-impl Exit {
-    /// The signal that killed it, if any.
-    pub fn signal(&self) -> Option<i32> {
-        libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
-    }
-
-    /// The shell convention: the exit status, or 128+N when killed by signal N.
-    pub fn code(&self) -> i32 {
-        match self.signal() {
-            Some(sig) => 128 + sig,
-            None => libc::WEXITSTATUS(self.status),
-        }
-    }
-
-    /// "exited with status 3" / "was killed by SIGKILL".
-    pub fn describe(&self) -> String {
-        match self.signal() {
-            Some(sig) => format!("was killed by {}", signals::name(sig)),
-            None => format!("exited with status {}", self.code()),
-        }
+/// How a process ended, from its raw wait status (wait(2)): the exit status, or 128+N and
+/// the signal when signal N killed it.
+pub fn exited(pid: i32, status: i32) -> Exited {
+    let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+    Exited {
+        pid,
+        code: signal.map_or_else(|| libc::WEXITSTATUS(status), |sig| 128 + sig),
+        signal,
     }
 }
 
 /// Reaps every child that has exited, without blocking. Returns whether children remain.
-pub fn reap(out: &mut Vec<Exit>) -> bool {
+pub fn reap(out: &mut Vec<Exited>) -> bool {
     loop {
         match sys::wait_any() {
-            Ok(Some((pid, status))) => out.push(Exit { pid, status }),
+            Ok(Some((pid, status))) => out.push(exited(pid, status)),
             Ok(None) => return true,
             // ECHILD: nothing left to wait for.
             Err(_) => return false,
@@ -90,23 +71,12 @@ mod tests {
     #[test]
     fn exit_codes() {
         // Wait statuses as the kernel encodes them: exit code in bits 8-15, signal in 0-6.
-        let exited = Exit {
-            pid: 1,
-            status: 3 << 8,
-        };
-        assert_eq!(exited.code(), 3);
-        assert_eq!(exited.signal(), None);
-        assert_eq!(exited.describe(), "exited with status 3");
-        let killed = Exit {
-            pid: 1,
-            status: libc::SIGKILL,
-        };
-        assert_eq!(killed.code(), 137);
+        let done = exited(1, 3 << 8);
+        assert_eq!((done.code, done.signal), (3, None));
+        assert_eq!(done.describe(), "exited with status 3");
+        let killed = exited(1, libc::SIGKILL);
+        assert_eq!((killed.code, killed.signal), (137, Some(libc::SIGKILL)));
         assert_eq!(killed.describe(), "was killed by SIGKILL");
-        let cored = Exit {
-            pid: 1,
-            status: libc::SIGSEGV | 0x80,
-        };
-        assert_eq!(cored.code(), 139);
+        assert_eq!(exited(1, libc::SIGSEGV | 0x80).code, 139, "a core dump");
     }
 }

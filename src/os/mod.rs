@@ -7,6 +7,8 @@
 //! - `event_loop`: the one poll loop: readiness -> events for the machine, its effects ->
 //!   system calls; it decides nothing.
 //! - `sys`: thin safe wrappers over the libc calls made in more than one place (a leaf).
+//! - `start`: what an instance or an exec check starts with, from its spec (environment,
+//!   user, limits, sockets, output pipes), and the exec reports of children.
 //! - `spawn`: the fork/exec boundary; the child makes raw system calls on data built before
 //!   fork and never allocates.
 //! - `daemon`: `--daemon`'s fork; both sides return to `main`, which alone exits.
@@ -35,6 +37,7 @@ pub mod resolver;
 pub mod signals;
 pub mod sockets;
 pub mod spawn;
+pub mod start;
 pub mod stdio;
 pub mod sys;
 

@@ -1,0 +1,236 @@
+//! Starting processes: what an instance or an exec check of a program starts with (its
+//! environment, user, directory, limits, sockets at fds 3.., output pipes), built from the
+//! spec into a [`spawn::SpawnPlan`], and the exec reports of children on their way to exec,
+//! read from the poll loop. It decides nothing: when to start what is the machine's.
+
+use std::ffi::OsString;
+
+use log::error;
+
+use crate::config::{Output, ProgramSpec, ReadyCheck};
+use crate::os::output::{Outputs, Stream};
+use crate::os::spawn;
+
+/// What starting processes needs: the environment, outputs and sockets programs get, and the
+/// exec reports of children not yet confirmed.
+pub struct Starter {
+    /// ginit's own environment, the base of every program's.
+    pub base_env: Vec<(OsString, OsString)>,
+    /// stdin is a terminal: `main` gets its foreground.
+    pub terminal: bool,
+    pub outputs: Outputs,
+    pub sockets: Vec<(String, std::os::fd::OwnedFd)>,
+    /// NOTIFY_SOCKET for programs with `ready: {notify: true}`.
+    pub notify_address: Option<String>,
+    /// Children whose exec has not been confirmed yet.
+    pub reports: Vec<ExecReport>,
+}
+
+/// The report pipe of a child on its way to exec (end of file: it exec'd).
+pub struct ExecReport {
+    fd: std::fs::File,
+    /// Kept to decode a failure (names, directory); its output fds are already closed.
+    plan: spawn::SpawnPlan,
+    label: String,
+}
+
+impl Starter {
+    pub fn report_fds(&self, out: &mut Vec<libc::pollfd>) {
+        for r in &self.reports {
+            out.push(libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&r.fd),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+
+    /// Reads the reports poll says are ready: a failed exec is logged (the child exits
+    /// 126/127 and its exit is handled as any other).
+    pub fn handle_reports(&mut self, fds: &[libc::pollfd]) {
+        let mut done = Vec::new();
+        for (i, (r, pfd)) in self.reports.iter().zip(fds).enumerate() {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let mut bytes = [0u8; 8];
+            // Readable: the 8 bytes of a failure (written at once) or end of file.
+            let n = std::io::Read::read(&mut &r.fd, &mut bytes).unwrap_or(0);
+            if n == bytes.len() {
+                error!("cannot start {}: {}", r.label, r.plan.report_error(&bytes));
+            }
+            done.push(i);
+        }
+        for i in done.into_iter().rev() {
+            self.reports.remove(i);
+        }
+    }
+}
+
+impl Starter {
+    pub fn environment(&self, spec: &ProgramSpec, index: u32) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> =
+            Vec::with_capacity(self.base_env.len() + spec.env.len() + 5);
+        let set = |k: &str, v: OsString, env: &mut Vec<(OsString, OsString)>| {
+            env.retain(|(name, _)| name != k);
+            env.push((k.into(), v));
+        };
+        env.extend(self.base_env.iter().cloned());
+        if let Some(user) = &spec.user {
+            set("HOME", user.home.clone().into_os_string(), &mut env);
+            if let Some(name) = &user.name {
+                set("USER", name.into(), &mut env);
+                set("LOGNAME", name.into(), &mut env);
+            }
+        }
+        for (k, v) in &spec.env {
+            set(k, v.into(), &mut env);
+        }
+        let notify = spec
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.check == ReadyCheck::Notify);
+        if let Some(addr) = &self.notify_address
+            && (notify || spec.watchdog.is_some())
+        {
+            set("NOTIFY_SOCKET", addr.into(), &mut env);
+        }
+        if let Some(limit) = spec.watchdog {
+            set(
+                "WATCHDOG_USEC",
+                limit.as_micros().to_string().into(),
+                &mut env,
+            );
+        }
+        set("GINIT_PROGRAM", spec.name.clone().into(), &mut env);
+        set("GINIT_INSTANCE", index.to_string().into(), &mut env);
+        env
+    }
+}
+
+fn open_null() -> Result<std::os::fd::OwnedFd, String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map(Into::into)
+        .map_err(|e| format!("cannot open /dev/null: {e}"))
+}
+
+impl Starter {
+    /// Starts an exec check of instance `index` of `spec`: its own process group, the
+    /// program's environment, user and directory, output discarded.
+    pub fn spawn_check(
+        &mut self,
+        spec: &ProgramSpec,
+        index: u32,
+        argv: &[String],
+    ) -> Result<i32, String> {
+        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let env = self.environment(spec, index);
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&args, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.cwd = spec
+            .cwd
+            .as_ref()
+            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        plan.stdout = Some(open_null()?);
+        plan.stderr = Some(open_null()?);
+        // Not waiting for the exec: a check that cannot run exits 126/127, a failed check.
+        plan.start()
+            .map(|(pid, _report)| pid)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Starter {
+    /// Starts instance `index` of `spec`: its environment, user, directory, limits, sockets
+    /// and output; returns its pid.
+    pub fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String> {
+        let argv: Vec<OsString> = spec.command.iter().map(OsString::from).collect();
+        let env = self.environment(spec, index);
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&argv, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.foreground = self.terminal && spec.name == "main";
+        plan.cwd = match &spec.cwd {
+            None => None,
+            Some(dir) => Some(
+                std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("its directory {} contains a NUL byte", dir.display()))?,
+            ),
+        };
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        plan.rlimits = spec
+            .limits
+            .rlimits
+            .iter()
+            .map(|&(r, value)| {
+                let v = value.map_or(libc::RLIM_INFINITY, |n| n as libc::rlim_t);
+                let limit = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
+                (r.key(), r.resource(), limit)
+            })
+            .collect();
+        if !spec.sockets.is_empty() {
+            let mut fds = Vec::new();
+            for name in &spec.sockets {
+                let Some((_, fd)) = self.sockets.iter().find(|(n, _)| n == name) else {
+                    return Err(format!("socket `{name}` is not open"));
+                };
+                fds.push(std::os::fd::AsRawFd::as_raw_fd(fd));
+            }
+            let names: Vec<&str> = spec.sockets.iter().map(String::as_str).collect();
+            plan.listen(fds, &names);
+        }
+        plan.nice = spec.limits.nice;
+        plan.oom_score_adj = spec
+            .limits
+            .oom_score_adj
+            .map(|n| n.to_string().into_bytes());
+        let mut readers = [None, None];
+        for (i, (output, read_end)) in [&spec.stdout, &spec.stderr]
+            .into_iter()
+            .zip(&mut readers)
+            .enumerate()
+        {
+            let fd = match output {
+                Output::Inherit => continue,
+                Output::Null => open_null()?,
+                _ => {
+                    let (reader, writer) = Outputs::pipe()
+                        .map_err(|e| format!("cannot create a pipe for its output: {e}"))?;
+                    *read_end = Some(reader);
+                    writer
+                }
+            };
+            if i == 0 {
+                plan.stdout = Some(fd);
+            } else {
+                plan.stderr = Some(fd);
+            }
+        }
+        // Not waiting for the exec: the report pipe is read from the poll loop, so starting
+        // ten programs does not take ten round trips through the scheduler.
+        let (pid, report) = plan.start().map_err(|e| e.to_string())?;
+        // The write ends of the output pipes go now: the pipes end when the program's
+        // processes have all exited.
+        plan.stdout = None;
+        plan.stderr = None;
+        let label = spec.label(index);
+        self.reports.push(ExecReport {
+            fd: report.into(),
+            plan,
+            label,
+        });
+        for (reader, stream) in readers.into_iter().zip([Stream::Stdout, Stream::Stderr]) {
+            if let Some(reader) = reader {
+                self.outputs.attach(reader, spec, index, stream);
+            }
+        }
+        Ok(pid)
+    }
+}

@@ -2,7 +2,7 @@
 //! [`single`]). Events in, effects out.
 //!
 //! It owns no fd, reads no /proc and no clock: `now` comes with every event, and whatever needs
-//! the system is an [`Effect`] that the OS edge (`event_loop.rs`) carries out. It must never
+//! the system is an [`Effect`] that the OS edge (`os/event_loop.rs`) carries out. It must never
 //! import the edge (spawn, signalfd, reaping, /proc, sockets, notify, probes, output, the control
 //! server); it may import `config` and `control::protocol` (types), and signal names.
 //!
@@ -47,11 +47,11 @@
 //!   reader measures; a connection's id is the control protocol's `ConnId`.
 #![forbid(unsafe_code)]
 
-use crate::config::signals;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::config::signals;
 use crate::config::{Config, ProgramSpec, ReadyCheck, ShutdownSpec};
 use crate::control::protocol::{Request, Response};
 

@@ -103,8 +103,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut documents = 0;
     loop {
         match parser.next()? {
-            Event::StreamEnd => break,
-            Event::DocumentStart(mark) => {
+            YamlEvent::StreamEnd => break,
+            YamlEvent::DocumentStart(mark) => {
                 documents += 1;
                 if documents > 1 {
                     return Err(SyntaxError {
@@ -115,7 +115,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     });
                 }
             }
-            Event::Other => {}
+            YamlEvent::Other => {}
             event => {
                 if let Some(node) = builder.event(event)? {
                     root = Some(node);
@@ -128,7 +128,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
 
 /// Owned copies of libyaml's events.
 #[derive(Debug)]
-enum Event {
+enum YamlEvent {
     DocumentStart(Mark),
     Scalar {
         text: String,
@@ -158,7 +158,7 @@ enum Event {
 mod events {
     //! The only unsafe part: driving libyaml's C-style event parser. libyaml itself keeps
     //! its nesting on heap stacks (no recursion; checked in unsafe-libyaml-norway 0.2.15).
-    use super::{Event, Mark, SyntaxError};
+    use super::{Mark, SyntaxError, YamlEvent};
     use std::marker::PhantomData;
     use std::mem::MaybeUninit;
     use unsafe_libyaml_norway as unsafe_yaml;
@@ -215,7 +215,7 @@ mod events {
         }
 
         /// The next event, copied out of libyaml.
-        pub(super) fn next(&mut self) -> Result<Event, SyntaxError> {
+        pub(super) fn next(&mut self) -> Result<YamlEvent, SyntaxError> {
             let parser = self.raw.as_mut_ptr();
             let mut event = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
             // SAFETY: the parser was initialized in `new`; a successful parse fills `event`,
@@ -237,7 +237,7 @@ mod events {
                 let mut event = event.assume_init();
                 let at = mark(&event.start_mark);
                 let converted = match event.type_ {
-                    unsafe_yaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart(at),
+                    unsafe_yaml::YAML_DOCUMENT_START_EVENT => YamlEvent::DocumentStart(at),
                     unsafe_yaml::YAML_SCALAR_EVENT => {
                         let s = event.data.scalar;
                         let text = if s.value.is_null() || s.length == 0 {
@@ -247,7 +247,7 @@ mod events {
                             String::from_utf8_lossy(bytes).into_owned()
                         };
                         let tag = c_string(s.tag);
-                        Event::Scalar {
+                        YamlEvent::Scalar {
                             text,
                             plain: s.style == unsafe_yaml::YAML_PLAIN_SCALAR_STYLE
                                 && tag.as_deref() != Some("tag:yaml.org,2002:str"),
@@ -255,27 +255,27 @@ mod events {
                             mark: at,
                         }
                     }
-                    unsafe_yaml::YAML_ALIAS_EVENT => Event::Alias {
+                    unsafe_yaml::YAML_ALIAS_EVENT => YamlEvent::Alias {
                         anchor: c_string(event.data.alias.anchor).unwrap_or_default(),
                         mark: at,
                     },
-                    unsafe_yaml::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
+                    unsafe_yaml::YAML_SEQUENCE_START_EVENT => YamlEvent::SequenceStart {
                         anchor: c_string(event.data.sequence_start.anchor),
                         mark: at,
                     },
-                    unsafe_yaml::YAML_MAPPING_START_EVENT => Event::MappingStart {
+                    unsafe_yaml::YAML_MAPPING_START_EVENT => YamlEvent::MappingStart {
                         anchor: c_string(event.data.mapping_start.anchor),
                         mark: at,
                     },
                     unsafe_yaml::YAML_SEQUENCE_END_EVENT | unsafe_yaml::YAML_MAPPING_END_EVENT => {
-                        Event::End(at)
+                        YamlEvent::End(at)
                     }
                     // After the end (or an error) libyaml hands out empty events: treat them
                     // as the end too, so no caller can loop on them.
                     unsafe_yaml::YAML_STREAM_END_EVENT | unsafe_yaml::YAML_NO_EVENT => {
-                        Event::StreamEnd
+                        YamlEvent::StreamEnd
                     }
-                    _ => Event::Other,
+                    _ => YamlEvent::Other,
                 };
                 unsafe_yaml::yaml_event_delete(&mut event);
                 Ok(converted)
@@ -333,9 +333,9 @@ impl Builder {
     /// Takes one event; returns the root once it is complete.
     // Out of line, as is `parse`: inlined into validation they cost 1 KiB more binary.
     #[inline(never)]
-    fn event(&mut self, event: Event) -> Result<Option<Node>, SyntaxError> {
+    fn event(&mut self, event: YamlEvent) -> Result<Option<Node>, SyntaxError> {
         let (node, weight, anchor) = match event {
-            Event::Scalar {
+            YamlEvent::Scalar {
                 text,
                 plain,
                 anchor,
@@ -353,7 +353,7 @@ impl Builder {
                 };
                 (node, weight, anchor)
             }
-            Event::Alias { anchor, mark } => {
+            YamlEvent::Alias { anchor, mark } => {
                 let Some((found, weight)) = self.anchors.get(&anchor) else {
                     return Err(SyntaxError {
                         message: format!("invalid YAML: unknown anchor `*{anchor}`"),
@@ -371,11 +371,11 @@ impl Builder {
                 };
                 (node, *weight, None)
             }
-            Event::SequenceStart { anchor, mark } => {
+            YamlEvent::SequenceStart { anchor, mark } => {
                 self.open(Partial::Seq(Vec::new()), anchor, mark)?;
                 return Ok(None);
             }
-            Event::MappingStart { anchor, mark } => {
+            YamlEvent::MappingStart { anchor, mark } => {
                 let map = Partial::Map {
                     entries: Vec::new(),
                     key: None,
@@ -384,7 +384,7 @@ impl Builder {
                 self.open(map, anchor, mark)?;
                 return Ok(None);
             }
-            Event::End(mark) => {
+            YamlEvent::End(mark) => {
                 let Some(frame) = self.stack.pop() else {
                     return Err(SyntaxError {
                         message: "invalid YAML: unexpected end of a list or mapping".into(),
@@ -408,7 +408,9 @@ impl Builder {
                 };
                 (node, frame.weight, frame.anchor)
             }
-            Event::DocumentStart(_) | Event::StreamEnd | Event::Other => return Ok(None),
+            YamlEvent::DocumentStart(_) | YamlEvent::StreamEnd | YamlEvent::Other => {
+                return Ok(None);
+            }
         };
         if let Some(anchor) = anchor {
             // The copy kept for later aliases costs what the value does.

@@ -5,7 +5,7 @@
 //! Each instance owns its check state, in its [`State`]: the readiness check's attempts while
 //! it starts, the health check's and the watchdog's once it is ready. The machine only decides;
 //! an attempt is an [`Effect::StartCheck`] (a tcp connect, an http GET, an exec'd command)
-//! that the edge carries out and answers with [`Event::CheckResult`](super::Event).
+//! that the edge carries out and answers with [`Input::CheckResult`](super::Input).
 //!
 //! - Readiness (`ready: {tcp | http | exec}`): an attempt at once, then [`READY_RETRY`] after
 //!   each failed one, each bounded by [`READY_ATTEMPT`], until one passes (the instance is then
@@ -331,25 +331,25 @@ mod tests {
             "programs:\n  web: {command: x, ready: {exec: [probe]}}\n  after: {command: x, depends_on: [web]}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let web = e.pid("web");
         assert_eq!(e.m.deadline(), Some(t), "the first attempt is due at once");
-        e.feed(Event::Time, t);
+        e.feed(Input::Time, t);
         assert_eq!(
             started(&mut e),
             [(web, ReadyCheck::Exec(vec!["probe".into()]))]
         );
-        e.feed(Event::Time, t + ms(50));
+        e.feed(Input::Time, t + ms(50));
         assert!(started(&mut e).is_empty(), "one attempt at a time");
         // A failed attempt: the next one 100ms after it ended.
         e.finish_check(false, t + ms(60));
         assert_eq!(e.m.deadline(), Some(t + ms(160)));
-        e.feed(Event::Time, t + ms(160));
+        e.feed(Input::Time, t + ms(160));
         assert_eq!(started(&mut e).len(), 1);
         // An attempt over its 2s bound is cancelled and counts as failed.
-        e.feed(Event::Time, t + ms(2160));
+        e.feed(Input::Time, t + ms(2160));
         assert_eq!(e.cancelled.len(), 1);
-        e.feed(Event::Time, t + ms(2260));
+        e.feed(Input::Time, t + ms(2260));
         assert_eq!(started(&mut e).len(), 1);
         assert_eq!(e.names(), ["web"], "not ready: its dependent waits");
         e.finish_check(true, t + ms(2300));
@@ -365,31 +365,31 @@ mod tests {
             "programs:\n  api:\n    command: x\n    health: {tcp: \"127.0.0.1:9\", interval: 1s, timeout: 200ms, failures: 3}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let api = e.pid("api");
         // The first attempt one interval after ready.
         assert_eq!(e.m.deadline(), Some(t + ms(1000)));
         let mut now = t + ms(1000);
         for _ in 0..2 {
-            e.feed(Event::Time, now);
+            e.feed(Input::Time, now);
             assert_eq!(started(&mut e).len(), 1);
             e.finish_check(false, now + ms(10));
             now += ms(1010);
         }
         // A pass in between: the count starts over.
-        e.feed(Event::Time, now);
+        e.feed(Input::Time, now);
         e.finish_check(true, now + ms(10));
         now += ms(1010);
         for _ in 0..2 {
-            e.feed(Event::Time, now);
+            e.feed(Input::Time, now);
             e.finish_check(false, now + ms(10));
             now += ms(1010);
         }
         assert!(e.signals.is_empty(), "two in a row only");
         // The third in a row times out (200ms): reloaded by its strategy (restart), counted.
-        e.feed(Event::Time, now);
+        e.feed(Input::Time, now);
         assert_eq!(e.under_way.len(), 1);
-        e.feed(Event::Time, now + ms(200));
+        e.feed(Input::Time, now + ms(200));
         assert_eq!(e.cancelled.len(), 1);
         assert_eq!(e.signals, [(api, libc::SIGTERM), (api, libc::SIGCONT)]);
         assert_eq!(e.status(now)[0].restarts, 1);
@@ -403,8 +403,8 @@ mod tests {
             "programs:\n  api:\n    command: x\n    health: {tcp: \"127.0.0.1:9\", interval: 1s, failures: 1}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
-        e.feed(Event::Time, t + ms(1000));
+        e.feed(Input::Begin, t);
+        e.feed(Input::Time, t + ms(1000));
         let (attempt, _) = e.checks_started.pop().unwrap();
         let c = e.ask(
             Request::Stop {
@@ -418,7 +418,7 @@ mod tests {
             "its attempt goes with the stop"
         );
         e.feed(
-            Event::CheckResult {
+            Input::CheckResult {
                 check: attempt,
                 ok: false,
             },
@@ -434,14 +434,14 @@ mod tests {
             "programs:\n  w:\n    command: x\n    watchdog: 1s\n    reload: {strategy: signal, signal: SIGHUP}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let w = e.pid("w");
         assert_eq!(e.m.deadline(), Some(t + ms(1000)));
         e.notify(w, "WATCHDOG=1", t + ms(900));
         assert_eq!(e.m.deadline(), Some(t + ms(1900)));
-        e.feed(Event::Time, t + ms(1000));
+        e.feed(Input::Time, t + ms(1000));
         assert!(e.signals.is_empty());
-        e.feed(Event::Time, t + ms(1900));
+        e.feed(Input::Time, t + ms(1900));
         assert_eq!(e.signals, [(w, libc::SIGHUP)]);
         assert_eq!(e.status(t)[0].restarts, 1);
         // Counted once; the watchdog starts over.
@@ -454,7 +454,7 @@ mod tests {
             "programs:\n  w: {command: x, watchdog: 1s, ready: {notify: true, timeout: 10s}}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let w = e.pid("w");
         e.notify(w, "WATCHDOG=1", t);
         assert_eq!(
@@ -472,13 +472,13 @@ mod tests {
             "programs:\n  a:\n    command: x\n    reload: {strategy: replace}\n    ready: {notify: true}\n    health: {exec: [x], interval: 1s, failures: 2}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let old = e.pid("a");
         e.notify(old, "READY=1", t);
         // One failure counted before the reload.
-        e.feed(Event::Time, t + ms(1000));
+        e.feed(Input::Time, t + ms(1000));
         e.finish_check(false, t + ms(1000));
-        e.feed(Event::Time, t + ms(2000));
+        e.feed(Input::Time, t + ms(2000));
         let (attempt, _) = e.checks_started.pop().unwrap();
         let c = e.ask(
             Request::Reload {
@@ -504,7 +504,7 @@ mod tests {
         assert_eq!(e.m.health_checks("a"), [true]);
         // Afresh: first attempt one interval later, and one failure is not two in a row.
         assert_eq!(e.m.deadline(), Some(t + ms(3300)));
-        e.feed(Event::Time, t + ms(3300));
+        e.feed(Input::Time, t + ms(3300));
         e.finish_check(false, t + ms(3300));
         assert!(e.signals.iter().all(|s| s.0 != new), "{:?}", e.signals);
     }

@@ -1,19 +1,20 @@
 //! The machine: every decision of supervisor mode as pure code (and single-program mode's, in
-//! [`single`]). Events in, effects out.
+//! [`single`]). Inputs in, effects out. (An "event", in ginit, is one line of the user-visible
+//! stream of state changes, `ginit events`; what the machine is fed is an [`Input`].)
 //!
-//! It owns no fd, reads no /proc and no clock: `now` comes with every event, and whatever needs
+//! It owns no fd, reads no /proc and no clock: `now` comes with every input, and whatever needs
 //! the system is an [`Effect`] that the OS edge (`os/event_loop.rs`) carries out. It must never
 //! import the edge (spawn, signalfd, reaping, /proc, sockets, notify, probes, output, the control
 //! server); it may import `config` and `control::protocol` (types), and signal names.
 //!
-//! The contract with the edge: [`Machine::handle`] takes one [`Event`] and returns the effects
+//! The contract with the edge: [`Machine::handle`] takes one [`Input`] and returns the effects
 //! it decided, in order. The edge carries them out in that order; an effect that has an answer
 //! (a spawn's pid, whether a process group still had members, a usage sample, a loaded config,
-//! a check attempt that could not start) is answered by an event fed back *at once*, and the
+//! a check attempt that could not start) is answered by an input fed back *at once*, and the
 //! effects of that answer are carried out before the rest of the batch (the edge keeps a
 //! stack, not a queue). So the machine sees the same order of things as if it had made the
 //! call itself, with no `dyn` callback into the edge. [`Machine::deadline`] is the earliest
-//! instant at which [`Event::Time`] has something to do; with none, ginit sleeps.
+//! instant at which [`Input::Time`] has something to do; with none, ginit sleeps.
 //!
 //! Where each decision lives (one file each, read the header first):
 //! - `requests.rs`: what ginit does on each signal it receives (SIGTERM, SIGHUP, SIGUSR1...)
@@ -36,7 +37,7 @@
 //! Deviations from DESIGN.md, and why:
 //! - log lines are still written here (through the `log` facade, which is no fd of ours), not
 //!   published as events: the event stream of a later issue can turn them into effects;
-//! - effects with an answer come back as events fed at once, depth first, rather than being
+//! - effects with an answer come back as inputs fed at once, depth first, rather than being
 //!   planned ahead: an instance is `State::Spawning` (`instance.rs`) for the instant between
 //!   its spawn and the answer, and group signals are answered before the shutdown moves on
 //!   (`asking`), so every decision is made on the same facts as when the edge was called;
@@ -146,7 +147,7 @@ pub enum GroupAsk {
 
 /// Something that happened, for the machine to decide about.
 #[derive(Debug, PartialEq)]
-pub enum Event {
+pub enum Input {
     /// The run begins: start what can start.
     Begin,
     /// A signal ginit received (not SIGCHLD: the exits it announces come as `Reaped`).
@@ -201,7 +202,7 @@ pub enum Event {
 #[derive(Debug, PartialEq)]
 pub enum Effect {
     /// Start instance `instance.index` of `spec` (environment, user, limits, sockets, output);
-    /// answer with [`Event::Spawned`] or [`Event::SpawnFailed`].
+    /// answer with [`Input::Spawned`] or [`Input::SpawnFailed`].
     Spawn {
         instance: InstanceRef,
         spec: Rc<ProgramSpec>,
@@ -211,7 +212,7 @@ pub enum Effect {
     SignalInstance { pid: i32, signal: i32 },
     /// Send `signal` (0: none, only asking) to process group `pgid`, which an exited instance
     /// led. Never to a group an exec check leads (the number was reused): that counts as not
-    /// delivered. With an `ask`, answer with [`Event::GroupSignalled`].
+    /// delivered. With an `ask`, answer with [`Input::GroupSignalled`].
     SignalGroup {
         pgid: i32,
         signal: i32,
@@ -223,7 +224,7 @@ pub enum Effect {
     /// Answer a control request.
     Respond { conn: ConnId, response: Response },
     /// Start one attempt of `what` for an instance of `spec` (an exec check runs with its
-    /// environment, user and directory); answer with [`Event::CheckResult`] when it ends. The
+    /// environment, user and directory); answer with [`Input::CheckResult`] when it ends. The
     /// machine bounds it by `timeout` and cancels it then.
     StartCheck {
         check: CheckRef,
@@ -234,9 +235,9 @@ pub enum Effect {
     /// Drop an attempt no longer wanted (kill an exec check's process group); no answer.
     CancelCheck { check: CheckRef },
     /// Measure CPU time and resident memory of each pid's process tree; answer with
-    /// [`Event::Usage`].
+    /// [`Input::Usage`].
     SampleUsage { pids: Vec<i32>, sampling: Sampling },
-    /// Read and validate the config file; answer with [`Event::ConfigLoaded`].
+    /// Read and validate the config file; answer with [`Input::ConfigLoaded`].
     LoadConfig { conn: Option<ConnId> },
     /// Reopen every log file (after an external rotation).
     ReopenLogs,
@@ -291,7 +292,7 @@ pub struct Machine {
     config_error: Option<String>,
     /// The last serial handed out (instances and check attempts).
     serial: u64,
-    /// The effects decided while handling the current event.
+    /// The effects decided while handling the current input.
     out: Vec<Effect>,
 }
 
@@ -322,7 +323,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 impl Machine {
     /// The machine for `config` (with `main` added already, if any); nothing runs until
-    /// [`Event::Begin`].
+    /// [`Input::Begin`].
     pub fn new(config: Config, main: Option<Vec<String>>) -> Machine {
         let mut serial = 0;
         let programs = config
@@ -361,39 +362,39 @@ impl Machine {
         m
     }
 
-    /// Decides about one event; returns the effects, to be carried out in order (see the
+    /// Decides about one input; returns the effects, to be carried out in order (see the
     /// module header for how answers come back).
-    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
-        match event {
-            Event::Begin => self.progress(now),
-            Event::Signal(sig) => self.on_signal(sig, now),
-            Event::Reaped {
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        match input {
+            Input::Begin => self.progress(now),
+            Input::Signal(sig) => self.on_signal(sig, now),
+            Input::Reaped {
                 exits,
                 children_left,
             } => self.on_reaped(&exits, children_left, now),
-            Event::Request { conn, request } => self.on_request(conn, request, now),
-            Event::Notify {
+            Input::Request { conn, request } => self.on_request(conn, request, now),
+            Input::Notify {
                 pid,
                 ancestors,
                 fields,
             } => self.on_notify(pid, &ancestors, &fields, now),
-            Event::CheckResult { check, ok } => self.on_check_result(&check, ok, now),
-            Event::Spawned { instance, pid } => self.on_spawned(&instance, pid, now),
-            Event::SpawnFailed { instance, reason } => {
+            Input::CheckResult { check, ok } => self.on_check_result(&check, ok, now),
+            Input::Spawned { instance, pid } => self.on_spawned(&instance, pid, now),
+            Input::SpawnFailed { instance, reason } => {
                 self.on_spawn_failed(&instance, &reason, now)
             }
-            Event::GroupSignalled {
+            Input::GroupSignalled {
                 pgid,
                 signal,
                 delivered,
                 ask,
             } => self.on_group_signalled(pgid, signal, delivered, ask, now),
-            Event::Usage { sampling, usage } => match sampling {
+            Input::Usage { sampling, usage } => match sampling {
                 Sampling::Monitor => self.on_monitor_sample(&usage, now),
                 Sampling::Status(conn) => self.answer_status(conn, &usage, now),
             },
-            Event::ConfigLoaded { conn, config } => self.on_config_loaded(conn, *config, now),
-            Event::Time => self.on_time(now),
+            Input::ConfigLoaded { conn, config } => self.on_config_loaded(conn, *config, now),
+            Input::Time => self.on_time(now),
         }
         self.sync_health(now);
         self.answer_settled();
@@ -401,7 +402,7 @@ impl Machine {
         std::mem::take(&mut self.out)
     }
 
-    /// The earliest instant at which [`Event::Time`] has something to do.
+    /// The earliest instant at which [`Input::Time`] has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         let mut first = earliest(self.phase.deadline(), self.next_sample);
         for p in &self.programs {

@@ -163,7 +163,7 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Event;
+    use super::super::Input;
     use super::super::testing::*;
     use super::*;
 
@@ -217,9 +217,9 @@ mod tests {
     fn nothing_is_sampled_without_a_monitored_program() {
         let mut e = edge("programs:\n  a: {command: x}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         assert_eq!(e.m.deadline(), None, "an idle ginit never wakes up");
-        e.feed(Event::Time, t + secs(5));
+        e.feed(Input::Time, t + secs(5));
         assert!(e.sampled.is_empty());
     }
 
@@ -228,7 +228,7 @@ mod tests {
         let mut e =
             edge("programs:\n  hog: {command: x, memory_max: 1MiB}\n  calm: {command: x}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let hog = e.pid("hog");
         assert_eq!(e.m.deadline(), Some(t + secs(1)));
         e.usage.push((
@@ -238,7 +238,7 @@ mod tests {
                 rss_bytes: 512 << 10,
             },
         ));
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Time, t + secs(1));
         assert_eq!(
             e.sampled,
             [vec![hog]],
@@ -247,7 +247,7 @@ mod tests {
         assert!(e.signals.is_empty(), "under its max");
         assert_eq!(e.m.deadline(), Some(t + secs(2)));
         e.usage[0].1.rss_bytes = 2 << 20;
-        e.feed(Event::Time, t + secs(2));
+        e.feed(Input::Time, t + secs(2));
         assert_eq!(e.signals, [(hog, libc::SIGTERM), (hog, libc::SIGCONT)]);
         assert_eq!(e.status(t)[0].restarts, 1);
     }
@@ -259,7 +259,7 @@ mod tests {
                 "programs:\n  spin: {{command: x, cpu_max: 50%, monitor_window: 2s, cpu_action: {action}}}\n"
             ));
             let t = Instant::now();
-            e.feed(Event::Begin, t);
+            e.feed(Input::Begin, t);
             let spin = e.pid("spin");
             // A full core from the start: the first sample has nothing to compare with.
             for n in 1..=4 {
@@ -270,7 +270,7 @@ mod tests {
                         rss_bytes: 0,
                     },
                 )];
-                e.feed(Event::Time, t + secs(n));
+                e.feed(Input::Time, t + secs(n));
             }
             // Over since 2s, for the whole window at 4s.
             assert_eq!(!e.signals.is_empty(), reloads, "{action}");
@@ -281,9 +281,9 @@ mod tests {
     fn sampling_stops_for_a_shutdown() {
         let mut e = edge("programs:\n  hog: {command: x, memory_max: 1MiB}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
-        e.feed(Event::Signal(libc::SIGTERM), t);
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Begin, t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
+        e.feed(Input::Time, t + secs(1));
         assert!(e.sampled.is_empty());
     }
 }

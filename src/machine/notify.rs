@@ -69,7 +69,7 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Event;
+    use super::super::Input;
     use super::super::testing::*;
     use std::time::{Duration, Instant};
 
@@ -79,11 +79,11 @@ mod tests {
     fn ready_from_the_instance_or_a_descendant_and_only_once() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let (a, b) = (e.pid("a"), e.pid("b"));
         // A helper of a (its grandchild) speaks for a.
         e.feed(
-            Event::Notify {
+            Input::Notify {
                 pid: 900,
                 ancestors: vec![901, a],
                 fields: vec![("READY".into(), "1".into())],
@@ -103,10 +103,10 @@ mod tests {
     fn a_foreign_sender_is_ignored() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         for (pid, ancestors) in [(500, vec![400, 1]), (0, vec![]), (1, vec![])] {
             e.feed(
-                Event::Notify {
+                Input::Notify {
                     pid,
                     ancestors,
                     fields: vec![
@@ -126,7 +126,7 @@ mod tests {
         // An ancestor beyond pid 1 is never looked at.
         let a = e.pid("a");
         e.feed(
-            Event::Notify {
+            Input::Notify {
                 pid: 500,
                 ancestors: vec![1, a],
                 fields: vec![("READY".into(), "1".into())],
@@ -140,14 +140,14 @@ mod tests {
     fn watchdog_trigger_asks_for_a_counted_reload() {
         let mut e = edge("programs:\n  a: {command: x}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let a = e.pid("a");
         e.notify(a, "WATCHDOG=trigger", t);
         assert_eq!(e.signals, [(a, libc::SIGTERM), (a, libc::SIGCONT)]);
         e.reap(&[killed(a, libc::SIGTERM)], true, t);
         assert_eq!(e.status(t)[0].state, "backoff");
         assert_eq!(e.status(t)[0].restarts, 1);
-        e.feed(Event::Time, t + Duration::from_millis(100));
+        e.feed(Input::Time, t + Duration::from_millis(100));
         assert_ne!(e.pid("a"), a);
     }
 }

@@ -808,7 +808,7 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Event;
+    use super::super::Input;
     use super::super::testing::*;
     use std::time::{Duration, Instant};
 
@@ -818,12 +818,12 @@ mod tests {
             "programs:\n  web: {command: x, depends_on: [migrate, cache]}\n  migrate: {command: x, oneshot: true}\n  cache: {command: x}\n  other: {command: x}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         assert_eq!(e.names(), ["migrate", "cache", "other"]);
         // The oneshot fails once, retries, then exits 0: only then does web start.
         e.reap(&[exit(e.pid("migrate"), 1)], true, t);
         assert_eq!(e.names().len(), 3);
-        e.feed(Event::Time, t + Duration::from_millis(100));
+        e.feed(Input::Time, t + Duration::from_millis(100));
         assert_eq!(e.names().len(), 4);
         e.reap(&[exit(e.pid("migrate"), 0)], true, t);
         assert_eq!(e.names(), ["migrate", "cache", "other", "migrate", "web"]);
@@ -834,7 +834,7 @@ mod tests {
         let mut e = edge(
             "programs:\n  a: {command: x}\n  b: {command: x, depends_on: [a]}\n  c: {command: x}\n",
         );
-        e.feed(Event::Begin, Instant::now());
+        e.feed(Input::Begin, Instant::now());
         // b is started as soon as a's spawn is answered, before c, as when spawns were calls.
         assert_eq!(e.names(), ["a", "b", "c"]);
     }
@@ -846,7 +846,7 @@ mod tests {
         );
         let t = Instant::now();
         e.fail.push("a".into());
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         assert!(e.spawned.is_empty());
         assert_eq!(e.status(t)[0].state, "failed");
         assert_eq!(e.status(t)[1].state, "stopped");
@@ -856,7 +856,7 @@ mod tests {
     #[test]
     fn instances_each_get_their_own_process() {
         let mut e = edge("programs:\n  w: {command: x, instances: 3}\n");
-        e.feed(Event::Begin, Instant::now());
+        e.feed(Input::Begin, Instant::now());
         let idx: Vec<u32> = e.spawned.iter().map(|(_, i, _)| *i).collect();
         assert_eq!(idx, [0, 1, 2]);
     }
@@ -867,9 +867,9 @@ mod tests {
             "programs:\n  key: {command: x, critical: true, max_restarts: 1}\n  other: {command: x}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         e.reap(&[exit(e.pid("key"), 3)], true, t);
-        e.feed(Event::Time, t + Duration::from_millis(100));
+        e.feed(Input::Time, t + Duration::from_millis(100));
         e.reap(&[exit(e.pid("key"), 4)], true, t);
         // Given up: the rest is stopped and ginit will exit with 4.
         let other = e.pid("other");
@@ -883,13 +883,13 @@ mod tests {
         let c = "programs:\n  main: {command: x, critical: true, restart: never}\n  side: {command: x}\n";
         let t = Instant::now();
         let mut e = edge(c);
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         e.reap(&[exit(e.pid("main"), 0)], true, t);
         e.reap(&[exit(e.pid("side"), 0)], false, t);
         assert_eq!(e.exit, Some(0));
         // Killed by a signal: 128+N.
         let mut e = edge(c);
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         e.reap(&[killed(e.pid("main"), libc::SIGKILL)], true, t);
         e.reap(&[exit(e.pid("side"), 0)], false, t);
         assert_eq!(e.exit, Some(137));
@@ -900,13 +900,13 @@ mod tests {
         let mut e = edge("programs:\n  tool: {command: x, backoff: {initial: 5s}}\n");
         let t = Instant::now();
         e.fail.push("tool".into());
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let status = e.status(t);
         assert_eq!(status[0].state, "backoff");
         assert_eq!(status[0].last_exit, Some(127));
         assert_eq!(e.m.deadline(), Some(t + Duration::from_secs(5)));
         e.fail.clear();
-        e.feed(Event::Time, t + Duration::from_secs(5));
+        e.feed(Input::Time, t + Duration::from_secs(5));
         assert_eq!(e.names(), ["tool"]);
     }
 
@@ -919,7 +919,7 @@ mod tests {
         let mut e =
             edge("programs:\n  a: {command: x, stop: {timeout: 2s}, backoff: {initial: 1s}}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let first = e.pid("a");
         e.groups.insert(first); // it left a child behind in its group
         e.reap(&[exit(first, 1)], true, t);
@@ -929,11 +929,11 @@ mod tests {
         );
         // The restart does not wait for the group.
         assert_eq!(e.m.deadline(), Some(t + secs(1)));
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Time, t + secs(1));
         assert_ne!(e.pid("a"), first);
         // The stop timeout: SIGKILL, and the group is forgotten.
         assert_eq!(e.m.deadline(), Some(t + secs(2)));
-        e.feed(Event::Time, t + secs(2));
+        e.feed(Input::Time, t + secs(2));
         assert_eq!(e.group_signals[2..], [(first, libc::SIGKILL)]);
         assert_eq!(e.m.deadline(), None, "nothing left to wake up for");
         assert_eq!(e.exit, None);
@@ -944,12 +944,12 @@ mod tests {
         let mut e =
             edge("programs:\n  a: {command: x, stop: {timeout: 2s}, backoff: {initial: 1s}}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         // Nothing left in the group: one signal that fails, no SIGCONT, no tracking.
         let first = e.pid("a");
         e.reap(&[exit(first, 1)], true, t);
         assert_eq!(e.group_signals, [(first, libc::SIGTERM)]);
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Time, t + secs(1));
         assert_eq!(e.m.deadline(), None);
         // A group that empties as its members are reaped is forgotten then.
         let second = e.pid("a");
@@ -957,10 +957,10 @@ mod tests {
         e.reap(&[exit(second, 1)], true, t + secs(1));
         e.groups.remove(&second);
         e.reap(&[exit(999, 0)], true, t + secs(1)); // an orphan of it
-        e.feed(Event::Time, t + secs(3)); // the restart, after 2s of backoff
+        e.feed(Input::Time, t + secs(3)); // the restart, after 2s of backoff
         assert_eq!(e.m.deadline(), None);
         let signalled = e.group_signals.len();
-        e.feed(Event::Time, t + secs(10));
+        e.feed(Input::Time, t + secs(10));
         assert_eq!(e.group_signals.len(), signalled);
     }
 
@@ -969,16 +969,16 @@ mod tests {
         let mut e =
             edge("programs:\n  a: {command: x, stop: {timeout: 2s}, backoff: {initial: 1s}}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let first = e.pid("a");
         e.groups.insert(first);
         e.reap(&[exit(first, 1)], true, t);
         // The group empties unseen and the number comes back as the new instance's pid,
         // leading its own group.
         e.reuse = Some(first);
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Time, t + secs(1));
         assert_eq!(e.pid("a"), first);
-        e.feed(Event::Time, t + secs(2));
+        e.feed(Input::Time, t + secs(2));
         assert_eq!(
             e.group_signals,
             [(first, libc::SIGTERM), (first, libc::SIGCONT)],
@@ -993,7 +993,7 @@ mod tests {
         // group is empty and forgotten.
         let mut e = edge("programs:\n  a: {command: x, stop: {timeout: 2s}}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let first = e.pid("a");
         e.check_pids.push(first);
         e.groups.insert(first);

@@ -527,7 +527,7 @@ fn next_index(program: &mut Program) {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use super::super::{Event, Exited};
+    use super::super::{Exited, Input};
     use super::*;
     use crate::control::protocol::Request;
     use std::time::Duration;
@@ -572,7 +572,7 @@ mod tests {
 
     /// Starts REPLACE's two instances and makes them ready; returns their pids.
     fn serving(e: &mut Edge, t: Instant) -> (i32, i32) {
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let (a, b) = (e.spawned[0].2, e.spawned[1].2);
         e.notify(a, "READY=1", t);
         e.notify(b, "READY=1", t);
@@ -653,7 +653,7 @@ mod tests {
         assert_eq!(status[0].pid, Some(a));
         assert!(status.iter().all(|s| s.state == "ready"));
         // Nothing restarts the new one, nor replaces the second index.
-        e.feed(Event::Time, t + secs(60));
+        e.feed(Input::Time, t + secs(60));
         assert_eq!(e.spawned.len(), 3);
     }
 
@@ -670,7 +670,7 @@ mod tests {
         );
         let a2 = e.pid("web");
         assert_eq!(e.m.deadline(), Some(t + secs(5)));
-        e.feed(Event::Time, t + secs(5));
+        e.feed(Input::Time, t + secs(5));
         assert_eq!(e.signals, [(a2, libc::SIGKILL)]);
         assert!(e.answer(c).is_none(), "until it is gone");
         e.reap(&[killed(a2, libc::SIGKILL)], true, t + secs(5));
@@ -748,7 +748,7 @@ mod tests {
             },
             t,
         );
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         assert_eq!(
             e.answer(c).and_then(|r| r.error.clone()).as_deref(),
             Some("ginit is shutting down")
@@ -761,7 +761,7 @@ mod tests {
             "programs:\n  a: {command: x, critical: true, max_restarts: 2, backoff: {initial: 1s}}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let mut now = t;
         for (n, delay) in [(1, 1), (2, 2)] {
             let pid = e.pid("a");
@@ -778,7 +778,7 @@ mod tests {
             assert_eq!(e.status(now)[0].state, "backoff");
             assert_eq!(e.m.deadline(), Some(now + secs(delay)));
             now += secs(delay);
-            e.feed(Event::Time, now);
+            e.feed(Input::Time, now);
             assert_ne!(e.pid("a"), pid);
         }
         // The third within the window: stopped, failed, and (critical) the run ends.
@@ -796,7 +796,7 @@ mod tests {
     fn a_requested_restart_is_not_counted() {
         let mut e = edge("programs:\n  a: {command: x, max_restarts: 1}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         for _ in 0..3 {
             let pid = e.pid("a");
             let c = e.ask(
@@ -821,7 +821,7 @@ mod tests {
             "programs:\n  a: {command: x, max_restarts: 1, reload: {strategy: signal, signal: SIGHUP}}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let pid = e.pid("a");
         e.trigger(pid, t);
         assert_eq!(e.signals, [(pid, libc::SIGHUP)]);
@@ -838,7 +838,7 @@ mod tests {
             "programs:\n  a:\n    command: x\n    reload: {strategy: replace}\n    backoff: {initial: 1s}\n    health: {exec: [x], interval: 1s}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let old = e.pid("a");
         assert_eq!(e.m.health_checks("a"), [true]);
         e.trigger(old, t);
@@ -854,7 +854,7 @@ mod tests {
         e.trigger(old, t);
         assert_eq!(e.status(t)[0].restarts, 1);
         assert_eq!(e.m.deadline(), Some(t + secs(1)));
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Time, t + secs(1));
         let new = e.pid("a");
         assert_ne!(new, old);
         assert!(e.m.health_checks("a").iter().all(|h| !h));
@@ -886,7 +886,7 @@ mod tests {
             "programs:\n  a:\n    command: x\n    reload: {strategy: replace}\n    ready: {notify: true}\n    health: {exec: [x]}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let old = e.pid("a");
         e.notify(old, "READY=1", t);
         assert_eq!(e.m.health_checks("a"), [true]);
@@ -903,7 +903,7 @@ mod tests {
         e.reap(&[killed(old, libc::SIGTERM)], true, t);
         assert_eq!(e.m.health_checks("a"), [true]);
         // Verdicts are not taken while shutting down.
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         e.trigger(new, t);
         assert_eq!(e.status(t)[0].restarts, 0);
     }
@@ -915,10 +915,10 @@ mod tests {
             "programs:\n  keep: {command: x}\n  change: {command: x --new}\n  add: {command: x}\n";
         let mut e = edge(old);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let (keep, change, drop) = (e.pid("keep"), e.pid("change"), e.pid("drop"));
         e.next_config = Some(Ok(config(new)));
-        e.feed(Event::Signal(libc::SIGHUP), t);
+        e.feed(Input::Signal(libc::SIGHUP), t);
         assert_eq!(
             e.signals,
             [
@@ -944,7 +944,7 @@ mod tests {
         let new = "programs:\n  web: {command: x --new, reload: {strategy: replace}}\n";
         let mut e = edge(old);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let before = e.pid("web");
         e.next_config = Some(Ok(config(new)));
         let c = e.ask(Request::ReloadConfig {}, t);
@@ -989,7 +989,7 @@ mod tests {
         };
         let mut e = Edge::new(chain(None), None);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         for k in 0..N {
             assert_eq!(e.spawned.len(), k + 1, "p{k} started alone");
             let pid = e.spawned[k].2;
@@ -1019,7 +1019,7 @@ mod tests {
     fn exits_of_unknown_processes_change_nothing() {
         let mut e = edge("programs:\n  a: {command: x}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         e.reap(
             &[Exited {
                 pid: 4242,

@@ -353,7 +353,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use super::super::{Event, Sample};
+    use super::super::{Input, Sample};
     use super::*;
     use std::time::Duration;
 
@@ -379,31 +379,31 @@ mod tests {
     fn every_signal_has_one_meaning() {
         let mut e = edge_with_main("programs:\n  side: {command: x}\n", &["app"]);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let main = e.pid("main");
         // SIGUSR1: logs reopened; SIGPIPE: nothing; others: forwarded to main.
-        e.feed(Event::Signal(libc::SIGUSR1), t);
+        e.feed(Input::Signal(libc::SIGUSR1), t);
         assert_eq!(e.reopened, 1);
-        e.feed(Event::Signal(libc::SIGPIPE), t);
-        e.feed(Event::Signal(libc::SIGWINCH), t);
-        e.feed(Event::Signal(libc::SIGUSR2), t);
+        e.feed(Input::Signal(libc::SIGPIPE), t);
+        e.feed(Input::Signal(libc::SIGWINCH), t);
+        e.feed(Input::Signal(libc::SIGUSR2), t);
         assert_eq!(e.signals, [(main, libc::SIGWINCH), (main, libc::SIGUSR2)]);
         // SIGHUP: the config is read again.
         e.next_config = Some(Ok(config("programs:\n  side: {command: x}\n")));
-        e.feed(Event::Signal(libc::SIGHUP), t);
+        e.feed(Input::Signal(libc::SIGHUP), t);
         assert_eq!(e.loads, 1);
         assert_eq!(e.status(t).len(), 2, "main was added to the new config");
         // SIGQUIT: a shutdown; then SIGHUP is refused.
-        e.feed(Event::Signal(libc::SIGQUIT), t);
+        e.feed(Input::Signal(libc::SIGQUIT), t);
         assert!(e.signals.contains(&(main, libc::SIGTERM)));
-        e.feed(Event::Signal(libc::SIGHUP), t);
+        e.feed(Input::Signal(libc::SIGHUP), t);
         assert_eq!(e.loads, 1);
         // Without main, other signals are ignored.
         let mut e = edge("programs:\n  side: {command: x}\n");
-        e.feed(Event::Begin, t);
-        e.feed(Event::Signal(libc::SIGUSR2), t);
+        e.feed(Input::Begin, t);
+        e.feed(Input::Signal(libc::SIGUSR2), t);
         assert!(e.signals.is_empty());
-        e.feed(Event::Signal(libc::SIGINT), t);
+        e.feed(Input::Signal(libc::SIGINT), t);
         assert_eq!(e.signals.len(), 2, "SIGINT shuts down");
     }
 
@@ -411,7 +411,7 @@ mod tests {
     fn status_reports_every_instance_with_usage_and_cpu_since_the_last_status() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let web = e.pid("web");
         e.usage.push((
             web,
@@ -446,7 +446,7 @@ mod tests {
     fn ready_says_which_instances_are_not() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let c = e.ask(Request::Ready {}, t);
         assert_eq!(error(e.answer(c)), "not ready: web.0 is starting");
         e.notify(e.pid("web"), "READY=1", t);
@@ -458,7 +458,7 @@ mod tests {
     fn start_stop_restart_are_answered_once_settled() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let web = e.pid("web");
         e.notify(web, "READY=1", t);
         let c = e.ask(
@@ -512,7 +512,7 @@ mod tests {
         let mut e = edge("programs:\n  job: {command: x, restart: never}\n");
         let t = Instant::now();
         e.fail.push("job".into());
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let c = e.ask(
             Request::Start {
                 programs: names(&["job"]),
@@ -526,7 +526,7 @@ mod tests {
     fn unknown_names_are_refused_and_nothing_is_done() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         for request in [
             Request::Start {
                 programs: names(&["web", "nope", "nada"]),
@@ -567,7 +567,7 @@ mod tests {
     fn signal_goes_to_running_instances_only() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let web = e.pid("web");
         e.reap(&[exit(e.pid("job"), 0)], true, t);
         let c = e.ask(
@@ -595,7 +595,7 @@ mod tests {
             "programs:\n  sig: {command: x, reload: {strategy: signal, signal: SIGUSR1}}\n  re: {command: x}\n  rep: {command: x, reload: {strategy: replace}}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let (sig, re, rep) = (e.pid("sig"), e.pid("re"), e.pid("rep"));
         // signal: sent, answered at once.
         let c = e.ask(
@@ -657,7 +657,7 @@ mod tests {
             "programs:\n  web: {command: x, reload: {strategy: replace}, ready: {notify: true}}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         e.notify(e.pid("web"), "READY=1", t);
         let r = e.ask(
             Request::Reload {
@@ -687,7 +687,7 @@ mod tests {
     fn requests_during_a_shutdown() {
         let mut e = edge(TWO);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let c = e.ask(Request::Shutdown {}, t);
         assert_eq!(message(e.answer(c)), "shutting down");
         for request in [
@@ -732,7 +732,7 @@ mod tests {
         let base = "sockets:\n  http: {listen: \"tcp://127.0.0.1:8080\"}\nprograms:\n  web: {command: x, sockets: [http]}\n";
         let mut e = edge(base);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let web = e.pid("web");
         // Rejected by validation: nothing changes, the error is kept for status.
         e.next_config = Some(Err("programs.web.instances: not a number".into()));
@@ -767,7 +767,7 @@ mod tests {
     fn a_reloaded_config_with_its_own_main_is_rejected() {
         let mut e = edge_with_main("programs:\n  side: {command: x}\n", &["app"]);
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         e.next_config = Some(Ok(config("programs:\n  main: {command: x}\n")));
         let c = e.ask(Request::ReloadConfig {}, t);
         assert!(error(e.answer(c)).contains("already has a program named `main`"));
@@ -777,12 +777,12 @@ mod tests {
     fn sampling_starts_over_after_a_reload() {
         let mut e = edge("programs:\n  a: {command: x}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         assert_eq!(e.m.deadline(), None);
         e.next_config = Some(Ok(config(
             "programs:\n  a: {command: x, memory_max: 1MiB}\n",
         )));
-        e.feed(Event::Signal(libc::SIGHUP), t + ms(500));
+        e.feed(Input::Signal(libc::SIGHUP), t + ms(500));
         // a changed: restarted with its new spec, and sampled from now on.
         let a = e.pid("a");
         e.reap(&[killed(a, libc::SIGTERM)], true, t + ms(500));
@@ -795,7 +795,7 @@ mod tests {
                 rss_bytes: 2 << 20,
             },
         ));
-        e.feed(Event::Time, t + ms(1500));
+        e.feed(Input::Time, t + ms(1500));
         assert_eq!(e.sampled.len(), 1);
         assert_eq!(e.status(t)[0].restarts, 1, "over its new memory_max");
     }

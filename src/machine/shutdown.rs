@@ -265,7 +265,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use super::super::{Event, FORCED_EXIT, KILL_WAIT};
+    use super::super::{FORCED_EXIT, Input, KILL_WAIT};
     use super::*;
     use crate::control::protocol::Request;
 
@@ -279,9 +279,9 @@ mod tests {
             "programs:\n  db: {command: x}\n  web: {command: x, depends_on: [db]}\n  side: {command: x, stop: {signal: SIGINT}}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let (db, web, side) = (e.pid("db"), e.pid("web"), e.pid("side"));
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         // web and side (independent) first, in parallel; db waits for web. SIGCONT follows
         // each stop signal.
         assert_eq!(
@@ -298,7 +298,7 @@ mod tests {
         e.reap(&[exit(db, 0), exit(side, 0)], true, t);
         assert_eq!(e.leftovers, [libc::SIGTERM]);
         assert_eq!(e.exit, None);
-        e.feed(Event::Time, t + LEFTOVER_GRACE);
+        e.feed(Input::Time, t + LEFTOVER_GRACE);
         assert_eq!(e.leftovers, [libc::SIGTERM, libc::SIGKILL]);
         e.reap(&[], false, t + LEFTOVER_GRACE);
         assert_eq!(e.exit, Some(0));
@@ -311,11 +311,11 @@ mod tests {
         let mut e =
             edge("programs:\n  slow: {command: x, stop: {timeout: 1s}}\nshutdown: {timeout: 3s}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let pid = e.pid("slow");
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         assert_eq!(e.m.deadline(), Some(t + secs(1)));
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Time, t + secs(1));
         assert_eq!(
             e.signals,
             [
@@ -325,9 +325,9 @@ mod tests {
             ]
         );
         // Still not reaped (uninterruptible): the shutdown timeout ends it.
-        e.feed(Event::Time, t + secs(3));
+        e.feed(Input::Time, t + secs(3));
         assert_eq!(e.leftovers, [libc::SIGKILL]);
-        e.feed(Event::Time, t + secs(3) + KILL_WAIT);
+        e.feed(Input::Time, t + secs(3) + KILL_WAIT);
         // It had to be killed: the exit status says so.
         assert_eq!(e.exit, Some(FORCED_EXIT));
     }
@@ -337,10 +337,10 @@ mod tests {
         for second in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
             let mut e = edge("programs:\n  a: {command: x}\n");
             let t = Instant::now();
-            e.feed(Event::Begin, t);
+            e.feed(Input::Begin, t);
             let pid = e.pid("a");
-            e.feed(Event::Signal(libc::SIGTERM), t);
-            e.feed(Event::Signal(second), t);
+            e.feed(Input::Signal(libc::SIGTERM), t);
+            e.feed(Input::Signal(second), t);
             assert_eq!(
                 e.signals,
                 [
@@ -361,10 +361,10 @@ mod tests {
     fn the_shutdown_delay_keeps_serving() {
         let mut e = edge("programs:\n  a: {command: x}\nshutdown: {delay: 5s}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let c = e.ask(Request::Ready {}, t);
         assert_eq!(e.answer(c).map(|r| r.ok), Some(true));
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         assert!(e.signals.is_empty());
         let c = e.ask(Request::Ready {}, t);
         assert_eq!(
@@ -372,7 +372,7 @@ mod tests {
             Some("not ready: shutting down")
         );
         assert_eq!(e.m.deadline(), Some(t + secs(5)));
-        e.feed(Event::Time, t + secs(5));
+        e.feed(Input::Time, t + secs(5));
         let a = e.pid("a");
         assert_eq!(e.signals, [(a, libc::SIGTERM), (a, libc::SIGCONT)]);
     }
@@ -381,13 +381,13 @@ mod tests {
     fn a_dependency_in_backoff_is_not_restarted_during_shutdown() {
         let mut e = edge("programs:\n  db: {command: x}\n  web: {command: x, depends_on: [db]}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let (db, web) = (e.pid("db"), e.pid("web"));
         e.reap(&[exit(db, 1)], true, t);
         assert_eq!(e.status(t)[0].state, "backoff");
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         // web is still stopping when db's restart delay runs out: db must stay down.
-        e.feed(Event::Time, t + secs(1));
+        e.feed(Input::Time, t + secs(1));
         assert_eq!(e.names(), ["db", "web"]);
         e.reap(&[exit(web, 0)], false, t + secs(1));
         assert_eq!(e.exit, Some(0));
@@ -397,7 +397,7 @@ mod tests {
     fn a_stopped_program_s_stragglers_get_sigkill_at_the_stop_timeout() {
         let mut e = edge("programs:\n  a: {command: x, stop: {timeout: 2s}}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let pid = e.pid("a");
         let c = e.ask(
             Request::Stop {
@@ -415,7 +415,7 @@ mod tests {
             Some("stopped a")
         );
         assert_eq!(e.m.deadline(), Some(t + secs(2)));
-        e.feed(Event::Time, t + secs(2));
+        e.feed(Input::Time, t + secs(2));
         assert_eq!(e.group_signals, [(pid, libc::SIGKILL)]);
         assert_eq!(e.m.deadline(), None);
     }
@@ -424,13 +424,13 @@ mod tests {
     fn shutdown_waits_for_groups_and_a_sigkill_for_them_is_a_forced_shutdown() {
         let mut e = edge("programs:\n  a: {command: x, stop: {timeout: 2s}}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let pid = e.pid("a");
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         e.groups.insert(pid);
         e.reap(&[killed(pid, libc::SIGTERM)], true, t);
         assert!(e.leftovers.is_empty(), "still waiting for the group");
-        e.feed(Event::Time, t + secs(2));
+        e.feed(Input::Time, t + secs(2));
         assert_eq!(e.group_signals, [(pid, libc::SIGKILL)]);
         assert_eq!(e.leftovers, [libc::SIGTERM]);
         e.reap(&[], false, t + secs(2));
@@ -443,9 +443,9 @@ mod tests {
             "programs:\n  main: {command: x, critical: true, restart: never}\n  side: {command: x, stop: {timeout: 1s}}\n",
         );
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         e.reap(&[exit(e.pid("main"), 3)], true, t);
-        e.feed(Event::Time, t + secs(1)); // side ignores its SIGTERM: SIGKILL
+        e.feed(Input::Time, t + secs(1)); // side ignores its SIGTERM: SIGKILL
         e.reap(&[killed(e.pid("side"), libc::SIGKILL)], false, t + secs(1));
         assert_eq!(e.exit, Some(3));
     }
@@ -455,16 +455,16 @@ mod tests {
         let mut e =
             edge("programs:\n  a: {command: x, stop: {timeout: 10s}}\nshutdown: {timeout: 1s}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let pid = e.pid("a");
         e.groups.insert(pid);
         e.reap(&[exit(pid, 1)], true, t);
         let again = e.pid("a");
-        e.feed(Event::Time, t + Duration::from_millis(100)); // its restart
+        e.feed(Input::Time, t + Duration::from_millis(100)); // its restart
         let b = e.pid("a");
         assert_ne!(b, again);
-        e.feed(Event::Signal(libc::SIGTERM), t + Duration::from_millis(100));
-        e.feed(Event::Time, t + Duration::from_millis(1100));
+        e.feed(Input::Signal(libc::SIGTERM), t + Duration::from_millis(100));
+        e.feed(Input::Time, t + Duration::from_millis(1100));
         assert!(e.group_signals.contains(&(pid, libc::SIGKILL)));
         assert_eq!(e.leftovers, [libc::SIGKILL]);
         assert_eq!(
@@ -486,14 +486,14 @@ mod tests {
     fn the_exit_effect_comes_once() {
         let mut e = edge("programs:\n  a: {command: x}\n");
         let t = Instant::now();
-        e.feed(Event::Begin, t);
+        e.feed(Input::Begin, t);
         let pid = e.pid("a");
-        e.feed(Event::Signal(libc::SIGTERM), t);
+        e.feed(Input::Signal(libc::SIGTERM), t);
         e.reap(&[killed(pid, libc::SIGTERM)], false, t);
         assert_eq!(e.exits, 1);
         e.reap(&[], false, t);
-        e.feed(Event::Time, t + secs(10));
-        e.feed(Event::Signal(libc::SIGTERM), t + secs(10));
+        e.feed(Input::Time, t + secs(10));
+        e.feed(Input::Signal(libc::SIGTERM), t + secs(10));
         assert_eq!(e.exits, 1);
         assert_eq!(e.exit, Some(0));
     }

@@ -11,7 +11,7 @@ use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 
 use super::{CheckRef, ConnId, Effect, InstanceRef, Machine, Sample, Sampling};
 
-pub use super::{Event, Exited};
+pub use super::{Exited, Input};
 
 /// A config from test text (validated against a fake machine).
 pub fn config(text: &str) -> Config {
@@ -113,7 +113,7 @@ impl Edge {
     }
 
     /// Feeds one event, and the answers to its effects, depth first (as the real edge).
-    pub fn feed(&mut self, event: Event, now: Instant) {
+    pub fn feed(&mut self, event: Input, now: Instant) {
         let mut stack: Vec<Effect> = self.m.handle(event, now);
         stack.reverse();
         while let Some(effect) = stack.pop() {
@@ -127,7 +127,7 @@ impl Edge {
 
     pub fn reap(&mut self, exits: &[Exited], children_left: bool, now: Instant) {
         self.feed(
-            Event::Reaped {
+            Input::Reaped {
                 exits: exits.to_vec(),
                 children_left,
             },
@@ -143,7 +143,7 @@ impl Edge {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         self.feed(
-            Event::Notify {
+            Input::Notify {
                 pid,
                 ancestors: Vec::new(),
                 fields,
@@ -161,7 +161,7 @@ impl Edge {
     pub fn ask(&mut self, request: Request, now: Instant) -> ConnId {
         self.r.next_conn += 1;
         let conn = self.r.next_conn;
-        self.feed(Event::Request { conn, request }, now);
+        self.feed(Input::Request { conn, request }, now);
         conn
     }
 
@@ -188,7 +188,7 @@ impl Edge {
     /// Ends the check attempt started last.
     pub fn finish_check(&mut self, ok: bool, now: Instant) {
         let check = self.r.under_way.pop().expect("an attempt under way");
-        self.feed(Event::CheckResult { check, ok }, now);
+        self.feed(Input::CheckResult { check, ok }, now);
     }
 
     /// The pid of the last process started for `name`.
@@ -215,11 +215,11 @@ impl Edge {
 
 impl Record {
     /// Carries out one effect; the answer, for those that have one.
-    fn perform(&mut self, effect: Effect) -> Option<Event> {
+    fn perform(&mut self, effect: Effect) -> Option<Input> {
         match effect {
             Effect::Spawn { instance, spec } => {
                 if self.fail.contains(&spec.name) {
-                    return Some(Event::SpawnFailed {
+                    return Some(Input::SpawnFailed {
                         instance,
                         reason: "no such file".into(),
                     });
@@ -228,7 +228,7 @@ impl Record {
                 let pid = self.reuse.take().unwrap_or(100 + self.next_pid);
                 self.spawned.push((spec.name.clone(), instance.index, pid));
                 self.spawned_specs.push(spec);
-                Some(Event::Spawned { instance, pid })
+                Some(Input::Spawned { instance, pid })
             }
             Effect::SignalInstance { pid, signal } => {
                 self.signals.push((pid, signal));
@@ -240,7 +240,7 @@ impl Record {
                     self.group_signals.push((pgid, signal));
                 }
                 let delivered = !refused && self.groups.contains(&pgid);
-                ask.map(|ask| Event::GroupSignalled {
+                ask.map(|ask| Input::GroupSignalled {
                     pgid,
                     signal,
                     delivered,
@@ -276,12 +276,12 @@ impl Record {
                         (pid, s)
                     })
                     .collect();
-                Some(Event::Usage { sampling, usage })
+                Some(Input::Usage { sampling, usage })
             }
             Effect::LoadConfig { conn } => {
                 self.loads += 1;
                 let config = self.next_config.take().unwrap_or(Err("no file".into()));
-                Some(Event::ConfigLoaded {
+                Some(Input::ConfigLoaded {
                     conn,
                     config: Box::new(config),
                 })

@@ -23,7 +23,7 @@ use crate::config::signals;
 use crate::config::{self, Config, ProgramSpec, ReadyCheck};
 use crate::control::server::Server;
 use crate::machine::single::{Action, Recipient, Single};
-use crate::machine::{CheckRef, Effect, Event, Exited, Machine};
+use crate::machine::{CheckRef, Effect, Exited, Input, Machine};
 use crate::os::notify::NotifySocket;
 use crate::os::output::Outputs;
 use crate::os::probes::{Probes, Purpose, Target};
@@ -266,7 +266,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         check_pids: Vec::new(),
         exit: None,
     };
-    d.feed(Event::Begin, Instant::now());
+    d.feed(Input::Begin, Instant::now());
     d.run()
 }
 
@@ -321,14 +321,14 @@ impl Daemon {
                 if sig == libc::SIGCHLD {
                     reap = true;
                 } else {
-                    self.feed(Event::Signal(sig), now);
+                    self.feed(Input::Signal(sig), now);
                 }
             }
             if reap {
                 exits.clear();
                 let children_left = reaper::reap(&mut exits);
                 let exits = self.exec_checks_ended(&exits, &mut results);
-                let event = Event::Reaped {
+                let event = Input::Reaped {
                     exits,
                     children_left,
                 };
@@ -340,13 +340,13 @@ impl Daemon {
             let done = self.probes.on_time(now);
             results.extend(self.probes_done(done, now));
             for (check, ok) in results {
-                self.feed(Event::CheckResult { check, ok }, now);
+                self.feed(Input::CheckResult { check, ok }, now);
             }
             for (conn, request) in requests {
-                self.feed(Event::Request { conn, request }, now);
+                self.feed(Input::Request { conn, request }, now);
             }
             self.server.on_time(now);
-            self.feed(Event::Time, now);
+            self.feed(Input::Time, now);
             // Requests that waited behind an answered one on the same connection.
             loop {
                 let more = self.server.more_requests();
@@ -354,7 +354,7 @@ impl Daemon {
                     break;
                 }
                 for (conn, request) in more {
-                    self.feed(Event::Request { conn, request }, now);
+                    self.feed(Input::Request { conn, request }, now);
                 }
             }
         }
@@ -363,7 +363,7 @@ impl Daemon {
     /// Hands `event` to the machine and carries out its effects in order; an effect's answer
     /// is fed back at once and its own effects go first (a stack, not a queue), so the
     /// machine sees what it would have seen had it made the call itself.
-    fn feed(&mut self, event: Event, now: Instant) {
+    fn feed(&mut self, event: Input, now: Instant) {
         let mut stack = self.machine.handle(event, now);
         stack.reverse();
         while let Some(effect) = stack.pop() {
@@ -376,12 +376,12 @@ impl Daemon {
     }
 
     /// Carries out one effect; returns its answer, for those that have one.
-    fn perform(&mut self, effect: Effect, now: Instant) -> Option<Event> {
+    fn perform(&mut self, effect: Effect, now: Instant) -> Option<Input> {
         match effect {
             Effect::Spawn { instance, spec } => {
                 Some(match self.starter.spawn(&spec, instance.index) {
-                    Ok(pid) => Event::Spawned { instance, pid },
-                    Err(reason) => Event::SpawnFailed { instance, reason },
+                    Ok(pid) => Input::Spawned { instance, pid },
+                    Err(reason) => Input::SpawnFailed { instance, reason },
                 })
             }
             Effect::SignalInstance { pid, signal } => {
@@ -398,7 +398,7 @@ impl Daemon {
                 let delivered = pgid > 1
                     && !self.check_pids.contains(&pgid)
                     && sys::kill(-pgid, signal).is_ok();
-                ask.map(|ask| Event::GroupSignalled {
+                ask.map(|ask| Input::GroupSignalled {
                     pgid,
                     signal,
                     delivered,
@@ -433,17 +433,17 @@ impl Daemon {
             Effect::SampleUsage { pids, sampling } => {
                 if pids.is_empty() {
                     let usage = Vec::new();
-                    return Some(Event::Usage { sampling, usage });
+                    return Some(Input::Usage { sampling, usage });
                 }
                 let table = proc::Table::scan();
                 let usage = pids.into_iter().map(|pid| (pid, table.tree(pid))).collect();
-                Some(Event::Usage { sampling, usage })
+                Some(Input::Usage { sampling, usage })
             }
             Effect::LoadConfig { conn } => {
                 info!("reloading {}", self.config_path.display());
                 let config = config::load(&self.config_path, &crate::os::SystemResolver::new())
                     .map_err(|errors| errors.to_string());
-                Some(Event::ConfigLoaded {
+                Some(Input::ConfigLoaded {
                     conn,
                     config: Box::new(config),
                 })
@@ -470,7 +470,7 @@ impl Daemon {
         spec: &ProgramSpec,
         timeout: Duration,
         now: Instant,
-    ) -> Option<Event> {
+    ) -> Option<Input> {
         let target = match what {
             ReadyCheck::Exec(argv) => {
                 return match self.starter.spawn_check(spec, check.instance.index, &argv) {
@@ -479,7 +479,7 @@ impl Daemon {
                         self.exec_checks.push((pid, check));
                         None
                     }
-                    Err(_) => Some(Event::CheckResult { check, ok: false }),
+                    Err(_) => Some(Input::CheckResult { check, ok: false }),
                 };
             }
             ReadyCheck::Tcp(addr) => Target::Tcp(addr),
@@ -557,7 +557,7 @@ impl Daemon {
         let Some(notify) = &self.notify else { return };
         for msg in notify.receive() {
             let ancestors = ancestors(msg.pid);
-            let event = Event::Notify {
+            let event = Input::Notify {
                 pid: msg.pid,
                 ancestors,
                 fields: msg.fields,

@@ -2,6 +2,7 @@
 //! poll loop, and the client behind `ginit status` and friends.
 
 pub mod client;
+pub mod events;
 pub mod protocol;
 pub mod server;
 

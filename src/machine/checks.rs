@@ -34,7 +34,7 @@ use crate::config::units::format_duration;
 use crate::config::{ProgramSpec, ReadyCheck};
 
 use super::instance::State;
-use super::{CheckRef, Effect, InstanceRef, Machine};
+use super::{CheckRef, Effect, Event, InstanceRef, Machine, What};
 
 /// Time between two attempts of a readiness check.
 pub const READY_RETRY: Duration = Duration::from_millis(100);
@@ -104,19 +104,20 @@ impl Check {
         self.under_way() == Some(id)
     }
 
-    /// A health attempt of the instance `pid` failed: one more in a row; at `limit`, the
-    /// reason to reload it (and the count starts over).
-    fn failed(&mut self, pid: i32, limit: u32) -> Option<String> {
+    /// A health attempt of the instance `pid` failed: one more in a row (the event that
+    /// says so); at `limit`, also the reason to reload it (and the count starts over).
+    fn failed(&mut self, pid: i32, limit: u32) -> (What, Option<String>) {
         self.failures = self.failures.saturating_add(1);
-        warn!(
-            "health check of pid {pid} failed ({} in a row)",
-            self.failures
-        );
-        if self.failures < limit {
-            return None;
+        let failures = self.failures;
+        warn!("health check of pid {pid} failed ({failures} in a row)");
+        let why = format!("health check failed ({failures} in a row)");
+        let event = What::HealthFailed { failures, why };
+        if failures < limit {
+            return (event, None);
         }
         self.failures = 0;
-        Some(format!("failed its health check {limit} times in a row"))
+        let reason = format!("failed its health check {limit} times in a row");
+        (event, Some(reason))
     }
 }
 
@@ -196,10 +197,13 @@ impl Machine {
                             continue;
                         };
                         let due = tick(check, h.interval, h.timeout, &mut self.serial, now);
-                        if let Due::Late(_) = due
-                            && let Some(reason) = check.failed(process.pid, h.failures)
-                        {
-                            verdicts.push((process.pid, reason));
+                        if let Due::Late(_) = due {
+                            let (event, verdict) = check.failed(process.pid, h.failures);
+                            let event = Event::of(&spec.name, inst.index, event);
+                            self.out.push(Effect::Publish(event));
+                            if let Some(reason) = verdict {
+                                verdicts.push((process.pid, reason));
+                            }
                         }
                         (due, &h.check, h.timeout)
                     }
@@ -233,6 +237,7 @@ impl Machine {
         };
         let mut ready = None;
         let mut verdict = None;
+        let mut event = None;
         match &mut inst.state {
             State::Starting {
                 process,
@@ -255,12 +260,17 @@ impl Machine {
                 c.attempt = Attempt::Due(now + h.interval);
                 if ok {
                     c.failures = 0;
-                } else if let Some(reason) = c.failed(process.pid, h.failures) {
-                    verdict = Some((process.pid, reason));
+                } else {
+                    let (what, reason) = c.failed(process.pid, h.failures);
+                    event = Some(Event::of(&spec.name, inst.index, what));
+                    verdict = reason.map(|reason| (process.pid, reason));
                 }
             }
             // An attempt no longer wanted: its process stopped or is ready, or it was paused.
             _ => {}
+        }
+        if let Some(event) = event {
+            self.out.push(Effect::Publish(event));
         }
         if let Some(pid) = ready {
             self.mark_ready(pid, now);

@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::signals;
 use crate::config::{Config, ProgramSpec, ReadyCheck, ShutdownSpec};
+use crate::control::events::{Event, What};
 use crate::control::protocol::{Request, Response};
 
 mod checks;
@@ -61,6 +62,8 @@ mod instance;
 mod monitor;
 mod notify;
 mod programs;
+#[cfg(test)]
+mod published;
 mod reload;
 mod requests;
 mod shutdown;
@@ -243,6 +246,9 @@ pub enum Effect {
     ReopenLogs,
     /// The run is over: exit with this status once the output is drained.
     Exit(i32),
+    /// Something users may watch happened: the edge stamps the time and hands it to the
+    /// subscribers of `ginit events` and to the metrics; no answer.
+    Publish(Event),
 }
 
 /// Supervisor mode, decided.
@@ -431,5 +437,17 @@ impl Machine {
 
     fn respond(&mut self, conn: ConnId, response: Response) {
         self.out.push(Effect::Respond { conn, response });
+    }
+
+    /// Publishes an event of instance `index` of `program`.
+    fn publish(&mut self, program: &str, index: u32, what: What) {
+        self.out
+            .push(Effect::Publish(Event::of(program, index, what)));
+    }
+
+    /// Publishes an event of a whole program, or of ginit itself (`program` empty).
+    fn publish_program(&mut self, program: &str, what: What) {
+        self.out
+            .push(Effect::Publish(Event::of_program(program, what)));
     }
 }

@@ -15,7 +15,7 @@ use log::warn;
 use crate::config::CpuAction;
 use crate::config::units::format_duration;
 
-use super::{Effect, Machine, Sampling};
+use super::{Effect, Machine, Sampling, What};
 
 /// How often programs with `memory_max` or `cpu_max` are sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -137,13 +137,16 @@ impl Machine {
                 spec.cpu_max,
                 spec.monitor_window,
             );
-            let reason = match verdict {
+            let (resource, reason) = match verdict {
                 None => continue,
-                Some(Verdict::MemoryOver { rss, max }) => format!(
-                    "uses {} KiB of memory, over its memory_max of {} KiB",
-                    rss / 1024,
-                    max / 1024
-                ),
+                Some(Verdict::MemoryOver { rss, max }) => {
+                    let msg = format!(
+                        "uses {} KiB of memory, over its memory_max of {} KiB",
+                        rss / 1024,
+                        max / 1024
+                    );
+                    ("memory", msg)
+                }
                 Some(Verdict::CpuOver { percent, max }) => {
                     let window = format_duration(spec.monitor_window);
                     let msg = format!(
@@ -151,11 +154,24 @@ impl Machine {
                     );
                     if spec.cpu_action != CpuAction::Restart {
                         warn!("{} (pid {pid}) {msg}", spec.name);
+                        let (name, index) = (spec.name.clone(), inst.index);
+                        let why = format!("{msg} (a warning only: cpu_action is warn)");
+                        self.publish(
+                            &name,
+                            index,
+                            What::OverLimit {
+                                resource: "cpu",
+                                why,
+                            },
+                        );
                         continue;
                     }
-                    msg
+                    ("cpu", msg)
                 }
             };
+            let (name, index) = (spec.name.clone(), inst.index);
+            let why = reason.clone();
+            self.publish(&name, index, What::OverLimit { resource, why });
             self.reload_verdict(pid, &reason, now);
         }
     }

@@ -26,6 +26,7 @@ use log::{error, info, warn};
 use crate::config::units::format_duration;
 use crate::config::{ProgramSpec, Restart};
 
+use super::What;
 use super::instance::{Instance, Role, State, Step};
 use super::shutdown::Phase;
 use super::{CheckRef, Effect, Exited, GroupAsk, InstanceRef, Machine};
@@ -46,6 +47,8 @@ pub(super) struct Program {
     pub replacing: Option<Vec<u32>>,
     /// How the last `replace` reload ended.
     pub replace_result: Option<Result<String, String>>,
+    /// When the `replace` reload under way began.
+    pub replace_began: Option<Instant>,
     /// `replace` reloads a verdict asked for, waiting out their backoff: (when, index).
     pub delayed: Vec<(Instant, u32)>,
     /// Its health checks are paused (see `checks.rs`).
@@ -69,6 +72,7 @@ impl Program {
             blocked_reported: false,
             replacing: None,
             replace_result: None,
+            replace_began: None,
             delayed: Vec::new(),
             health_paused: false,
         }
@@ -304,7 +308,14 @@ impl Machine {
             let Some((spec, inst)) = self.instance_mut(p, i) else {
                 return;
             };
+            let was_down = matches!(inst.state, State::Backoff { .. } | State::Failed);
             let steps = step(inst, spec);
+            // A stop of an instance with no process (waiting to restart, or failed) ends
+            // here, with no exit to report it.
+            if was_down && inst.state == State::Stopped {
+                let (name, index) = (spec.name.clone(), inst.index);
+                self.publish(&name, index, What::Stopped);
+            }
             self.apply(p, i, steps, now);
         }
     }
@@ -325,6 +336,8 @@ impl Machine {
         };
         info!("started {} (pid {pid})", spec.label(inst.index));
         inst.on_spawned(spec, pid, now);
+        let (name, index) = (spec.name.clone(), inst.index);
+        self.publish(&name, index, What::Started { pid });
         self.by_pid.insert(pid, p as u32);
         self.touched(p);
         self.progress(now);
@@ -342,6 +355,9 @@ impl Machine {
         error!("cannot start {}: {reason}", spec.label(inst.index));
         let surge = inst.role == Role::Surge;
         let steps = inst.on_spawn_failed(spec, running && !surge, now);
+        let (name, index) = (spec.name.clone(), inst.index);
+        let why = reason.to_string();
+        self.publish(&name, index, What::StartFailed { why });
         if !surge {
             self.report_end(p, i, now);
         }
@@ -498,8 +514,8 @@ impl Machine {
         }
     }
 
-    /// Logs how an instance's run ended, once it has a new state.
-    pub(super) fn report_end(&self, p: usize, i: usize, now: Instant) {
+    /// Logs and publishes how an instance's run ended, once it has a new state.
+    pub(super) fn report_end(&mut self, p: usize, i: usize, now: Instant) {
         let Some(program) = self.programs.get(p) else {
             return;
         };
@@ -507,7 +523,7 @@ impl Machine {
             return;
         };
         let label = program.label(inst.index);
-        match inst.state {
+        let what = match inst.state {
             State::Backoff { until } => {
                 let wait = until.saturating_duration_since(now);
                 warn!(
@@ -515,18 +531,35 @@ impl Machine {
                     format_duration(wait),
                     inst.restarts
                 );
+                What::RestartScheduled {
+                    delay: wait.as_secs_f64(),
+                    restarts: inst.restarts,
+                }
             }
             State::Failed if program.spec.restart != Restart::Never => {
-                error!(
-                    "{label} failed: more than {} restarts in {}; giving up",
+                let why = format!(
+                    "more than {} restarts in {}",
                     program.spec.max_restarts,
                     format_duration(program.spec.restart_window)
                 );
+                error!("{label} failed: {why}; giving up");
+                What::Failed { why }
             }
-            State::Failed => error!("{label} failed"),
-            State::Done => info!("{label} is done"),
-            _ => {}
-        }
+            State::Failed => {
+                error!("{label} failed");
+                let code = inst.last_exit.unwrap_or(1);
+                let why = format!("it ended with status {code} and is not restarted");
+                What::Failed { why }
+            }
+            State::Done => {
+                info!("{label} is done");
+                What::Done
+            }
+            State::Stopped => What::Stopped,
+            _ => return,
+        };
+        let (name, index) = (program.spec.name.clone(), inst.index);
+        self.publish(&name, index, what);
     }
 
     /// A batch of reaped processes; `children_left` says whether any child remains.
@@ -554,11 +587,26 @@ impl Machine {
             } else {
                 warn!("{label} (pid {}) {}", exit.pid, exit.describe());
             }
+            let ran = inst
+                .started
+                .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
             let steps = inst.on_exit(spec, exit.code, exit.signal, may_restart, now);
+            let exited = What::Exited {
+                pid: exit.pid,
+                status: exit.code,
+                signal: exit.signal.map(signals::name),
+                ran,
+            };
+            let (name, index) = (spec.name.clone(), inst.index);
+            let stopped = inst.state == State::Stopped && (surge || was_stopping);
             // After a stop: a counted reload now waits out its backoff, or a given-up
             // instance is failed (and a critical one ends the run).
             let backoff = matches!(inst.state, State::Backoff { .. });
             let failed = inst.state == State::Failed;
+            self.publish(&name, index, exited);
+            if stopped {
+                self.publish(&name, index, What::Stopped);
+            }
             if !surge && (!was_stopping || backoff || failed) {
                 self.report_end(p, i, now);
             }
@@ -594,6 +642,10 @@ impl Machine {
             let label = program.label(inst.index);
             if matches!(self.phase, Phase::Running | Phase::Delaying { .. }) {
                 warn!("{label} is critical and has ended: shutting down with status {code}");
+                if self.phase == Phase::Running {
+                    let why = format!("{label} is critical and has ended (status {code})");
+                    self.publish_program("", What::ShutdownBegun { why });
+                }
                 self.begin_stopping(now);
             }
             self.exit_code = code;
@@ -686,6 +738,8 @@ impl Machine {
             return false;
         };
         info!("{} is ready", spec.label(inst.index));
+        let (name, index) = (spec.name.clone(), inst.index);
+        self.publish(&name, index, What::Ready);
         self.apply(p, i, steps, now);
         self.progress(now);
         true
@@ -707,13 +761,17 @@ impl Machine {
                 let (was_starting, was_ready) = (inst.is_starting(), inst.is_ready());
                 let steps = inst.on_time(spec, now);
                 let label = spec.label(inst.index);
+                let (name, index) = (spec.name.clone(), inst.index);
                 if steps.contains(&Step::Signal(libc::SIGKILL)) {
                     if was_starting {
                         let limit = spec.ready.as_ref().map(|r| r.timeout);
-                        warn!(
-                            "{label} was not ready within {}: killing it",
+                        let why = format!(
+                            "not ready within {}: killing it",
                             format_duration(limit.unwrap_or_default())
                         );
+                        warn!("{label} was {why}");
+                        let what = What::HealthFailed { failures: 1, why };
+                        self.publish(&name, index, what);
                     } else {
                         warn!("{label} did not stop in time: sending SIGKILL");
                         if stopping {
@@ -723,6 +781,7 @@ impl Machine {
                     }
                 } else if inst.is_ready() && !was_ready {
                     info!("{label} is ready");
+                    self.publish(&name, index, What::Ready);
                 }
                 self.apply(p, i, steps, now);
             }

@@ -38,7 +38,7 @@ use crate::config::{Config, ProgramSpec, ReloadStrategy, diff};
 use super::instance::{Instance, Role};
 use super::programs::Program;
 use super::shutdown::Phase;
-use super::{Effect, Machine, positions};
+use super::{Effect, Event, Machine, What, positions};
 
 /// What `ginit start|stop|restart|reload` asks of programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +96,23 @@ fn remove_at(instances: &mut Vec<Instance>, at: usize) {
     }
 }
 
+impl Program {
+    /// The `replace` reload under way ended (`Ok`: the new instances serve); the event that
+    /// says so, with how long it took.
+    pub(super) fn end_replace(&mut self, result: Result<String, String>, now: Instant) -> Effect {
+        let took = self
+            .replace_began
+            .take()
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let what = match &result {
+            Ok(_) => What::ReloadDone { took },
+            Err(why) => What::ReloadRolledBack { why: why.clone() },
+        };
+        self.replace_result = Some(result);
+        Effect::Publish(Event::of_program(&self.spec.name, what))
+    }
+}
+
 impl Machine {
     /// Starts, stops, restarts or replaces programs on request (names already resolved).
     pub(super) fn control_programs(&mut self, names: &[String], what: Control, now: Instant) {
@@ -123,11 +140,12 @@ impl Machine {
             }
             if what == Control::Replace {
                 let indexes = (0..program.spec.instances).collect();
-                self.begin_replace(p, indexes);
+                self.begin_replace(p, indexes, now);
                 continue;
             }
             if what == Control::Stop && program.replacing.take().is_some() {
-                program.replace_result = Some(Err(format!("{name} was stopped")));
+                let why = Err(format!("{name} was stopped"));
+                self.out.push(program.end_replace(why, now));
             }
             self.each_instance(p, now, |inst, spec| match what {
                 Control::Start => inst.start(spec),
@@ -146,7 +164,7 @@ impl Machine {
     }
 
     /// Replaces the given instances of program `p` one at a time (see the module header).
-    fn begin_replace(&mut self, p: usize, indexes: Vec<u32>) {
+    fn begin_replace(&mut self, p: usize, indexes: Vec<u32>, now: Instant) {
         self.replacing_any = true;
         let Some(program) = self.programs.get_mut(p) else {
             return;
@@ -160,7 +178,12 @@ impl Machine {
                     }
                 }
             }
-            None => program.replacing = Some(indexes),
+            None => {
+                program.replacing = Some(indexes);
+                program.replace_began = Some(now);
+                let event = Event::of_program(&program.spec.name, What::ReloadBegun);
+                self.out.push(Effect::Publish(event));
+            }
         }
     }
 
@@ -179,7 +202,7 @@ impl Machine {
             }
             now < at
         });
-        self.begin_replace(p, due);
+        self.begin_replace(p, due, now);
     }
 
     /// Moves every `replace` reload one step: start the new instance, promote it once
@@ -224,7 +247,8 @@ impl Machine {
                     program.spec.name,
                     if n == 1 { "" } else { "s" }
                 );
-                program.replace_result = Some(Ok(format!("replaced {}", program.spec.name)));
+                let done = Ok(format!("replaced {}", program.spec.name));
+                self.out.push(program.end_replace(done, now));
             }
             return false;
         };
@@ -301,7 +325,7 @@ impl Machine {
                 program.replacing = None;
                 let msg = format!("the new {label} {why}; the old one keeps serving");
                 error!("reload of {} failed: {msg}", program.spec.name);
-                program.replace_result = Some(Err(msg));
+                self.out.push(program.end_replace(Err(msg), now));
                 false
             }
         }
@@ -360,7 +384,7 @@ impl Machine {
                 let steps = inst.reload_after(&spec, now, delay);
                 self.apply(p, i, steps, now);
             }
-            ReloadStrategy::Replace if delay.is_zero() => self.begin_replace(p, vec![index]),
+            ReloadStrategy::Replace if delay.is_zero() => self.begin_replace(p, vec![index], now),
             ReloadStrategy::Replace => {
                 program.delayed.push((now + delay, index));
                 self.replacing_any = true;
@@ -466,7 +490,7 @@ impl Machine {
                 // Zero downtime: new instances with the new settings, each replacing an old
                 // one once ready (a new build that never gets ready is rolled back).
                 program.spec = Rc::new(spec.clone());
-                self.begin_replace(p, (0..spec.instances).collect());
+                self.begin_replace(p, (0..spec.instances).collect(), now);
                 continue;
             }
             program.replacement = Some(Rc::new(spec.clone()));

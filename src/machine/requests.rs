@@ -45,15 +45,16 @@ use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 use super::monitor::{Sample, cpu_percent};
 use super::programs::counts_ready;
 use super::reload::{Cause, Control, strategy};
-use super::{ConnId, Effect, Machine, Pending, Sampling};
+use super::{ConnId, Effect, Machine, Pending, Sampling, What};
 
 impl Machine {
     /// A signal ginit received (see the module header).
     pub(super) fn on_signal(&mut self, sig: i32, now: Instant) {
         match sig {
             libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
-                info!("received {}", signals::name(sig));
-                self.request_shutdown(now);
+                let why = format!("received {}", signals::name(sig));
+                info!("{why}");
+                self.request_shutdown(why, now);
             }
             libc::SIGHUP => self.reload_config(None),
             libc::SIGUSR1 => self.out.push(Effect::ReopenLogs),
@@ -74,8 +75,9 @@ impl Machine {
             Request::Ready {} => self.readiness(),
             Request::ReloadConfig {} => return self.reload_config(Some(conn)),
             Request::Shutdown {} => {
-                info!("shutdown requested over the control socket");
-                self.request_shutdown(now);
+                let why = "shutdown requested over the control socket";
+                info!("{why}");
+                self.request_shutdown(why.to_string(), now);
                 Response::ok("shutting down")
             }
             Request::Signal { signal, programs } => self.signal_request(&signal, &programs),
@@ -331,6 +333,8 @@ impl Machine {
         let response = match loaded {
             Err(e) => {
                 error!("the new config is invalid; nothing changed:\n{e}");
+                let errors = e.clone();
+                self.publish_program("", What::ConfigRejected { errors });
                 let response =
                     Response::error(format!("the new config is invalid; nothing changed:\n{e}"));
                 self.config_error = Some(e);
@@ -339,6 +343,10 @@ impl Machine {
             Ok(new) => {
                 self.config_error = None;
                 let summary = self.apply_config(new, now);
+                let what = What::ConfigReloaded {
+                    summary: summary.clone(),
+                };
+                self.publish_program("", what);
                 // Sampling starts over with the new set of monitored programs.
                 self.next_sample = None;
                 Response::ok(summary)

@@ -24,7 +24,7 @@ use log::{info, warn};
 
 use crate::config::units::format_duration;
 
-use super::{Effect, FORCED_EXIT, KILL_WAIT, Machine};
+use super::{Effect, FORCED_EXIT, KILL_WAIT, Machine, What};
 
 /// Longest grace the leftovers get at the end of a run (bounded by `shutdown.timeout`).
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
@@ -78,9 +78,10 @@ impl Machine {
 
     /// A shutdown request (SIGTERM, SIGINT, SIGQUIT, `ginit shutdown`). A second one while
     /// shutting down kills everything at once.
-    pub(super) fn request_shutdown(&mut self, now: Instant) {
+    pub(super) fn request_shutdown(&mut self, why: String, now: Instant) {
         match self.phase {
             Phase::Running => {
+                self.publish_program("", What::ShutdownBegun { why });
                 if self.shutdown.delay.is_zero() {
                     info!("shutting down");
                     self.begin_stopping(now);
@@ -127,7 +128,8 @@ impl Machine {
                     for program in &mut self.programs {
                         program.delayed.clear();
                         if program.replacing.take().is_some() {
-                            program.replace_result = Some(Err("ginit is shutting down".into()));
+                            let why = Err("ginit is shutting down".into());
+                            self.out.push(program.end_replace(why, now));
                         }
                     }
                 }

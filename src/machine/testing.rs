@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::{Config, ProgramSpec, ReadyCheck};
+use crate::control::events::Event;
 use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 
 use super::{CheckRef, ConnId, Effect, InstanceRef, Machine, Sample, Sampling};
@@ -82,6 +83,8 @@ pub struct Record {
     pub reopened: usize,
     pub exit: Option<i32>,
     pub exits: usize,
+    /// Every event published, in order.
+    pub events: Vec<Event>,
     next_pid: i32,
     next_conn: ConnId,
 }
@@ -293,6 +296,10 @@ impl Record {
             Effect::Exit(code) => {
                 self.exit = Some(code);
                 self.exits += 1;
+                None
+            }
+            Effect::Publish(event) => {
+                self.events.push(event);
                 None
             }
         }

@@ -21,6 +21,7 @@ use log::{debug, info, warn};
 
 use crate::config::signals;
 use crate::config::{self, Config, ProgramSpec, ReadyCheck};
+use crate::control::events::Event;
 use crate::control::server::Server;
 use crate::machine::single::{Action, Recipient, Single};
 use crate::machine::{CheckRef, Effect, Exited, Input, Machine};
@@ -360,6 +361,17 @@ impl Daemon {
         }
     }
 
+    /// An event the machine published: stamped with the time and handed to what consumes
+    /// events (for now only the debug log).
+    fn publish(&mut self, event: Event, _now: Instant) {
+        debug!(
+            "event {} of {}{}",
+            event.what.name(),
+            event.program,
+            event.instance.map(|i| format!(".{i}")).unwrap_or_default()
+        );
+    }
+
     /// Hands `event` to the machine and carries out its effects in order; an effect's answer
     /// is fed back at once and its own effects go first (a stack, not a queue), so the
     /// machine sees what it would have seen had it made the call itself.
@@ -455,6 +467,10 @@ impl Daemon {
             }
             Effect::Exit(code) => {
                 self.exit = Some(code);
+                None
+            }
+            Effect::Publish(event) => {
+                self.publish(event, now);
                 None
             }
         }

@@ -17,6 +17,7 @@ usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM under ginit as init
        ginit check [-c CONFIG]                    validate a config, print the plan
        ginit COMMAND [--socket PATH]              talk to a running ginit:
          status [--json]                status of every program instance
+         status --watch [INTERVAL]      redraw it every INTERVAL (default 2s) until Ctrl-C
          start|stop|restart|reload NAME...   (NAME may be `all`)
          signal SIGNAL NAME...          send a signal to programs
          ready                          exit 0 when every program is ready
@@ -54,6 +55,8 @@ pub enum Command {
         socket: Option<PathBuf>,
         /// `status --json`: print the raw JSON status.
         json: bool,
+        /// `status --watch [INTERVAL]`: redraw the table every INTERVAL until interrupted.
+        watch: Option<Duration>,
     },
     /// `ginit check [-c PATH]`: validate the config and print the plan.
     Check {
@@ -170,11 +173,18 @@ fn parse_control(
     use lexopt::prelude::*;
     let err = |e: lexopt::Error| format!("{name}: {e}");
     let mut json = false;
+    let mut watch = None;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Long("socket") => socket = Some(PathBuf::from(parser.value().map_err(err)?)),
             Long("json") if name == "status" => json = true,
+            Long("watch") if name == "status" => {
+                watch = Some(match parser.optional_value() {
+                    Some(v) => watch_interval(&v.to_string_lossy())?,
+                    None => WATCH_DEFAULT,
+                })
+            }
             Value(v) => words.push(
                 v.into_string()
                     .map_err(|v| format!("{name}: `{}` is not UTF-8", v.to_string_lossy()))?,
@@ -193,6 +203,13 @@ fn parse_control(
             Ok(words)
         }
     };
+    // `status --watch 5s`: the interval may also come as the next word.
+    if watch.is_some() && name == "status" && words.len() == 1 {
+        watch = Some(watch_interval(&words.remove(0))?);
+    }
+    if json && watch.is_some() {
+        return Err("status: --watch draws the table; --json goes without it".into());
+    }
     let request = match name {
         "status" => none(Request::Status {}, &words)?,
         "ready" => none(Request::Ready {}, &words)?,
@@ -225,7 +242,30 @@ fn parse_control(
         request,
         socket,
         json,
+        watch,
     })
+}
+
+/// `status --watch` without an interval.
+const WATCH_DEFAULT: Duration = Duration::from_secs(2);
+/// The shortest interval `--watch` takes: a status costs ginit a /proc scan of every
+/// instance's tree, which a tighter loop would turn into a steady load.
+const WATCH_MIN: Duration = Duration::from_millis(100);
+
+/// The interval of `status --watch INTERVAL` (`5s`, `500ms`, `1m`; a bare number is seconds,
+/// as `watch -n` takes it).
+fn watch_interval(text: &str) -> Result<Duration, String> {
+    let parsed = match text.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse_duration(text),
+    };
+    match parsed {
+        Ok(d) if d >= WATCH_MIN && d <= Duration::from_secs(86_400) => Ok(d),
+        Ok(_) => Err(format!(
+            "status: --watch {text}: the interval is 100ms to 24h"
+        )),
+        Err(e) => Err(format!("status: --watch {text}: {e}")),
+    }
 }
 
 /// `check [-c PATH]`.
@@ -286,7 +326,8 @@ mod tests {
             Ok(Command::Control {
                 request: Request::Status {},
                 socket: None,
-                json: true
+                json: true,
+                watch: None
             })
         );
         assert_eq!(
@@ -296,7 +337,8 @@ mod tests {
                     programs: vec!["web".into(), "db".into()]
                 },
                 socket: Some("/s".into()),
-                json: false
+                json: false,
+                watch: None
             })
         );
         assert_eq!(
@@ -307,7 +349,8 @@ mod tests {
                     programs: vec!["web".into()]
                 },
                 socket: Some("/t".into()),
-                json: false
+                json: false,
+                watch: None
             })
         );
         assert!(
@@ -328,6 +371,30 @@ mod tests {
         assert!(parse(["restart", "--json", "x"]).is_err());
         assert_eq!(prog(&run(&["--", "status"])), ["status"]);
         assert!(parse(["--pidfile", "/p", "-c", "x"]).is_err());
+    }
+
+    #[test]
+    fn status_watch_takes_an_optional_interval() {
+        let watch = |args: &[&str]| match parse(args.iter().copied()) {
+            Ok(Command::Control { watch, .. }) => Ok(watch),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let secs = |n| Ok(Some(Duration::from_secs(n)));
+        assert_eq!(watch(&["status"]), Ok(None));
+        assert_eq!(watch(&["status", "--watch"]), secs(2));
+        assert_eq!(watch(&["status", "--watch", "5"]), secs(5));
+        assert_eq!(watch(&["status", "--watch=1m"]), secs(60));
+        assert_eq!(watch(&["status", "--watch", "--socket", "/s"]), secs(2));
+        assert_eq!(
+            watch(&["status", "--watch", "250ms"]),
+            Ok(Some(Duration::from_millis(250)))
+        );
+        for bad in ["10ms", "0", "soon", "2d"] {
+            assert!(watch(&["status", "--watch", bad]).is_err(), "{bad}");
+        }
+        assert!(watch(&["status", "--watch", "--json"]).is_err());
+        assert!(watch(&["restart", "--watch", "web"]).is_err());
     }
 
     #[test]

@@ -53,11 +53,17 @@ fn entry() -> i32 {
             request,
             socket,
             json,
+            watch: None,
         }) => control::client::run(
             &control::socket_path(socket, config::DEFAULT_SOCKET),
             &request,
             json,
         ),
+        Ok(Command::Control {
+            socket,
+            watch: Some(every),
+            ..
+        }) => control::client::watch(&control::socket_path(socket, config::DEFAULT_SOCKET), every),
         Err(reason) => {
             eprintln!("ginit: {reason} (see `ginit --help`)");
             2

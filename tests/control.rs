@@ -508,3 +508,61 @@ fn daemon_mode_detaches_and_serves_the_socket() {
         "{log}"
     );
 }
+
+#[test]
+fn status_watch_redraws_until_interrupted() {
+    let dir = TempDir::new("ctl-watch");
+    let cfg = config(
+        &dir,
+        "programs:\n  web:\n    command: [HELPER, sleep]\n  flaky:\n    command: [HELPER, exit, \"3\"]\n    backoff: {initial: 100ms, max: 100ms}\n",
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+
+    // Not a terminal: one table after the other, each with its header; SIGINT ends it with 0.
+    let mut watch = Command::new(GINIT)
+        .args(["status", "--watch", "200ms"])
+        .env("GINIT_SOCKET", &run.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = line_channel(watch.stdout.take().unwrap());
+    let (mut headers, mut restarts) = (0, Vec::new());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while headers < 4 && std::time::Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(PATIENCE) else {
+            break;
+        };
+        if line == "every 200ms: ginit status" {
+            headers += 1;
+        }
+        if line.starts_with("flaky ") {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            restarts.push(cells.get(6).and_then(|c| c.parse::<u32>().ok()));
+        }
+    }
+    assert!(headers >= 4, "only {headers} tables");
+    // The tables are fresh ones: the crash-looping program's restart count moves.
+    assert!(
+        restarts.first() != restarts.last(),
+        "the same table every time: {restarts:?}"
+    );
+    signal(watch.id() as i32, libc::SIGINT);
+    let status = watch.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    // A terminal: redrawn in place (cursor home, clear), and Ctrl-C ends it with 0.
+    let argv = vec![
+        GINIT.to_string(),
+        "status".into(),
+        "--watch".into(),
+        "1s".into(),
+    ];
+    let socket = run.socket.to_str().unwrap().to_string();
+    let mut pty = Pty::spawn(&argv, &[("GINIT_SOCKET", &socket)]);
+    pty.expect("\x1b[H\x1b[2Jevery 1s: ginit status");
+    pty.expect("web");
+    pty.expect("\x1b[H\x1b[2J");
+    pty.send("\x03");
+    assert_eq!(pty.wait(), 0, "{}", pty.text());
+}

@@ -2,15 +2,20 @@
 //! over the control socket, one response, printed for people (or as JSON with
 //! `status --json`).
 //!
+//! `status --watch` repeats the status request until interrupted.
+//!
 //! Exit status: 0 done (for `ready`: ready), 1 refused or failed (not ready), 3 cannot
 //! connect to ginit.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use super::protocol::{InstanceStatus, Request, Response, Status};
+use crate::config::units::format_duration;
+use crate::os::signals::SignalSource;
+use crate::os::sys;
 
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_NO_CONNECTION: i32 = 3;
@@ -49,6 +54,73 @@ pub fn run(socket: &Path, request: &Request, json: bool) -> i32 {
         }
     }
     0
+}
+
+/// `ginit status --watch EVERY`: the table, redrawn in place every `every` (as `watch(1)`
+/// does; on a stdout that is not a terminal, one table after the other) until SIGINT, SIGTERM
+/// or SIGHUP, or until stdout goes away: exit 0 then. Exit 3 when ginit cannot be reached
+/// (it has gone: nothing more to watch).
+pub fn watch(socket: &Path, every: Duration) -> i32 {
+    // The signals that end the watch are read from a signalfd, so the wait between two
+    // tables is one poll and an interrupt ends it cleanly, with no handler.
+    let signals = match SignalSource::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ginit: cannot watch for Ctrl-C: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let tty = std::io::stdout().is_terminal();
+    let header = format!("every {}: ginit status\n\n", format_duration(every));
+    loop {
+        let text = match exchange(socket, &Request::Status {}) {
+            Ok(Response {
+                status: Some(status),
+                ..
+            }) => table(&status),
+            Ok(r) => format!("ginit: {}\n", r.error.as_deref().unwrap_or("no status")),
+            Err((code, e)) => {
+                eprintln!("ginit: {e}");
+                return code;
+            }
+        };
+        // Cursor home and clear: the table is redrawn in place.
+        let clear = if tty { "\x1b[H\x1b[2J" } else { "" };
+        let mut out = std::io::stdout().lock();
+        if write!(out, "{clear}{header}{text}")
+            .and_then(|()| if tty { Ok(()) } else { writeln!(out) })
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return 0;
+        }
+        drop(out);
+        if interrupted(&signals, every) {
+            return 0;
+        }
+    }
+}
+
+/// Waits up to `wait` for a signal; true if one that ends a watch came (SIGINT, SIGTERM,
+/// SIGHUP, SIGQUIT). Others (SIGWINCH...) end the wait early: the table is redrawn.
+fn interrupted(signals: &SignalSource, wait: Duration) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: signals.raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    if !sys::poll(&mut fds, ms).is_ok_and(|n| n > 0) {
+        return false;
+    }
+    let mut got = Vec::new();
+    signals.drain(&mut got);
+    got.iter().any(|&s| {
+        matches!(
+            s,
+            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
+        )
+    })
 }
 
 fn exchange(socket: &Path, request: &Request) -> Result<Response, (i32, String)> {

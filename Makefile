@@ -5,7 +5,10 @@
 # statically. Never put the flag in .cargo/config.toml for the host triple: plain `cargo
 # build` would then apply it to proc-macros too, and fail.
 HOST := $(shell rustc -vV | sed -n 's/^host: //p')
-STATIC := RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static"
+# `-z pack-relative-relocs` (DT_RELR, binutils >= 2.38, glibc >= 2.36) packs the static-pie's
+# relative relocations: about 50 KiB less of ginit, with its own code still placed at a random
+# address (ASLR); glibc's static start-up code applies them.
+STATIC := RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
 RELEASE := target/$(HOST)/release/ginit
 
 .PHONY: demo test release lint bench fuzz soak

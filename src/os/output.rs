@@ -431,6 +431,21 @@ pub fn next_line(buf: &[u8]) -> Option<(usize, usize)> {
     Some((cut, cut))
 }
 
+/// The part of `pending` to write at once: all of it when it fits in PIPE_BUF, else up to the
+/// last line end within PIPE_BUF. A pipe takes a write of at most PIPE_BUF whole or not at
+/// all, so every write ends at a line's end and ginit's own log lines, written whole to the
+/// same stream between two writes, never land inside a program's line.
+fn whole_lines(pending: &[u8]) -> &[u8] {
+    if pending.len() <= libc::PIPE_BUF {
+        return pending;
+    }
+    let window = &pending[..libc::PIPE_BUF];
+    match window.iter().rposition(|&b| b == b'\n') {
+        Some(nl) => &pending[..=nl],
+        None => window,
+    }
+}
+
 impl Sink {
     fn new(fd: RawFd, name: &'static str) -> Sink {
         Sink {
@@ -479,7 +494,7 @@ impl Sink {
     fn flush(&mut self) {
         while !self.pending.is_empty() && !self.broken {
             let result = match &mut self.writer {
-                Some(w) => w.write(&self.pending),
+                Some(w) => w.write(whole_lines(&self.pending)),
                 None => {
                     self.prepare();
                     continue;
@@ -645,6 +660,49 @@ impl FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_to_a_pipe_end_at_a_line_end_so_log_lines_never_land_inside_one() {
+        let (r, w) = std::io::pipe().unwrap();
+        sys::set_nonblocking(w.as_raw_fd(), true).unwrap();
+        sys::set_nonblocking(r.as_raw_fd(), true).unwrap();
+        let mut sink = Sink::new(w.as_raw_fd(), "stderr");
+        sink.writer = Some(Writer::Plain(w.as_raw_fd()));
+        let mut reader = std::fs::File::from(std::os::fd::OwnedFd::from(r));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        for n in 0..20_000u32 {
+            sink.push_prefixed("app", format!("line {n} of the program").as_bytes(), false);
+            if n % 997 == 0 {
+                sink.flush();
+                // ginit's own line, written whole between two of the sink's writes.
+                let _ = sys::write(w.as_raw_fd(), b"ginit: a log line\n");
+                // The reader takes only some of it, so the pipe stays nearly full.
+                if let Ok(k) = std::io::Read::read(&mut reader, &mut buf[..5000]) {
+                    got.extend_from_slice(&buf[..k]);
+                }
+            }
+        }
+        while !sink.pending.is_empty() {
+            sink.flush();
+            while let Ok(k) = std::io::Read::read(&mut reader, &mut buf) {
+                if k == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..k]);
+            }
+        }
+        let text = String::from_utf8(got).unwrap();
+        let mut next = 0;
+        for line in text.lines() {
+            if line == "ginit: a log line" {
+                continue;
+            }
+            assert_eq!(line, format!("app | line {next} of the program"));
+            next += 1;
+        }
+        assert_eq!(next, 20_000);
+    }
 
     #[test]
     fn lines_are_cut_at_newlines() {

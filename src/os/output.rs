@@ -674,13 +674,13 @@ mod tests {
         for n in 0..20_000u32 {
             sink.push_prefixed("app", format!("line {n} of the program").as_bytes(), false);
             if n % 997 == 0 {
+                // The sink fills the pipe; the reader takes only some of it, so there is
+                // room for ginit's own line, written whole between two of the sink's writes.
                 sink.flush();
-                // ginit's own line, written whole between two of the sink's writes.
-                let _ = sys::write(w.as_raw_fd(), b"ginit: a log line\n");
-                // The reader takes only some of it, so the pipe stays nearly full.
                 if let Ok(k) = std::io::Read::read(&mut reader, &mut buf[..5000]) {
                     got.extend_from_slice(&buf[..k]);
                 }
+                let _ = sys::write(w.as_raw_fd(), b"ginit: a log line\n");
             }
         }
         while !sink.pending.is_empty() {

@@ -11,16 +11,22 @@ HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 STATIC := RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
 RELEASE := target/$(HOST)/release/ginit
 
-.PHONY: demo test release lint bench fuzz soak
+.PHONY: demo demo-pid1 test release lint bench fuzz soak
 .DEFAULT_GOAL := demo
 
 # The static, size-tuned binary: target/<host>/release/ginit
 release:
 	$(STATIC) cargo build --release --target $(HOST)
 
-# ginit as PID 1 of a fresh PID namespace, running the demo program.
+# The main job: ginit as PID 1 of a fresh PID namespace supervising the Gin example through
+# two zero-downtime reloads under load (demo/run.sh; installs what it needs first).
 demo: release
+	tests/deps.sh demo
 	demo/run.sh $(RELEASE)
+
+# PID-1 duties alone: a careless entrypoint's orphans, a daemon left behind, its exit status.
+demo-pid1: release
+	demo/pid1.sh $(RELEASE)
 
 # The whole test suite: unit tests and the integration tests that drive the real binary
 # (installing the Debian packages they need first, see tests/deps.sh), on static binaries.

@@ -4,11 +4,17 @@
 # Gin and go-systemd packages for the zero-downtime tests (docker/app), and a Docker engine
 # (docker.io) for the container tests, which start their own private dockerd, with a static
 # busybox they put in an image as the shell of `docker run -it IMAGE -- sh`.
+# `tests/deps.sh demo`: only what `make demo` needs (the Gin example, hey for load, curl).
 set -eu
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-for pkg in make util-linux dash binutils golang-go golang-github-gin-gonic-gin-dev \
-    golang-github-coreos-go-systemd-dev docker.io busybox-static; do
+demo="make util-linux golang-go golang-github-gin-gonic-gin-dev golang-github-coreos-go-systemd-dev hey curl"
+if [ "${1:-}" = demo ]; then
+    pkgs=$demo
+else
+    pkgs="$demo dash binutils docker.io busybox-static"
+fi
+for pkg in $pkgs; do
     have "$pkg" || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0

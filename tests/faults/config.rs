@@ -418,7 +418,15 @@ fn a_ready_check_answered_by_ginits_own_socket_is_refused() {
 fn the_shipped_configs_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = TempDir::new("faults-shipped");
-    for file in ["docker/ginit.yaml", "demo/ginit.yaml"] {
+    // The main job's config, as demo/run.sh fills it in.
+    let gin = std::fs::read_to_string(root.join("demo/gin.yaml")).unwrap();
+    let gin = gin
+        .replace("PORT", "18080")
+        .replace("APP", "/bin/true")
+        .replace("DIR", dir.0.to_str().unwrap());
+    let (code, err, _) = check_text(&dir, "gin.yaml", &gin);
+    assert_eq!(code, Some(0), "demo/gin.yaml: {err}");
+    for file in ["docker/ginit.yaml", "demo/pid1.yaml"] {
         // Their programs live in an image or next to the demo; only the executables may be
         // missing here.
         let (code, _, err) = check_path(&dir, &root.join(file));

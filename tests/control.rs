@@ -566,3 +566,40 @@ fn status_watch_redraws_until_interrupted() {
     pty.send("\x03");
     assert_eq!(pty.wait(), 0, "{}", pty.text());
 }
+
+#[test]
+fn success_exit_codes_are_not_restarted_under_on_failure() {
+    let dir = TempDir::new("ctl-success");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  jvm:
+    command: [HELPER, exit, "143"]
+    restart: on-failure
+    success_exit_codes: [143]
+  plain:
+    command: [HELPER, exit, "143"]
+    restart: on-failure
+    backoff: {initial: 100ms}
+"#,
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    // `plain` is restarted for the same status; by then `jvm` has long exited, once.
+    let restarted = wait_until(PATIENCE, || {
+        let out = client(&run, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["instances"][1]["restarts"].as_u64().unwrap_or(0) >= 3
+    });
+    assert!(restarted, "{}", run.stderr());
+    let out = client(&run, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jvm = &v["instances"][0];
+    assert_eq!(jvm["program"], "jvm");
+    assert_eq!(jvm["state"], "stopped", "{v}");
+    assert_eq!(jvm["restarts"], 0, "{v}");
+    assert_eq!(jvm["last_exit"], 143, "{v}");
+    // An exit it counts as a success is logged as one (info, not a warning).
+    run.stderr_has("info: jvm (pid ");
+}

@@ -331,9 +331,18 @@ pub struct ProgramSpec {
     pub cpu_max: Option<f64>,
     pub monitor_window: Duration,
     pub cpu_action: CpuAction,
+    /// Exit statuses besides 0 that count as a success (`success_exit_codes`), sorted.
+    pub success_exit_codes: Vec<i32>,
 }
 
 impl ProgramSpec {
+    /// Whether a run that ended with `code` (128+N when killed by signal N) succeeded: 0
+    /// always does (as systemd's `SuccessExitStatus=` adds to it), and so do the
+    /// `success_exit_codes`.
+    pub fn succeeded(&self, code: i32) -> bool {
+        code == 0 || self.success_exit_codes.binary_search(&code).is_ok()
+    }
+
     /// A program with every setting at its default (as if only `command` were written).
     pub fn new(name: &str, command: Vec<String>) -> ProgramSpec {
         ProgramSpec {
@@ -364,6 +373,7 @@ impl ProgramSpec {
             cpu_max: None,
             monitor_window: Duration::from_secs(30),
             cpu_action: CpuAction::Warn,
+            success_exit_codes: Vec::new(),
         }
     }
 

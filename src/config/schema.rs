@@ -73,6 +73,7 @@ const PROGRAM_KEYS: &[&str] = &[
     "cpu_max",
     "monitor_window",
     "cpu_action",
+    "success_exit_codes",
 ];
 const PROGRAM_LATER: &[&str] = &[];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
@@ -807,6 +808,27 @@ impl Validator<'_> {
         }
     }
 
+    /// `success_exit_codes`: a list of exit statuses 0 to 255, sorted and without repeats.
+    fn exit_codes(&mut self, node: &Node, path: &str) -> Vec<i32> {
+        let Value::Seq(items) = &node.value else {
+            let found = node.kind();
+            self.error(
+                node,
+                path,
+                format!("expected a list of exit statuses, found {found}"),
+            );
+            return Vec::new();
+        };
+        let mut codes: Vec<i32> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.integer(item, &format!("{path}[{i}]"), 0, 255))
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes
+    }
+
     fn string_list(&mut self, node: &Node, path: &str) -> Vec<(String, Node)> {
         match &node.value {
             Value::Seq(items) => items
@@ -1070,6 +1092,7 @@ impl Validator<'_> {
                         _ => CpuAction::Warn,
                     }
                 }
+                "success_exit_codes" => spec.success_exit_codes = self.exit_codes(value, &at),
                 _ => {}
             }
         }
@@ -1787,6 +1810,31 @@ log: {level: debug, format: json}
             "{errs:?}"
         );
         assert!(errs[4].contains("expected a list"), "{errs:?}");
+    }
+
+    #[test]
+    fn success_exit_codes_are_statuses_0_to_255() {
+        let c = ok("programs:\n  a:\n    command: x\n    success_exit_codes: [143, 0, 143, 2]\n");
+        let a = c.program("a").unwrap();
+        assert_eq!(a.success_exit_codes, [0, 2, 143]);
+        assert!(a.succeeded(0) && a.succeeded(143) && !a.succeeded(1));
+        assert!(
+            ok("programs:\n  a: {command: x}\n")
+                .program("a")
+                .unwrap()
+                .succeeded(0)
+        );
+        let errs = errors(
+            "programs:\n  a:\n    command: x\n    success_exit_codes: [1, 256, x, -1]\n  b:\n    command: x\n    success_exit_codes: 143\n",
+        );
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[0].contains("4:29: programs.a.success_exit_codes[1]: expected a whole number from 0 to 255, found `256`"), "{errs:?}");
+        assert!(errs[1].contains("found `x`"), "{errs:?}");
+        assert!(errs[2].contains("found `-1`"), "{errs:?}");
+        assert!(
+            errs[3].contains("programs.b.success_exit_codes: expected a list of exit statuses"),
+            "{errs:?}"
+        );
     }
 
     #[test]

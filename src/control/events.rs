@@ -47,7 +47,7 @@ pub enum What {
     /// The instance has stopped and stays stopped (on request, at shutdown, or it ended and
     /// its policy does not restart it).
     Stopped,
-    /// A oneshot instance exited 0.
+    /// A oneshot instance succeeded (exit 0, or one of its `success_exit_codes`).
     Done,
     /// A `replace` reload of the program began.
     ReloadBegun,

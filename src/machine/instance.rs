@@ -69,7 +69,7 @@ pub enum State {
     Backoff { until: Instant },
     /// Gave up: exited with a failure and will not be restarted.
     Failed,
-    /// A oneshot that exited 0.
+    /// A oneshot that succeeded (exit 0, or one of its `success_exit_codes`).
     Done,
 }
 
@@ -459,8 +459,8 @@ impl Instance {
             return steps;
         }
         let stopped_by_its_stop_signal = how.signal == Some(spec.stop_signal);
-        let failed = how.code != 0 && !stopped_by_its_stop_signal;
-        if spec.oneshot && how.code == 0 {
+        let failed = !spec.succeeded(how.code) && !stopped_by_its_stop_signal;
+        if spec.oneshot && spec.succeeded(how.code) {
             self.state = State::Done;
             return steps;
         }

@@ -582,7 +582,7 @@ impl Machine {
                 warn!("the new {label} (pid {}) {}", exit.pid, exit.describe());
             } else if was_stopping {
                 info!("{label} (pid {}) stopped: it {}", exit.pid, exit.describe());
-            } else if exit.code == 0 {
+            } else if spec.succeeded(exit.code) {
                 info!("{label} (pid {}) {}", exit.pid, exit.describe());
             } else {
                 warn!("{label} (pid {}) {}", exit.pid, exit.describe());
@@ -633,8 +633,13 @@ impl Machine {
         let code = inst.last_exit.unwrap_or(1);
         let ends = match inst.state {
             State::Failed => Some(code.max(1)),
+            // A success of its own (`success_exit_codes`) ends the run as a success.
             State::Stopped if program.spec.restart == Restart::Never && !program.spec.oneshot => {
-                Some(code)
+                Some(if program.spec.succeeded(code) {
+                    0
+                } else {
+                    code
+                })
             }
             _ => None,
         };
@@ -918,6 +923,40 @@ mod tests {
         e.feed(Input::Begin, Instant::now());
         let idx: Vec<u32> = e.spawned.iter().map(|(_, i, _)| *i).collect();
         assert_eq!(idx, [0, 1, 2]);
+    }
+
+    #[test]
+    fn success_exit_codes_count_as_success_for_restart_oneshots_and_critical() {
+        let mut e = edge(
+            "programs:\n  java:\n    command: x\n    restart: on-failure\n    success_exit_codes: [143]\n  job:\n    command: x\n    oneshot: true\n    success_exit_codes: [3]\n  other:\n    command: x\n    restart: on-failure\n",
+        );
+        let t = Instant::now();
+        e.feed(Input::Begin, t);
+        e.reap(&[exit(e.pid("java"), 143)], true, t);
+        e.reap(&[exit(e.pid("job"), 3)], true, t);
+        e.reap(&[exit(e.pid("other"), 143)], true, t);
+        let status = e.status(t);
+        assert_eq!(
+            (status[0].state.as_str(), status[0].restarts),
+            ("stopped", 0),
+            "143 is a success: not restarted"
+        );
+        assert_eq!(status[1].state, "done");
+        assert_eq!(
+            status[2].state, "backoff",
+            "without the list, 143 is a failure"
+        );
+        // Killed by SIGTERM from elsewhere is 143 too: a success as well.
+        let mut e = edge(
+            "programs:\n  key:\n    command: x\n    critical: true\n    restart: never\n    success_exit_codes: [143]\n",
+        );
+        e.feed(Input::Begin, t);
+        e.reap(&[killed(e.pid("key"), libc::SIGTERM)], false, t);
+        assert_eq!(
+            e.exit,
+            Some(0),
+            "a critical program's success ends the run with 0"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::users::{self, Credentials};
-use crate::config::{self, Resolver, signals, units, words};
+use crate::config::{self, Resolver, glob, signals, units, words};
 use crate::control::protocol::{Request, Response};
 use crate::os::{notify, probes, proc};
 
@@ -239,6 +239,26 @@ pub fn notify(data: &[u8]) {
 /// `format_duration` writes for it parses back to it (within the millisecond it keeps; the
 /// microsecond below 1ms); a size up to 2^53 written as a number parses back to itself; a
 /// signal is a valid number, and its name parses back to it.
+/// `include`'s file-name patterns: the input is `PATTERN\0NAME`. Matching never panics and
+/// stays cheap on any input (the fuzzer's time limit catches a blow-up); a pattern without
+/// wildcards matches exactly itself; `*` matches every name that does not start with `.`.
+pub fn glob(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (pattern, name) = text.split_once('\0').unwrap_or((text, ""));
+    let m = glob::matches(pattern, name);
+    if !glob::has_wildcard(pattern) {
+        let literal = pattern == name && (!name.starts_with('.') || pattern.starts_with('.'));
+        assert_eq!(m, literal, "{pattern:?} {name:?}");
+    }
+    assert_eq!(glob::matches("*", name), !name.starts_with('.'), "{name:?}");
+    assert!(
+        glob::matches(name, name) || glob::has_wildcard(name),
+        "{name:?}"
+    );
+}
+
 pub fn units(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;

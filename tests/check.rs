@@ -74,3 +74,57 @@ fn the_config_comes_from_ginit_config_and_a_missing_one_is_an_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config"));
 }
+
+#[test]
+fn include_merges_drop_in_files_and_a_duplicate_names_both_files() {
+    let dir = TempDir::new("check-include");
+    let d = dir.path("ginit.d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(
+        d.join("10-db.yaml"),
+        "programs:\n  db: {command: sleep 100}\nsockets:\n  pg: {listen: \"tcp://127.0.0.1:5432\"}\n",
+    )
+    .unwrap();
+    // Hidden files and other extensions are not taken; a link to a file is (ConfigMaps).
+    std::fs::write(d.join(".20-swap.yaml"), "this is not yaml: [").unwrap();
+    std::fs::write(d.join("README"), "not a config").unwrap();
+    std::fs::write(
+        dir.path("30-cache.src"),
+        "programs:\n  cache: {command: sleep 100}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path("30-cache.src"), d.join("30-cache.yaml")).unwrap();
+    let (code, out, err) = check(
+        &dir,
+        "include: [ginit.d/*.yaml]\nprograms:\n  web: {command: sleep 100, depends_on: [db, cache]}\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("start order: db, cache, web"), "{out}");
+
+    // The same name in two files: refused, naming both; the error is in the included file.
+    std::fs::write(
+        d.join("40-web.yaml"),
+        "programs:\n  web: {command: sleep 1}\n",
+    )
+    .unwrap();
+    let (code, _, err) = check(
+        &dir,
+        "include: ginit.d/*.yaml\nprograms:\n  web: {command: sleep 100}\n",
+    );
+    assert_eq!(code, 2);
+    let main = dir.path("ginit.yaml");
+    let want = format!(
+        "{}:2:3: programs.web: this program is defined twice (first at {}:3:3)",
+        d.join("40-web.yaml").display(),
+        main.display()
+    );
+    assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+
+    // A missing directory is an error, not an empty drop-in.
+    let (code, _, err) = check(
+        &dir,
+        "include: [nowhere.d/*.yaml]\nprograms:\n  a: {command: sleep 1}\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("include[0]: cannot list"), "{err}");
+}

@@ -603,3 +603,40 @@ programs:
     // An exit it counts as a success is logged as one (info, not a warning).
     run.stderr_has("info: jvm (pid ");
 }
+
+#[test]
+fn a_reload_reads_the_included_files_again() {
+    let dir = TempDir::new("ctl-include");
+    let d = dir.path("conf.d");
+    std::fs::create_dir(&d).unwrap();
+    let cfg = config(
+        &dir,
+        "include: [DIR/conf.d/*.yaml]\nprograms:\n  web:\n    command: [HELPER, sleep]\n",
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    assert_eq!(pids(&run, "web").len(), 1);
+    // A drop-in added by an image layer or a ConfigMap: applied by the next reload.
+    std::fs::write(
+        d.join("worker.yaml"),
+        format!("programs:\n  worker:\n    command: [{HELPER}, sleep]\n"),
+    )
+    .unwrap();
+    let out = client(&run, &["reload-config"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(wait_until(PATIENCE, || pids(&run, "worker").len() == 1));
+    // A broken drop-in changes nothing, and the error points into it.
+    std::fs::write(
+        d.join("worker.yaml"),
+        "programs:\n  worker: {command: [x], restart: sometimes}\n",
+    )
+    .unwrap();
+    let out = client(&run, &["reload-config"]);
+    assert!(!out.status.success());
+    let want = format!(
+        "{}:2:35: programs.worker.restart",
+        d.join("worker.yaml").display()
+    );
+    assert!(text(&out).contains(&want), "{}", text(&out));
+    assert_eq!(pids(&run, "worker").len(), 1);
+}

@@ -102,6 +102,11 @@ fn notify() {
 }
 
 #[test]
+fn glob() {
+    replay("glob", ginit::fuzzing::glob);
+}
+
+#[test]
 fn units() {
     replay("units", ginit::fuzzing::units);
 }

@@ -7,6 +7,7 @@
 //! a reload in PID 1 can never hang on a FIFO or read /dev/zero forever.
 
 pub mod diff;
+pub mod glob;
 mod schema;
 pub mod signals;
 pub mod units;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use users::Credentials;
 
-pub use schema::{MAX_ERRORS, MAX_SOCKETS, Resolver};
+pub use schema::{MAX_ERRORS, MAX_INCLUDED, MAX_SOCKETS, Resolver};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -419,6 +420,8 @@ pub struct LogSpec {
 /// One problem in a config file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// 0: the main config file; k: the k-th file it includes.
+    pub file: u32,
     pub line: usize,
     pub col: usize,
     /// Key path such as `programs.web.restart` (empty for the file as a whole).
@@ -432,6 +435,8 @@ pub struct ConfigError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigErrors {
     pub file: PathBuf,
+    /// The files `include` named, in order (an error's `file` k is the k-th).
+    pub included: Vec<PathBuf>,
     pub errors: Vec<ConfigError>,
     /// Errors beyond `errors`.
     pub more: usize,
@@ -443,7 +448,11 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}", self.file.display())?;
+            let file = match e.file {
+                0 => &self.file,
+                k => self.included.get(k as usize - 1).unwrap_or(&self.file),
+            };
+            write!(f, "{}", file.display())?;
             if e.line > 0 {
                 write!(f, ":{}:{}", e.line, e.col)?;
             }
@@ -468,7 +477,9 @@ impl ConfigErrors {
     fn whole_file(file: &Path, message: String) -> ConfigErrors {
         ConfigErrors {
             file: file.to_path_buf(),
+            included: Vec::new(),
             errors: vec![ConfigError {
+                file: 0,
                 line: 0,
                 col: 0,
                 path: String::new(),
@@ -544,12 +555,22 @@ fn read(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "cannot read the config: it is not UTF-8 text".into())
 }
 
-/// Validates config text; `file` is used in messages only.
+/// Reads an included file as the config is read (see `read`).
+pub fn read_file(path: &Path) -> Result<String, String> {
+    read(path)
+}
+
+/// Validates config text read from `file` (whose directory relative `include` patterns are
+/// taken from), with the files it includes.
 pub fn parse(text: &str, file: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors> {
-    schema::validate(text, resolver).map_err(|(errors, more)| ConfigErrors {
-        file: file.to_path_buf(),
-        errors,
-        more,
+    let mut included = Vec::new();
+    schema::validate_file(text, Some(file), resolver, &mut included).map_err(|(errors, more)| {
+        ConfigErrors {
+            file: file.to_path_buf(),
+            included,
+            errors,
+            more,
+        }
     })
 }
 
@@ -1034,7 +1055,9 @@ mod tests {
     fn errors_beyond_those_shown_are_counted() {
         let e = ConfigErrors {
             file: "c.yaml".into(),
+            included: Vec::new(),
             errors: vec![ConfigError {
+                file: 0,
                 line: 2,
                 col: 3,
                 path: "programs.a".into(),

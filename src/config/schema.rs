@@ -42,9 +42,20 @@ pub trait Resolver {
     /// ginit's hard limit for a setrlimit resource (None: unlimited), and whether ginit may
     /// raise hard limits (CAP_SYS_RESOURCE).
     fn hard_limit(&self, resource: i32) -> (Option<u64>, bool);
+    /// The files an `include` pattern names (an absolute path whose last component may have
+    /// wildcards, see `glob.rs`), in name order, each with its text; an error says why not.
+    /// Without a file system (fuzzing), there is nothing to include.
+    fn include(&self, pattern: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+        Err(format!(
+            "cannot include {}: no files here",
+            pattern.display()
+        ))
+    }
 }
 
-const TOP_KEYS: &[&str] = &["programs", "shutdown", "log", "control", "sockets"];
+const TOP_KEYS: &[&str] = &[
+    "programs", "shutdown", "log", "control", "sockets", "include",
+];
 const TOP_LATER: &[&str] = &[];
 const PROGRAM_KEYS: &[&str] = &[
     "command",
@@ -108,6 +119,8 @@ pub const MIN_MONITOR_WINDOW: (Duration, &str) = (Duration::from_secs(1), "1s");
 pub const MIN_MEMORY_MAX: (u64, &str) = (1 << 20, "1MiB");
 /// `cpu_max`, in percent of one core.
 pub const CPU_MAX_RANGE: (f64, f64) = (1.0, 100_000.0);
+/// Most files `include` may add (each at most MAX_CONFIG_BYTES).
+pub const MAX_INCLUDED: usize = 256;
 /// At most this many errors are kept and printed (then "and N more errors"), which also
 /// bounds the work spent on "did you mean" hints.
 pub const MAX_ERRORS: usize = 100;
@@ -186,6 +199,9 @@ fn nearest<'a>(word: &str, choices: &[&'a str]) -> Option<&'a str> {
 }
 
 struct Validator<'r> {
+    /// The main file (index 0) and the files it includes, for messages that point from one
+    /// file into another; empty for text without a file.
+    sources: Vec<PathBuf>,
     errors: Vec<ConfigError>,
     /// Errors found beyond MAX_ERRORS: counted, not kept.
     more: usize,
@@ -228,11 +244,21 @@ impl Validator<'_> {
             return;
         }
         self.errors.push(ConfigError {
+            file: mark.file,
             line: mark.line,
             col: mark.col,
             path: path.to_string(),
             message: message.into(),
         });
+    }
+
+    /// Where `mark` is, for a message about another place: `FILE:LINE:COL`, or `line L` in
+    /// text without a file.
+    fn place(&self, mark: yaml::Mark) -> String {
+        match self.sources.get(mark.file as usize) {
+            Some(file) => format!("{}:{}:{}", file.display(), mark.line, mark.col),
+            None => format!("line {}", mark.line),
+        }
     }
 
     /// " (did you mean `x`?)" or nothing; nothing once no more errors are kept.
@@ -819,13 +845,14 @@ impl Validator<'_> {
             );
             return Vec::new();
         };
-        let mut codes: Vec<i32> = items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| self.integer(item, &format!("{path}[{i}]"), 0, 255))
-            .collect();
-        codes.sort_unstable();
-        codes.dedup();
+        let mut codes: Vec<i32> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(code) = self.integer(item, &format!("{path}[{i}]"), 0, 255)
+                && let Err(at) = codes.binary_search(&code)
+            {
+                codes.insert(at, code);
+            }
+        }
         codes
     }
 
@@ -1312,15 +1339,30 @@ fn serves(listener: SocketAddr, check: SocketAddr) -> bool {
 /// how many more there were.
 pub type Rejection = (Vec<ConfigError>, usize);
 
-/// Validates config text: the whole config, or every error found (see [`Rejection`]).
-///
-/// Near-linear in the size of the file: names are looked up in hash maps, the dependency
-/// graph is walked once, and hints stop with the errors kept.
+/// Validates config text without a file (so without `include`): the whole config, or every
+/// error found (see [`Rejection`]).
+#[cfg(test)]
 pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection> {
-    let root = match yaml::parse(text) {
+    validate_file(text, None, resolver, &mut Vec::new())
+}
+
+/// Validates the config text of `file`, with the files its `include` patterns name (relative
+/// ones from the directory of `file`), which are listed in `included` (an error's `file` k
+/// is the k-th).
+///
+/// Near-linear in the size of the files: names are looked up in hash maps, the dependency
+/// graph is walked once, and hints stop with the errors kept.
+pub fn validate_file(
+    text: &str,
+    file: Option<&Path>,
+    resolver: &dyn Resolver,
+    included: &mut Vec<PathBuf>,
+) -> Result<Config, Rejection> {
+    let mut root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
             let e = ConfigError {
+                file: 0,
                 line: 1,
                 col: 1,
                 path: String::new(),
@@ -1330,6 +1372,7 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
         }
         Err(e) => {
             let e = ConfigError {
+                file: 0,
                 line: e.mark.line,
                 col: e.mark.col,
                 path: String::new(),
@@ -1339,18 +1382,25 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
         }
     };
     let mut v = Validator {
+        sources: file.map(Path::to_path_buf).into_iter().collect(),
         errors: Vec::new(),
         more: 0,
         resolver,
         files: Vec::new(),
         addr_checks: Vec::new(),
     };
+    if let Some(file) = file {
+        merge_includes(&mut v, &mut root, file, included);
+    }
     let top = v.mapping(&root, "", TOP_KEYS, TOP_LATER);
     let mut config = Config::default();
     let mut socket_refs: Vec<(&str, &Node)> = Vec::new();
     // Every socket name written, valid or not: references are checked against these.
     let mut declared_sockets = super::Names::new(0);
     let mut socket_names: Vec<&str> = Vec::new();
+    // Where each program and socket name is first defined (for "defined twice" messages).
+    let mut program_marks: Vec<yaml::Mark> = Vec::new();
+    let mut socket_marks: Vec<yaml::Mark> = Vec::new();
     let mut dep_nodes: Vec<(&str, &Node)> = Vec::new();
     // Program names written (valid or not), and sockets defined.
     let mut program_names = super::Names::new(0);
@@ -1376,10 +1426,16 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
                     if !valid_name(name) {
                         v.error(k, &path, "program names use letters, digits, `_`, `-` and `.`, starting with a letter or digit");
                     }
-                    if program_names.insert(name, config.programs.len()).is_some() {
-                        v.error(k, &path, "this program is defined twice");
+                    if let Some(first) = program_names.insert(name, program_marks.len()) {
+                        let at = program_marks.get(first).map(|&m| v.place(m));
+                        let msg = format!(
+                            "this program is defined twice (first at {})",
+                            at.unwrap_or_default()
+                        );
+                        v.error(k, &path, msg);
                         continue;
                     }
+                    program_marks.push(k.mark);
                     v.addr_checks.clear();
                     if let Some(spec) = v.program(name, k, node, &path) {
                         let at = config.programs.len();
@@ -1423,8 +1479,12 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
                 for (k, node) in pairs {
                     let Some(name) = k.scalar() else { continue };
                     let path = join("sockets", name);
-                    let first = declared_sockets.insert(name, socket_names.len()).is_none();
-                    socket_names.extend(first.then_some(name));
+                    let earlier = declared_sockets.insert(name, socket_names.len());
+                    let first = earlier.is_none();
+                    if first {
+                        socket_names.push(name);
+                        socket_marks.push(k.mark);
+                    }
                     if !valid_name(name) {
                         v.error(
                             k,
@@ -1432,13 +1492,22 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
                             "socket names use letters, digits, `_`, `-` and `.`",
                         );
                     } else if !first || socket_index.contains(name) {
-                        v.error(k, &path, "this socket is defined twice");
+                        let at = earlier
+                            .and_then(|i| socket_marks.get(i))
+                            .map(|&m| v.place(m));
+                        let msg = format!(
+                            "this socket is defined twice (first at {})",
+                            at.unwrap_or_default()
+                        );
+                        v.error(k, &path, msg);
                     } else if let Some(spec) = v.socket(name, k, node, &path) {
                         socket_index.insert(name, config.sockets.len());
                         config.sockets.push(spec);
                     }
                 }
             }
+            // Read already (merge_includes).
+            "include" => {}
             "control" => {
                 for (k, n) in v.mapping(value, "control", &["socket"], &[]) {
                     if let Some(path) = v.string(n, &join("control", k)) {
@@ -1534,8 +1603,125 @@ pub fn validate(text: &str, resolver: &dyn Resolver) -> Result<Config, Rejection
     if v.errors.is_empty() {
         Ok(config)
     } else {
-        v.errors.sort_by_key(|e| (e.line, e.col));
+        v.errors.sort_by_key(|e| (e.file, e.line, e.col));
         Err((v.errors, v.more))
+    }
+}
+
+/// `include: PATTERN | [PATTERN...]`: each file the patterns name (in order, each pattern's
+/// files in name order) is read, and its `programs` and `sockets` are added to the main
+/// file's, their nodes marked with the file's number so errors point into it. An included
+/// file may define nothing else, and includes nothing itself.
+fn merge_includes(v: &mut Validator, root: &mut Node, main: &Path, included: &mut Vec<PathBuf>) {
+    let Value::Map(pairs) = &root.value else {
+        return;
+    };
+    let Some((key, node)) = pairs.iter().find(|(k, _)| k.scalar() == Some("include")) else {
+        return;
+    };
+    let (key_mark, node) = (key.mark, node.clone());
+    let patterns = match &node.value {
+        Value::Scalar { .. } => v
+            .string(&node, "include")
+            .map(|p| vec![(p, node.clone())])
+            .unwrap_or_default(),
+        _ => v.string_list(&node, "include"),
+    };
+    v.sources.truncate(1);
+    let base = main.parent().unwrap_or(Path::new("/"));
+    let mut extra: [Vec<(Node, Node)>; 2] = [Vec::new(), Vec::new()];
+    for (i, (pattern, at)) in patterns.iter().enumerate() {
+        let path = format!("include[{i}]");
+        let files = match v.resolver.include(&base.join(pattern)) {
+            Ok(files) => files,
+            Err(e) => {
+                v.error(at, &path, e);
+                continue;
+            }
+        };
+        for (file, text) in files {
+            if included.len() >= MAX_INCLUDED {
+                v.error(
+                    at,
+                    &path,
+                    format!("more than {MAX_INCLUDED} files are included"),
+                );
+                break;
+            }
+            included.push(file.clone());
+            v.sources.push(file);
+            let k = included.len() as u32;
+            let mut tree = match yaml::parse(&text) {
+                Ok(Some(tree)) => tree,
+                Ok(None) => continue, // an empty file adds nothing
+                Err(e) => {
+                    v.error_at(yaml::Mark { file: k, ..e.mark }, "", e.message);
+                    continue;
+                }
+            };
+            yaml::set_file(&mut tree, k);
+            let Value::Map(top) = tree.value else {
+                let msg = "an included file is a mapping with `programs` and `sockets`";
+                v.error(&tree, "", msg);
+                continue;
+            };
+            for (key, value) in top {
+                let slot = match key.scalar() {
+                    Some("programs") => 0,
+                    Some("sockets") => 1,
+                    other => {
+                        let name = other.unwrap_or_default().to_string();
+                        let msg = "an included file may define only `programs` and `sockets`";
+                        v.error(&key, &name, msg);
+                        continue;
+                    }
+                };
+                match value.value {
+                    Value::Map(entries) => extra[slot].extend(entries),
+                    _ if value.is_null() => {}
+                    _ => {
+                        let what = ["programs", "sockets"][slot];
+                        let msg = format!("expected a mapping of {what}, found {}", value.kind());
+                        v.error(&value, what, msg);
+                    }
+                }
+            }
+        }
+    }
+    let Value::Map(pairs) = &mut root.value else {
+        return;
+    };
+    for (slot, entries) in extra.into_iter().enumerate() {
+        if entries.is_empty() {
+            continue;
+        }
+        let name = ["programs", "sockets"][slot];
+        match pairs.iter_mut().find(|(k, _)| k.scalar() == Some(name)) {
+            Some((
+                _,
+                Node {
+                    value: Value::Map(own),
+                    ..
+                },
+            )) => own.extend(entries),
+            // Not a mapping in the main file: the validator says so there.
+            Some(_) => {}
+            None => {
+                let scalar = Value::Scalar {
+                    text: name.to_string(),
+                    plain: true,
+                };
+                let key = Node {
+                    value: scalar,
+                    mark: key_mark,
+                };
+                let map = Node {
+                    value: Value::Map(entries),
+                    mark: key_mark,
+                };
+                pairs.push((key, map));
+            }
+        }
     }
 }
 
@@ -1671,6 +1857,74 @@ pub(super) mod tests {
             let nofile = resource == libc::RLIMIT_NOFILE as i32;
             (nofile.then_some(1024), false)
         }
+
+        /// `/etc/ginit.d/*.yaml`: two files; `/etc/bad.yaml`: a file with errors.
+        fn include(&self, pattern: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+            let file = |name: &str, text: &str| (PathBuf::from(name), text.to_string());
+            match pattern.to_str() {
+                Some("/etc/ginit.d/*.yaml") => Ok(vec![
+                    file(
+                        "/etc/ginit.d/10-db.yaml",
+                        "programs:\n  db: {command: x, sockets: [pg]}\nsockets:\n  pg: {listen: \"tcp://127.0.0.1:5432\"}\n",
+                    ),
+                    file("/etc/ginit.d/20-empty.yaml", ""),
+                ]),
+                Some("/etc/bad.yaml") => Ok(vec![file(
+                    "/etc/bad.yaml",
+                    "programs:\n  web: {command: x}\n  cache: {command: x, restart: sometimes}\nlog: {level: debug}\n",
+                )]),
+                _ => Err(format!("cannot include {}", pattern.display())),
+            }
+        }
+    }
+
+    #[test]
+    fn include_adds_programs_and_sockets_and_errors_point_into_their_file() {
+        let mut included = Vec::new();
+        let main = Path::new("/etc/ginit.yaml");
+        let c = validate_file(
+            "include: ginit.d/*.yaml\nprograms:\n  web: {command: x, depends_on: [db]}\n",
+            Some(main),
+            &Fake,
+            &mut included,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let names: Vec<&str> = c.programs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+        assert_eq!(c.sockets.len(), 1);
+        assert_eq!(included.len(), 2);
+
+        let mut included = Vec::new();
+        let (errs, _) = validate_file(
+            "include: [/etc/bad.yaml, /nowhere/*.yaml]\nprograms:\n  web: {command: x}\n",
+            Some(main),
+            &Fake,
+            &mut included,
+        )
+        .unwrap_err();
+        let errs: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}:{}:{}: {}: {}", e.file, e.line, e.col, e.path, e.message))
+            .collect();
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(
+            errs[0].starts_with("0:1:26: include[1]: cannot include /nowhere"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with(
+                "1:2:3: programs.web: this program is defined twice (first at /etc/ginit.yaml:3:3)"
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].starts_with("1:3:32: programs.cache.restart"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[3].starts_with("1:4:1: log: an included file may define only"),
+            "{errs:?}"
+        );
     }
 
     fn ok(text: &str) -> Config {

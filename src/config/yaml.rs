@@ -17,11 +17,13 @@
 
 use std::collections::HashMap;
 
-/// A position in the file, 1-based as editors show it.
+/// A position in the file, 1-based as editors show it; `file` says which file: 0 the main
+/// config, k the k-th file it includes (see [`set_file`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mark {
     pub line: usize,
     pub col: usize,
+    pub file: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +128,25 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     Ok(root.filter(|n| !n.is_null()))
 }
 
+/// Marks every node of the tree as coming from included file `file` (a walk with a stack of
+/// its own: no recursion on the depth of the input).
+pub fn set_file(root: &mut Node, file: u32) {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        node.mark.file = file;
+        match &mut node.value {
+            Value::Scalar { .. } => {}
+            Value::Seq(items) => stack.extend(items.iter_mut()),
+            Value::Map(pairs) => {
+                for (k, v) in pairs.iter_mut() {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+        }
+    }
+}
+
 /// Owned copies of libyaml's events.
 #[derive(Debug)]
 enum YamlEvent {
@@ -167,6 +188,7 @@ mod events {
         Mark {
             line: m.line as usize + 1,
             col: m.column as usize + 1,
+            file: 0,
         }
     }
 
@@ -592,13 +614,13 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let root = parse("a: 1\nb:\n  c: [x, 'y']\n").unwrap().unwrap();
-        assert_eq!(root.mark, Mark { line: 1, col: 1 });
+        assert_eq!((root.mark.line, root.mark.col), (1, 1));
         let c = get(get(&root, "b"), "c");
-        assert_eq!(c.mark, Mark { line: 3, col: 6 });
+        assert_eq!((c.mark.line, c.mark.col), (3, 6));
         let Value::Seq(items) = &c.value else {
             panic!()
         };
-        assert_eq!(items[1].mark, Mark { line: 3, col: 10 });
+        assert_eq!((items[1].mark.line, items[1].mark.col), (3, 10));
         assert_eq!(
             items[1].value,
             Value::Scalar {
@@ -720,7 +742,8 @@ mod tests {
             err.mark,
             Mark {
                 line: 1,
-                col: 4 + MAX_DEPTH - 1
+                col: 4 + MAX_DEPTH - 1,
+                file: 0,
             }
         );
         for deep in [flow(100_000), format!("a:\n  {}x\n", "- ".repeat(100_000))] {

@@ -7,11 +7,11 @@
 //! implementation with side effects. It reads; it must not change anything.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{proc, spawn, sys};
-use crate::config::Resolver;
 use crate::config::users::{Credentials, Db};
+use crate::config::{MAX_INCLUDED, Resolver, glob};
 
 /// The real machine: /etc/passwd, the file system, ginit's environment and limits.
 pub struct SystemResolver {
@@ -85,6 +85,56 @@ impl Resolver for SystemResolver {
             None => sys::geteuid() == 0,
         };
         (hard, can_raise)
+    }
+
+    fn include(&self, pattern: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+        let shown = pattern.display();
+        let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+            return Err(format!("`{shown}` names no file"));
+        };
+        let name = name.to_string_lossy();
+        if glob::has_wildcard(&dir.to_string_lossy()) {
+            return Err(format!(
+                "`{shown}`: wildcards are allowed in the file name only"
+            ));
+        }
+        let read = |path: PathBuf| match crate::config::read_file(&path) {
+            Ok(text) => Ok((path, text)),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        };
+        if !glob::has_wildcard(&name) {
+            return read(pattern.to_path_buf()).map(|f| vec![f]);
+        }
+        // The directory must exist (it may be empty): a misspelt one is an error, not a
+        // silent absence of programs.
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot list {} for `{shown}`: {e}", dir.display()))?;
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(n) = file_name.to_str() else {
+                continue;
+            };
+            if glob::matches(&name, n) {
+                if names.len() >= MAX_INCLUDED {
+                    return Err(format!("`{shown}` matches more than {MAX_INCLUDED} files"));
+                }
+                // Kept in name order as found (at most MAX_INCLUDED: an insertion costs less
+                // than a sort's code in the binary).
+                let n = n.to_string();
+                if let Err(at) = names.binary_search(&n) {
+                    names.insert(at, n);
+                }
+            }
+        }
+        names
+            .into_iter()
+            .map(|n| dir.join(n))
+            // Directories that match are skipped; links to files (a Kubernetes ConfigMap's)
+            // are followed.
+            .filter(|p| !p.is_dir())
+            .map(read)
+            .collect()
     }
 }
 

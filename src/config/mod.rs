@@ -331,6 +331,18 @@ pub struct ProgramSpec {
     pub cpu_max: Option<f64>,
     pub monitor_window: Duration,
     pub cpu_action: CpuAction,
+    /// `on_exit`, `on_failed`, `hook_timeout`.
+    pub hooks: Hooks,
+}
+
+/// Commands run when an instance exits (`on_exit`) or the program fails (`on_failed`), each
+/// bounded by `timeout` (`hook_timeout`); an empty command is none. When they run, and with
+/// which variables, is the machine's (`machine/hooks.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hooks {
+    pub on_exit: Vec<String>,
+    pub on_failed: Vec<String>,
+    pub timeout: Duration,
 }
 
 impl ProgramSpec {
@@ -364,6 +376,11 @@ impl ProgramSpec {
             cpu_max: None,
             monitor_window: Duration::from_secs(30),
             cpu_action: CpuAction::Warn,
+            hooks: Hooks {
+                on_exit: Vec::new(),
+                on_failed: Vec::new(),
+                timeout: schema::DEFAULT_HOOK_TIMEOUT,
+            },
         }
     }
 
@@ -834,6 +851,15 @@ impl Config {
             for (stream, output) in [("stdout", &p.stdout), ("stderr", &p.stderr)] {
                 if *output != Output::Inherit {
                     let _ = writeln!(out, "  {stream}: {output}");
+                }
+            }
+            for (key, argv) in [
+                ("on_exit", &p.hooks.on_exit),
+                ("on_failed", &p.hooks.on_failed),
+            ] {
+                if !argv.is_empty() {
+                    let limit = units::format_duration(p.hooks.timeout);
+                    let _ = writeln!(out, "  {key}: {argv:?} (killed after {limit})");
                 }
             }
         }

@@ -30,6 +30,8 @@
 //! - `instance.rs`: one instance: restart policy, backoff, stop escalation, readiness; its state
 //!   carries its data (pid, deadlines, checks, monitoring).
 //! - `single.rs`: single-program mode (`ginit -- PROGRAM`).
+//! - `hooks.rs`: `on_exit` / `on_failed`: which hook runs, when, with which variables, and
+//!   one at a time per program.
 //!
 //! [`Machine`] is one struct; each file above adds the `impl Machine` block of its concern, so
 //! the decisions stay in one state with no borrowing across objects, yet each reads alone.
@@ -57,6 +59,7 @@ use crate::config::{Config, ProgramSpec, ReadyCheck, ShutdownSpec};
 use crate::control::protocol::{Request, Response};
 
 mod checks;
+mod hooks;
 mod instance;
 mod monitor;
 mod notify;
@@ -196,6 +199,12 @@ pub enum Input {
     },
     /// Time passed (any wake-up): deadlines that are due are acted on.
     Time,
+    /// Hook `hook` ([`Effect::RunHook`]) ended: how its process exited (reaped), or why it
+    /// could not start (answered at once).
+    HookEnded {
+        hook: u64,
+        end: Result<Exited, String>,
+    },
 }
 
 /// Something for the edge to do.
@@ -243,6 +252,19 @@ pub enum Effect {
     ReopenLogs,
     /// The run is over: exit with this status once the output is drained.
     Exit(i32),
+    /// Run hook `hook`: `argv` as instance `index` of `spec` runs (user, directory,
+    /// environment) with `vars` added, in its own process group, its output prefixed
+    /// `NAME:hook` on ginit's streams. Answer with [`Input::HookEnded`] at once if it cannot
+    /// start, else once it is reaped.
+    RunHook {
+        hook: u64,
+        spec: Rc<ProgramSpec>,
+        index: u32,
+        argv: Vec<String>,
+        vars: Vec<(&'static str, String)>,
+    },
+    /// SIGKILL the process group of hook `hook` (its end comes as usual); no answer.
+    KillHook { hook: u64 },
 }
 
 /// Supervisor mode, decided.
@@ -294,6 +316,8 @@ pub struct Machine {
     serial: u64,
     /// The effects decided while handling the current input.
     out: Vec<Effect>,
+    /// Hooks running, waiting or skipped, per program (`hooks.rs`).
+    hooks: hooks::Hooks,
 }
 
 /// A request answered once the programs it names have settled.
@@ -357,6 +381,7 @@ impl Machine {
             config_error: None,
             serial,
             out: Vec::new(),
+            hooks: hooks::Hooks::default(),
         };
         m.reindex();
         m
@@ -395,6 +420,7 @@ impl Machine {
             },
             Input::ConfigLoaded { conn, config } => self.on_config_loaded(conn, *config, now),
             Input::Time => self.on_time(now),
+            Input::HookEnded { hook, end } => self.on_hook_ended(hook, end, now),
         }
         self.sync_health(now);
         self.answer_settled();
@@ -416,6 +442,7 @@ impl Machine {
         for g in &self.groups {
             first = earliest(first, Some(g.kill_at));
         }
+        first = earliest(first, self.hooks.deadline());
         first
     }
 
@@ -423,6 +450,7 @@ impl Machine {
     /// shutdown deadlines, then the usage sample if it is due.
     fn on_time(&mut self, now: Instant) {
         self.check_time(now);
+        self.hook_time(now);
         self.lifecycle_time(now);
         if self.next_sample.is_some_and(|t| now >= t) {
             self.sample();

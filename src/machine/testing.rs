@@ -82,8 +82,22 @@ pub struct Record {
     pub reopened: usize,
     pub exit: Option<i32>,
     pub exits: usize,
+    /// Hooks started, in order.
+    pub hooks_run: Vec<HookRun>,
+    /// Hooks killed, by serial.
+    pub hooks_killed: Vec<u64>,
     next_pid: i32,
     next_conn: ConnId,
+}
+
+/// A hook the machine started.
+#[derive(Debug)]
+pub struct HookRun {
+    pub hook: u64,
+    pub program: String,
+    pub index: u32,
+    pub argv: Vec<String>,
+    pub vars: Vec<(&'static str, String)>,
 }
 
 pub struct Edge {
@@ -293,6 +307,27 @@ impl Record {
             Effect::Exit(code) => {
                 self.exit = Some(code);
                 self.exits += 1;
+                None
+            }
+            Effect::RunHook {
+                hook,
+                spec,
+                index,
+                argv,
+                vars,
+            } => {
+                let program = spec.name.clone();
+                self.hooks_run.push(HookRun {
+                    hook,
+                    program,
+                    index,
+                    argv,
+                    vars,
+                });
+                None
+            }
+            Effect::KillHook { hook } => {
+                self.hooks_killed.push(hook);
                 None
             }
         }

@@ -221,6 +221,9 @@ struct Daemon {
     check_pids: Vec<i32>,
     /// The status to exit with, once the machine said so.
     exit: Option<i32>,
+    /// Hooks' processes until reaped, as (pid, hook): each leads its own process group,
+    /// which, like an exec check's, is never taken for an exited instance's.
+    hooks: Vec<(i32, u64)>,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -265,6 +268,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         exec_checks: Vec::new(),
         check_pids: Vec::new(),
         exit: None,
+        hooks: Vec::new(),
     };
     d.feed(Input::Begin, Instant::now());
     d.run()
@@ -327,12 +331,16 @@ impl Daemon {
             if reap {
                 exits.clear();
                 let children_left = reaper::reap(&mut exits);
-                let exits = self.exec_checks_ended(&exits, &mut results);
+                let mut exits = self.exec_checks_ended(&exits, &mut results);
+                let hooks_ended = self.hooks_ended(&mut exits);
                 let event = Input::Reaped {
                     exits,
                     children_left,
                 };
                 self.feed(event, now);
+                for event in hooks_ended {
+                    self.feed(event, now);
+                }
             }
             if notified {
                 self.on_notify(now);
@@ -397,6 +405,7 @@ impl Daemon {
                 // leftovers': the old group was empty and its number reused.
                 let delivered = pgid > 1
                     && !self.check_pids.contains(&pgid)
+                    && !self.hooks.iter().any(|h| h.0 == pgid)
                     && sys::kill(-pgid, signal).is_ok();
                 ask.map(|ask| Input::GroupSignalled {
                     pgid,
@@ -457,7 +466,50 @@ impl Daemon {
                 self.exit = Some(code);
                 None
             }
+            Effect::RunHook {
+                hook,
+                spec,
+                index,
+                argv,
+                vars,
+            } => match self.starter.spawn_hook(&spec, index, &argv, vars) {
+                Ok(pid) => {
+                    self.hooks.push((pid, hook));
+                    None
+                }
+                Err(reason) => Some(Input::HookEnded {
+                    hook,
+                    end: Err(reason),
+                }),
+            },
+            Effect::KillHook { hook } => {
+                if let Some(&(pid, _)) = self.hooks.iter().find(|h| h.1 == hook) {
+                    // Its own process group; reaped (and reported) as usual.
+                    let _ = sys::kill(-pid, libc::SIGKILL);
+                }
+                None
+            }
         }
+    }
+
+    /// Takes hooks' processes out of what was reaped, as their ends for the machine.
+    fn hooks_ended(&mut self, exits: &mut Vec<Exited>) -> Vec<Input> {
+        let mut ended = Vec::new();
+        if self.hooks.is_empty() {
+            return ended;
+        }
+        exits.retain(|exit| {
+            let Some(k) = self.hooks.iter().position(|h| h.0 == exit.pid) else {
+                return true;
+            };
+            let (_, hook) = self.hooks.swap_remove(k);
+            ended.push(Input::HookEnded {
+                hook,
+                end: Ok(*exit),
+            });
+            false
+        });
+        ended
     }
 
     /// Starts one check attempt: an exec check is a process of its own group; a tcp or http

@@ -1,4 +1,4 @@
-//! Starting processes: what an instance or an exec check of a program starts with (its
+//! Starting processes: what an instance, an exec check or a hook of a program starts with (its
 //! environment, user, directory, limits, sockets at fds 3.., output pipes), built from the
 //! spec into a [`spawn::SpawnPlan`], and the exec reports of children on their way to exec,
 //! read from the poll loop. It decides nothing: when to start what is the machine's.
@@ -231,6 +231,50 @@ impl Starter {
                 self.outputs.attach(reader, spec, index, stream);
             }
         }
+        Ok(pid)
+    }
+}
+
+impl Starter {
+    /// Starts a hook of instance `index` of `spec`: `argv` with the program's environment
+    /// plus `vars`, user and directory (no limits, no sockets: it is not the program), its own
+    /// process group, its output prefixed `NAME:hook` on ginit's streams; returns its pid.
+    pub fn spawn_hook(
+        &mut self,
+        spec: &ProgramSpec,
+        index: u32,
+        argv: &[String],
+        vars: Vec<(&'static str, String)>,
+    ) -> Result<i32, String> {
+        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let mut env = self.environment(spec, index);
+        for (k, v) in vars {
+            env.retain(|(name, _)| name != k);
+            env.push((k.into(), v.into()));
+        }
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&args, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.cwd = spec
+            .cwd
+            .as_ref()
+            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        let pipe = || Outputs::pipe().map_err(|e| format!("cannot create a pipe: {e}"));
+        let (out, err) = (pipe()?, pipe()?);
+        plan.stdout = Some(out.1);
+        plan.stderr = Some(err.1);
+        let (pid, report) = plan.start().map_err(|e| e.to_string())?;
+        plan.stdout = None;
+        plan.stderr = None;
+        self.outputs.attach_hook(out.0, spec, Stream::Stdout);
+        self.outputs.attach_hook(err.0, spec, Stream::Stderr);
+        // Its exec failure is logged with the reason; it then exits 127, a failed hook.
+        self.reports.push(ExecReport {
+            fd: report.into(),
+            plan,
+            label: format!("{}:hook", spec.name),
+        });
         Ok(pid)
     }
 }

@@ -858,8 +858,7 @@ impl Config {
                 ("on_failed", &p.hooks.on_failed),
             ] {
                 if !argv.is_empty() {
-                    let limit = units::format_duration(p.hooks.timeout);
-                    let _ = writeln!(out, "  {key}: {argv:?} (killed after {limit})");
+                    let _ = writeln!(out, "  {key}: {argv:?}");
                 }
             }
         }

@@ -28,40 +28,44 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{Level, info, log, warn};
 
 use crate::config::ProgramSpec;
-use crate::config::signals;
-use crate::config::units::format_duration;
 
 use super::instance::{Role, State};
 use super::shutdown::Phase;
 use super::{Effect, Exited, Machine};
 
+/// What a hook is told, as `GINIT_*` variables (the edge writes them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookVars {
+    /// How the instance's process ended (status 127: it could not start):
+    /// `GINIT_EXIT_SIGNAL` when a signal killed it, else `GINIT_EXIT_STATUS`.
+    pub exit: Exited,
+    /// `GINIT_RESTARTS`.
+    pub restarts: u32,
+    /// `GINIT_NEXT`.
+    pub next: &'static str,
+}
+
 /// The hooks of one program that has one running (or skips to report).
 struct Slot {
     program: String,
-    running: Option<Run>,
+    /// The hook under way: its serial (its effects and its end carry it), `on_failed` or
+    /// not, and SIGKILL at `kill_at` (`None`: sent already).
+    running: Option<(u64, bool, Option<Instant>)>,
     /// An `on_failed` due while another hook ran.
     waiting: Option<Due>,
     /// Hooks skipped since the last one started.
     skipped: u32,
 }
 
-/// A hook under way: the serial its effects and its end carry, and SIGKILL at `kill_at`
-/// (`None`: sent already).
-struct Run {
-    serial: u64,
-    what: &'static str,
-    kill_at: Option<Instant>,
-}
-
-/// A hook to run.
+/// A hook to run: `on_failed` (else `on_exit`) of instance `index` of `spec`.
 struct Due {
     spec: Rc<ProgramSpec>,
     index: u32,
-    what: &'static str,
-    vars: Vec<(&'static str, String)>,
+    failed: bool,
+    vars: HookVars,
 }
 
 /// The hooks of every program that has one running, by program name (a program removed by a
@@ -79,24 +83,13 @@ impl Hooks {
 
     /// The earliest `hook_timeout` to enforce.
     pub fn deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.running.as_ref()?.kill_at)
-            .min()
+        self.slots.iter().filter_map(|s| s.running?.2).min()
     }
 }
 
-/// `GINIT_NEXT`: what the supervisor does next with an instance in `state`.
-fn next(state: &State) -> &'static str {
-    match state {
-        State::Spawning | State::Backoff { .. } => "restart",
-        State::Failed => "failed",
-        State::Done => "done",
-        State::Stopped
-        | State::Starting { .. }
-        | State::Running { .. }
-        | State::Stopping { .. } => "stopped",
-    }
+/// The hook's key in the config, for log lines.
+fn key(failed: bool) -> &'static str {
+    if failed { "on_failed" } else { "on_exit" }
 }
 
 impl Machine {
@@ -117,62 +110,51 @@ impl Machine {
         let Some(inst) = program.instances.get(i) else {
             return;
         };
-        let hooks = &program.spec.hooks;
-        if hooks.on_exit.is_empty() && hooks.on_failed.is_empty() {
-            return;
-        }
-        let next = next(&inst.state);
-        let code = exit.map_or(127, |e| e.code);
-        let status = match exit.and_then(|e| e.signal) {
-            Some(sig) => ("GINIT_EXIT_SIGNAL", signals::name(sig).to_string()),
-            None => ("GINIT_EXIT_STATUS", code.to_string()),
+        let spec = program.spec.clone();
+        let next = match inst.state {
+            State::Spawning | State::Backoff { .. } => "restart",
+            State::Failed => "failed",
+            State::Done => "done",
+            _ => "stopped",
         };
-        let vars = vec![
-            status,
-            ("GINIT_RESTARTS", inst.restarts.to_string()),
-            ("GINIT_NEXT", next.to_string()),
-        ];
-        let failed = (next == "failed" && inst.role == Role::Serving) || (ended_run && code != 0);
-        let (spec, index) = (program.spec.clone(), inst.index);
-        if !hooks.on_exit.is_empty() {
-            let vars = vars.clone();
-            let (spec, what) = (spec.clone(), "on_exit");
-            self.run_hook(
-                Due {
-                    spec,
-                    index,
-                    what,
-                    vars,
-                },
-                now,
-            );
-        }
-        if failed && !spec.hooks.on_failed.is_empty() {
-            let what = "on_failed";
-            self.run_hook(
-                Due {
-                    spec,
-                    index,
-                    what,
-                    vars,
-                },
-                now,
-            );
+        let exit = exit.copied().unwrap_or(Exited {
+            pid: 0,
+            code: 127,
+            signal: None,
+        });
+        let failed =
+            (next == "failed" && inst.role == Role::Serving) || (ended_run && exit.code != 0);
+        let vars = HookVars {
+            exit,
+            restarts: inst.restarts,
+            next,
+        };
+        let index = inst.index;
+        for (run, failed) in [
+            (!spec.hooks.on_exit.is_empty(), false),
+            (failed && !spec.hooks.on_failed.is_empty(), true),
+        ] {
+            if run {
+                let spec = spec.clone();
+                self.run_hook(
+                    Due {
+                        spec,
+                        index,
+                        failed,
+                        vars,
+                    },
+                    now,
+                );
+            }
         }
     }
 
     /// Starts `due` unless its program has a hook running: then it is skipped and counted (an
-    /// `on_failed` waits instead, in its one slot).
+    /// `on_failed` waits instead, in its one slot). Nothing starts once the shutdown is past
+    /// stopping programs.
     fn run_hook(&mut self, due: Due, now: Instant) {
         // TODO(events): a hook run, skip or failure (here and in `on_hook_ended`) is an event.
         let name = &due.spec.name;
-        if !matches!(
-            self.phase,
-            Phase::Running | Phase::Delaying { .. } | Phase::Stopping { .. }
-        ) {
-            warn!("{name}: {} hook not run: ginit is exiting", due.what);
-            return;
-        }
         let k = match self.hooks.slots.iter().position(|s| s.program == *name) {
             Some(k) => k,
             None => {
@@ -188,106 +170,87 @@ impl Machine {
         let Some(slot) = self.hooks.slots.get_mut(k) else {
             return;
         };
-        if slot.running.is_some() {
-            if due.what == "on_failed" && slot.waiting.is_none() {
+        let late = !matches!(
+            self.phase,
+            Phase::Running | Phase::Delaying { .. } | Phase::Stopping { .. }
+        );
+        if slot.running.is_some() || late {
+            if due.failed && slot.waiting.is_none() && !late {
                 slot.waiting = Some(due);
             } else {
                 slot.skipped = slot.skipped.saturating_add(1);
-                debug!("{name}: {} hook skipped: a hook of it is running", due.what);
             }
             return;
         }
         let skipped = std::mem::take(&mut slot.skipped);
         if skipped > 0 {
-            info!(
-                "{name}: running its {} hook ({skipped} skipped while the last one ran)",
-                due.what
-            );
-        } else {
-            debug!("{name}: running its {} hook", due.what);
+            let what = key(due.failed);
+            info!("{name}: running its {what} hook ({skipped} skipped while the last one ran)");
         }
         self.serial += 1;
-        slot.running = Some(Run {
-            serial: self.serial,
-            what: due.what,
-            kill_at: Some(now + due.spec.hooks.timeout),
-        });
-        let argv = if due.what == "on_exit" {
-            due.spec.hooks.on_exit.clone()
-        } else {
-            due.spec.hooks.on_failed.clone()
-        };
+        slot.running = Some((self.serial, due.failed, Some(now + due.spec.hooks.timeout)));
         self.out.push(Effect::RunHook {
             hook: self.serial,
             spec: due.spec,
             index: due.index,
-            argv,
+            failed: due.failed,
             vars: due.vars,
         });
     }
 
-    /// Hook `hook` has ended (`Err`: it could not start): logged, and the program's waiting
+    /// Hook `hook` has ended: logged (a failure as a warning), and the program's waiting
     /// `on_failed` runs. A shutdown that waited for it moves on.
-    pub(super) fn on_hook_ended(&mut self, hook: u64, end: Result<Exited, String>, now: Instant) {
+    pub(super) fn on_hook_ended(&mut self, hook: u64, exit: Exited, now: Instant) {
         let Some(slot) = self
             .hooks
             .slots
             .iter_mut()
-            .find(|s| s.running.as_ref().is_some_and(|r| r.serial == hook))
+            .find(|s| s.running.is_some_and(|r| r.0 == hook))
         else {
             return;
         };
-        let what = slot.running.take().map_or("", |r| r.what);
-        let name = &slot.program;
-        match end {
-            Ok(exit) if exit.code == 0 => debug!("{name}: its {what} hook {}", exit.describe()),
-            Ok(exit) => warn!("{name}: its {what} hook {}", exit.describe()),
-            Err(reason) => warn!("{name}: cannot run its {what} hook: {reason}"),
-        }
+        let what = key(slot.running.take().is_some_and(|r| r.1));
+        let level = if exit.code == 0 {
+            Level::Debug
+        } else {
+            Level::Warn
+        };
+        log!(
+            level,
+            "{}: its {what} hook {}",
+            slot.program,
+            exit.describe()
+        );
         let waiting = slot.waiting.take();
-        if slot.skipped == 0 {
-            self.hooks
-                .slots
-                .retain(|s| s.running.is_some() || s.skipped > 0);
-        }
+        self.hooks
+            .slots
+            .retain(|s| s.running.is_some() || s.skipped > 0);
         if let Some(due) = waiting {
             self.run_hook(due, now);
         }
         self.progress(now);
     }
 
-    /// SIGKILL for the hooks whose `hook_timeout` has passed.
-    pub(super) fn hook_time(&mut self, now: Instant) {
+    /// SIGKILL for the hooks whose `hook_timeout` has passed (`all`: for every hook, and no
+    /// waiting one will run: the shutdown is killing everything).
+    pub(super) fn kill_hooks(&mut self, all: bool, now: Instant) {
         for slot in &mut self.hooks.slots {
-            let Some(run) = &mut slot.running else {
+            if all {
+                slot.waiting = None;
+            }
+            let Some((hook, failed, kill_at)) = &mut slot.running else {
                 continue;
             };
-            if run.kill_at.is_some_and(|t| now >= t) {
-                run.kill_at = None;
-                let limit = self
-                    .programs
-                    .iter()
-                    .find(|p| p.spec.name == slot.program)
-                    .map_or(String::new(), |p| format_duration(p.spec.hooks.timeout));
-                warn!(
-                    "{}: its {} hook ran past its hook_timeout {limit}: killing it",
-                    slot.program, run.what
-                );
-                self.out.push(Effect::KillHook { hook: run.serial });
-            }
-        }
-    }
-
-    /// SIGKILL for every hook still running, and no waiting one will run (the shutdown is
-    /// killing everything).
-    pub(super) fn kill_hooks(&mut self) {
-        for slot in &mut self.hooks.slots {
-            slot.waiting = None;
-            if let Some(run) = &mut slot.running
-                && run.kill_at.take().is_some()
-            {
-                warn!("{}: killing its {} hook", slot.program, run.what);
-                self.out.push(Effect::KillHook { hook: run.serial });
+            if kill_at.is_some_and(|t| all || now >= t) {
+                *kill_at = None;
+                if !all {
+                    let what = key(*failed);
+                    warn!(
+                        "{}: its {what} hook ran past its hook_timeout: killing it",
+                        slot.program
+                    );
+                }
+                self.out.push(Effect::KillHook { hook: *hook });
             }
         }
     }
@@ -297,15 +260,22 @@ impl Machine {
 mod tests {
     use super::super::Input;
     use super::super::testing::*;
+    use crate::config::signals;
     use std::time::{Duration, Instant};
 
     const HOOKS: &str = "on_exit: [/bin/exit-hook]\n    on_failed: /bin/failed-hook --now\n";
 
-    fn var<'a>(run: &'a HookRun, key: &str) -> Option<&'a str> {
-        run.vars
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
+    /// The variable `key` as the edge would set it (empty: not set).
+    fn var(run: &HookRun, key: &str) -> String {
+        let v = run.vars;
+        let value = match key {
+            "GINIT_EXIT_SIGNAL" => v.exit.signal.map(|s| signals::name(s).to_string()),
+            "GINIT_EXIT_STATUS" if v.exit.signal.is_none() => Some(v.exit.code.to_string()),
+            "GINIT_RESTARTS" => Some(v.restarts.to_string()),
+            "GINIT_NEXT" => Some(v.next.to_string()),
+            _ => None,
+        };
+        value.unwrap_or_default()
     }
 
     fn end(e: &mut Edge, hook: u64, code: i32, now: Instant) {
@@ -314,13 +284,7 @@ mod tests {
             code,
             signal: None,
         };
-        e.feed(
-            Input::HookEnded {
-                hook,
-                end: Ok(exit),
-            },
-            now,
-        );
+        e.feed(Input::HookEnded { hook, exit }, now);
     }
 
     #[test]
@@ -335,10 +299,10 @@ mod tests {
         };
         assert_eq!(run.program, "web");
         assert_eq!(run.argv, ["/bin/exit-hook"]);
-        assert_eq!(var(run, "GINIT_EXIT_STATUS"), Some("3"));
-        assert_eq!(var(run, "GINIT_EXIT_SIGNAL"), None);
-        assert_eq!(var(run, "GINIT_NEXT"), Some("restart"));
-        assert_eq!(var(run, "GINIT_RESTARTS"), Some("1"));
+        assert_eq!(var(run, "GINIT_EXIT_STATUS"), "3");
+        assert_eq!(var(run, "GINIT_EXIT_SIGNAL"), "");
+        assert_eq!(var(run, "GINIT_NEXT"), "restart");
+        assert_eq!(var(run, "GINIT_RESTARTS"), "1");
         // Its timeout is the only deadline besides the backoff; killed then, and supervision
         // goes on: the restart happened at its own time regardless.
         let hook = run.hook;
@@ -353,7 +317,7 @@ mod tests {
         e.feed(
             Input::HookEnded {
                 hook,
-                end: Ok(killed(0, libc::SIGKILL)),
+                exit: killed(0, libc::SIGKILL),
             },
             t + Duration::from_secs(11),
         );
@@ -375,17 +339,17 @@ mod tests {
             panic!("{:?}", e.hooks_run)
         };
         assert_eq!(run.argv, ["/bin/exit-hook"]);
-        assert_eq!(var(run, "GINIT_NEXT"), Some("failed"));
-        assert_eq!(var(run, "GINIT_EXIT_SIGNAL"), Some("SIGSEGV"));
-        assert_eq!(var(run, "GINIT_EXIT_STATUS"), None);
+        assert_eq!(var(run, "GINIT_NEXT"), "failed");
+        assert_eq!(var(run, "GINIT_EXIT_SIGNAL"), "SIGSEGV");
+        assert_eq!(var(run, "GINIT_EXIT_STATUS"), "");
         let hook = run.hook;
         end(&mut e, hook, 1, t);
         let [_, failed] = &e.hooks_run[..] else {
             panic!("{:?}", e.hooks_run)
         };
         assert_eq!(failed.argv, ["/bin/failed-hook", "--now"]);
-        assert_eq!(var(failed, "GINIT_NEXT"), Some("failed"));
-        assert_eq!(var(failed, "GINIT_RESTARTS"), Some("0"));
+        assert_eq!(var(failed, "GINIT_NEXT"), "failed");
+        assert_eq!(var(failed, "GINIT_RESTARTS"), "0");
     }
 
     #[test]
@@ -403,12 +367,15 @@ mod tests {
             t,
         );
         e.reap(&[killed(web, libc::SIGTERM), exit(job, 0)], true, t);
-        let next: Vec<(&str, Option<&str>)> = e
+        let next: Vec<(&str, String)> = e
             .hooks_run
             .iter()
             .map(|r| (r.program.as_str(), var(r, "GINIT_NEXT")))
             .collect();
-        assert_eq!(next, [("web", Some("stopped")), ("job", Some("done"))]);
+        assert_eq!(
+            next,
+            [("web", "stopped".to_string()), ("job", "done".to_string())]
+        );
         assert!(e.hooks_run.iter().all(|r| r.argv == ["/bin/exit-hook"]));
     }
 
@@ -453,7 +420,7 @@ mod tests {
         let [run] = &e.hooks_run[..] else {
             panic!("{:?}", e.hooks_run)
         };
-        assert_eq!(var(run, "GINIT_NEXT"), Some("stopped"));
+        assert_eq!(var(run, "GINIT_NEXT"), "stopped");
         let hook = run.hook;
         // Every program is down, yet the namespace is not cleared while the hook runs.
         assert!(e.leftovers.is_empty());
@@ -464,7 +431,7 @@ mod tests {
         e.feed(
             Input::HookEnded {
                 hook,
-                end: Ok(killed(0, libc::SIGKILL)),
+                exit: killed(0, libc::SIGKILL),
             },
             t + Duration::from_secs(5),
         );
@@ -488,16 +455,11 @@ mod tests {
             panic!("{:?}", e.hooks_run)
         };
         assert_eq!(failed.argv[0], "/bin/failed-hook");
-        assert_eq!(var(failed, "GINIT_EXIT_STATUS"), Some("4"));
+        assert_eq!(var(failed, "GINIT_EXIT_STATUS"), "4");
         assert_eq!(e.exit, None);
         let hook = failed.hook;
-        e.feed(
-            Input::HookEnded {
-                hook,
-                end: Err("no such file".into()),
-            },
-            t,
-        );
+        // It could not start: status 127, and the shutdown goes on all the same.
+        end(&mut e, hook, 127, t);
         e.reap(&[], false, t);
         assert_eq!(e.exit, Some(4));
     }

@@ -71,6 +71,7 @@ pub mod single;
 #[cfg(test)]
 mod testing;
 
+pub use hooks::HookVars;
 pub use monitor::Sample;
 
 use programs::{Group, Program};
@@ -199,12 +200,9 @@ pub enum Input {
     },
     /// Time passed (any wake-up): deadlines that are due are acted on.
     Time,
-    /// Hook `hook` ([`Effect::RunHook`]) ended: how its process exited (reaped), or why it
-    /// could not start (answered at once).
-    HookEnded {
-        hook: u64,
-        end: Result<Exited, String>,
-    },
+    /// Hook `hook` ([`Effect::RunHook`]) ended: how its process exited once reaped, or
+    /// status 127 at once when it could not start (the edge logs why).
+    HookEnded { hook: u64, exit: Exited },
 }
 
 /// Something for the edge to do.
@@ -252,16 +250,17 @@ pub enum Effect {
     ReopenLogs,
     /// The run is over: exit with this status once the output is drained.
     Exit(i32),
-    /// Run hook `hook`: `argv` as instance `index` of `spec` runs (user, directory,
-    /// environment) with `vars` added, in its own process group, its output prefixed
+    /// Run hook `hook`, a command of `spec.hooks`, as instance `index` of `spec` runs (user,
+    /// directory, environment) with `vars` added, in its own process group, its output prefixed
     /// `NAME:hook` on ginit's streams. Answer with [`Input::HookEnded`] at once if it cannot
-    /// start, else once it is reaped.
+    /// start (status 127), else once it is reaped.
     RunHook {
         hook: u64,
         spec: Rc<ProgramSpec>,
         index: u32,
-        argv: Vec<String>,
-        vars: Vec<(&'static str, String)>,
+        /// `on_failed` (else `on_exit`).
+        failed: bool,
+        vars: HookVars,
     },
     /// SIGKILL the process group of hook `hook` (its end comes as usual); no answer.
     KillHook { hook: u64 },
@@ -420,7 +419,7 @@ impl Machine {
             },
             Input::ConfigLoaded { conn, config } => self.on_config_loaded(conn, *config, now),
             Input::Time => self.on_time(now),
-            Input::HookEnded { hook, end } => self.on_hook_ended(hook, end, now),
+            Input::HookEnded { hook, exit } => self.on_hook_ended(hook, exit, now),
         }
         self.sync_health(now);
         self.answer_settled();
@@ -450,7 +449,7 @@ impl Machine {
     /// shutdown deadlines, then the usage sample if it is due.
     fn on_time(&mut self, now: Instant) {
         self.check_time(now);
-        self.hook_time(now);
+        self.kill_hooks(false, now);
         self.lifecycle_time(now);
         if self.next_sample.is_some_and(|t| now >= t) {
             self.sample();

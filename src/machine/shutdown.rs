@@ -203,7 +203,7 @@ impl Machine {
         self.why_forced(why);
         self.kill_all_groups(why);
         // Not noted as forced: a hook never decides ginit's exit status.
-        self.kill_hooks();
+        self.kill_hooks(true, now);
     }
 
     /// Adds the reason to the entries `forced` got since the last reason was added.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::config::{Config, ProgramSpec, ReadyCheck};
 use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 
-use super::{CheckRef, ConnId, Effect, InstanceRef, Machine, Sample, Sampling};
+use super::{CheckRef, ConnId, Effect, HookVars, InstanceRef, Machine, Sample, Sampling};
 
 pub use super::{Exited, Input};
 
@@ -97,7 +97,7 @@ pub struct HookRun {
     pub program: String,
     pub index: u32,
     pub argv: Vec<String>,
-    pub vars: Vec<(&'static str, String)>,
+    pub vars: HookVars,
 }
 
 pub struct Edge {
@@ -313,10 +313,17 @@ impl Record {
                 hook,
                 spec,
                 index,
-                argv,
+                failed,
                 vars,
             } => {
                 let program = spec.name.clone();
+                let hooks = &spec.hooks;
+                let argv = if failed {
+                    &hooks.on_failed
+                } else {
+                    &hooks.on_exit
+                }
+                .clone();
                 self.hooks_run.push(HookRun {
                     hook,
                     program,

@@ -331,15 +331,15 @@ impl Daemon {
             if reap {
                 exits.clear();
                 let children_left = reaper::reap(&mut exits);
-                let mut exits = self.exec_checks_ended(&exits, &mut results);
-                let hooks_ended = self.hooks_ended(&mut exits);
+                let rest = self.exec_checks_ended(&exits, &mut results);
                 let event = Input::Reaped {
-                    exits,
+                    exits: rest,
                     children_left,
                 };
                 self.feed(event, now);
-                for event in hooks_ended {
-                    self.feed(event, now);
+                // Hooks' processes among them (the machine takes them for no instance's).
+                for exit in &exits {
+                    self.hook_ended(exit, now);
                 }
             }
             if notified {
@@ -470,17 +470,22 @@ impl Daemon {
                 hook,
                 spec,
                 index,
-                argv,
+                failed,
                 vars,
-            } => match self.starter.spawn_hook(&spec, index, &argv, vars) {
+            } => match self.starter.spawn_hook(&spec, index, failed, vars) {
                 Ok(pid) => {
                     self.hooks.push((pid, hook));
                     None
                 }
-                Err(reason) => Some(Input::HookEnded {
-                    hook,
-                    end: Err(reason),
-                }),
+                Err(reason) => {
+                    warn!("cannot start {}:hook: {reason}", spec.name);
+                    let exit = Exited {
+                        pid: 0,
+                        code: 127,
+                        signal: None,
+                    };
+                    Some(Input::HookEnded { hook, exit })
+                }
             },
             Effect::KillHook { hook } => {
                 if let Some(&(pid, _)) = self.hooks.iter().find(|h| h.1 == hook) {
@@ -492,24 +497,12 @@ impl Daemon {
         }
     }
 
-    /// Takes hooks' processes out of what was reaped, as their ends for the machine.
-    fn hooks_ended(&mut self, exits: &mut Vec<Exited>) -> Vec<Input> {
-        let mut ended = Vec::new();
-        if self.hooks.is_empty() {
-            return ended;
+    /// A reaped process: if it was a hook's, its end goes to the machine.
+    fn hook_ended(&mut self, exit: &Exited, now: Instant) {
+        if let Some(k) = self.hooks.iter().position(|h| h.0 == exit.pid) {
+            let hook = self.hooks.swap_remove(k).1;
+            self.feed(Input::HookEnded { hook, exit: *exit }, now);
         }
-        exits.retain(|exit| {
-            let Some(k) = self.hooks.iter().position(|h| h.0 == exit.pid) else {
-                return true;
-            };
-            let (_, hook) = self.hooks.swap_remove(k);
-            ended.push(Input::HookEnded {
-                hook,
-                end: Ok(*exit),
-            });
-            false
-        });
-        ended
     }
 
     /// Starts one check attempt: an exec check is a process of its own group; a tcp or http

@@ -198,14 +198,20 @@ impl Outputs {
     }
 
     /// Starts copying from `reader`, the read end of `stream` of a hook of `spec`: always
-    /// prefixed, as `NAME:hook`, whatever the program's own output is.
-    pub fn attach_hook(&mut self, reader: OwnedFd, spec: &ProgramSpec, stream: Stream) {
+    /// prefixed, with `label` (`NAME:hook`), whatever the program's own output is.
+    pub fn attach_hook(
+        &mut self,
+        reader: OwnedFd,
+        spec: &ProgramSpec,
+        label: &str,
+        stream: Stream,
+    ) {
         self.sinks[stream.index()].prepare();
         self.pipes.push(Pipe {
             reader: File::from(reader),
             program: spec.name.clone(),
             instance: 0,
-            label: format!("{}:hook", spec.name),
+            label: label.to_string(),
             stream,
             dest: Dest::Prefix,
             partial: Vec::new(),

@@ -55,7 +55,7 @@ programs:
     on_exit: {job}
   last:
     command: [HELPER, sleep]
-    on_exit: ["/bin/sh", "-c", "sleep 0.5; echo \"$GINIT_PROGRAM signal=$GINIT_EXIT_SIGNAL next=$GINIT_NEXT\" >> DIR/last.log"]
+    on_exit: ["/bin/sh", "-c", "exec >/dev/null 2>&1; sleep 0.5; echo \"$GINIT_PROGRAM signal=$GINIT_EXIT_SIGNAL next=$GINIT_NEXT\" >> DIR/last.log"]
 "#,
             svc = record("svc.log"),
             job = record("job.log"),
@@ -102,7 +102,8 @@ programs:
     );
 
     // A shutdown runs the hooks of what it stops and waits for them (this one takes half a
-    // second) before it clears the namespace and exits.
+    // second, with its output closed so that ginit's last copy of output does not wait for
+    // it instead) before it clears the namespace and exits.
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait(), 0, "{}", run.stderr());
     assert_eq!(
@@ -220,7 +221,7 @@ programs:
     command: [HELPER, exit, "4"]
     critical: true
     restart: never
-    on_failed: ["/bin/sh", "-c", "sleep 0.5; echo \"failed $GINIT_EXIT_STATUS $GINIT_NEXT\" > DIR/failed"]
+    on_failed: ["/bin/sh", "-c", "exec >/dev/null 2>&1; sleep 0.5; echo \"failed $GINIT_EXIT_STATUS $GINIT_NEXT\" > DIR/failed"]
   side:
     command: [HELPER, sleep]
 "#,

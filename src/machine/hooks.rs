@@ -9,8 +9,9 @@
 //!   status 127), with `GINIT_EXIT_STATUS` (or `GINIT_EXIT_SIGNAL`, the signal's name),
 //!   `GINIT_RESTARTS` (the instance's restarts so far, the one just scheduled included) and
 //!   `GINIT_NEXT`, what the supervisor does next with the instance: `restart` (now or after
-//!   its backoff), `failed`, `stopped` (on request, during a shutdown, or an exit its restart
-//!   policy does not restart) or `done` (a oneshot that exited 0);
+//!   its backoff, a requested restart included), `failed`, `stopped` (a requested stop, a
+//!   shutdown, the old instance of a `replace`, an exit its restart policy does not restart)
+//!   or `done` (a oneshot that exited 0);
 //! - `on_failed` runs when a serving instance is failed (given up after `max_restarts`, or a
 //!   failure its restart policy does not restart) and when a critical program ends the run
 //!   with a non-zero status; it follows that exit's `on_exit`, with the same variables;

@@ -334,6 +334,18 @@ pub struct ProgramSpec {
     pub cpu_action: CpuAction,
     /// Exit statuses besides 0 that count as a success (`success_exit_codes`), sorted.
     pub success_exit_codes: Vec<i32>,
+    /// `on_exit`, `on_failed`, `hook_timeout`.
+    pub hooks: Hooks,
+}
+
+/// Commands run when an instance exits (`on_exit`) or the program fails (`on_failed`), each
+/// bounded by `timeout` (`hook_timeout`); an empty command is none. When they run, and with
+/// which variables, is the machine's (`machine/hooks.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hooks {
+    pub on_exit: Vec<String>,
+    pub on_failed: Vec<String>,
+    pub timeout: Duration,
 }
 
 impl ProgramSpec {
@@ -375,6 +387,11 @@ impl ProgramSpec {
             monitor_window: Duration::from_secs(30),
             cpu_action: CpuAction::Warn,
             success_exit_codes: Vec::new(),
+            hooks: Hooks {
+                on_exit: Vec::new(),
+                on_failed: Vec::new(),
+                timeout: schema::DEFAULT_HOOK_TIMEOUT,
+            },
         }
     }
 
@@ -865,6 +882,14 @@ impl Config {
             for (stream, output) in [("stdout", &p.stdout), ("stderr", &p.stderr)] {
                 if *output != Output::Inherit {
                     let _ = writeln!(out, "  {stream}: {output}");
+                }
+            }
+            for (key, argv) in [
+                ("on_exit", &p.hooks.on_exit),
+                ("on_failed", &p.hooks.on_failed),
+            ] {
+                if !argv.is_empty() {
+                    let _ = writeln!(out, "  {key}: {argv:?}");
                 }
             }
         }

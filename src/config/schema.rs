@@ -85,6 +85,9 @@ const PROGRAM_KEYS: &[&str] = &[
     "monitor_window",
     "cpu_action",
     "success_exit_codes",
+    "on_exit",
+    "on_failed",
+    "hook_timeout",
 ];
 const PROGRAM_LATER: &[&str] = &[];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
@@ -141,6 +144,15 @@ pub fn rlimit_floor(r: Rlimit) -> (u64, &'static str) {
     }
 }
 
+/// `hook_timeout`: a hook is a short task beside supervision (a file, a webhook); past an
+/// hour it is a program, and shorter than 100 ms it could not even start.
+pub const HOOK_TIMEOUT_RANGE: (Duration, Duration, &str) = (
+    Duration::from_millis(100),
+    Duration::from_secs(3600),
+    "must be from 100ms to 1h",
+);
+/// Default `hook_timeout`.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default stop timeout, as Docker's `docker stop`.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -1120,6 +1132,7 @@ impl Validator<'_> {
                     }
                 }
                 "success_exit_codes" => spec.success_exit_codes = self.exit_codes(value, &at),
+                "on_exit" | "on_failed" | "hook_timeout" => {} // below, with `env` and `cwd`
                 _ => {}
             }
         }
@@ -1143,26 +1156,13 @@ impl Validator<'_> {
         }
         match command_node {
             None => self.error(key, path, "a program needs `command`"),
-            Some(cmd_node) if !spec.command.is_empty() => {
-                let path_var = spec
-                    .env
-                    .iter()
-                    .find(|(k, _)| k == "PATH")
-                    .map(|(_, v)| v.clone())
-                    .or_else(|| self.resolver.path_var());
-                let exe = &spec.command[0];
-                let exe = match &spec.cwd {
-                    Some(cwd) if exe.contains('/') && !exe.starts_with('/') => {
-                        cwd.join(exe).to_string_lossy().into_owned()
-                    }
-                    _ => exe.clone(),
-                };
-                if let Err(e) = self.resolver.executable(&exe, path_var.as_deref()) {
-                    self.error(cmd_node, &join(path, "command"), e);
-                }
+            Some(cmd_node) => {
+                let command = std::mem::take(&mut spec.command);
+                self.executable(&spec, &command, cmd_node, &join(path, "command"));
+                spec.command = command;
             }
-            Some(_) => {}
         }
+        self.hooks(&mut spec, &fields, path);
         let spec_user = match (&user, &group) {
             (Some((u, _)), Some((g, _))) => Some((format!("{u}:{g}"), user.as_ref().map(|x| x.1))),
             (Some((u, _)), None) => Some((u.clone(), user.as_ref().map(|x| x.1))),
@@ -1190,6 +1190,58 @@ impl Validator<'_> {
             }
         }
         Some(spec)
+    }
+
+    /// Checks that `argv[0]` can be run as `spec` runs it (its PATH, its directory).
+    fn executable(&mut self, spec: &ProgramSpec, argv: &[String], node: &Node, path: &str) {
+        let Some(exe) = argv.first() else {
+            return;
+        };
+        let path_var = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| self.resolver.path_var());
+        let exe = match &spec.cwd {
+            Some(cwd) if exe.contains('/') && !exe.starts_with('/') => {
+                cwd.join(exe).to_string_lossy().into_owned()
+            }
+            _ => exe.clone(),
+        };
+        if let Err(e) = self.resolver.executable(&exe, path_var.as_deref()) {
+            self.error(node, path, e);
+        }
+    }
+
+    /// `on_exit`, `on_failed` (commands like `command`, run as the program runs) and
+    /// `hook_timeout`.
+    fn hooks(&mut self, spec: &mut ProgramSpec, fields: &[(&str, &Node)], path: &str) {
+        for (key, value) in fields {
+            let at = join(path, key);
+            let argv = match *key {
+                "on_exit" | "on_failed" => self.command(value, &at),
+                "hook_timeout" => {
+                    let (min, max, range) = HOOK_TIMEOUT_RANGE;
+                    match self.duration(value, &at) {
+                        Some(d) if (min..=max).contains(&d) => spec.hooks.timeout = d,
+                        Some(_) => {
+                            let text = value.scalar().unwrap_or_default();
+                            self.error(value, &at, format!("{range}, found `{text}`"));
+                        }
+                        None => {}
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            self.executable(spec, &argv, value, &at);
+            if *key == "on_exit" {
+                spec.hooks.on_exit = argv;
+            } else {
+                spec.hooks.on_failed = argv;
+            }
+        }
     }
 
     fn env(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {

@@ -30,6 +30,8 @@
 //! - `instance.rs`: one instance: restart policy, backoff, stop escalation, readiness; its state
 //!   carries its data (pid, deadlines, checks, monitoring).
 //! - `single.rs`: single-program mode (`ginit -- PROGRAM`).
+//! - `hooks.rs`: `on_exit` / `on_failed`: which hook runs, when, with which variables, and
+//!   one at a time per program.
 //!
 //! [`Machine`] is one struct; each file above adds the `impl Machine` block of its concern, so
 //! the decisions stay in one state with no borrowing across objects, yet each reads alone.
@@ -58,6 +60,7 @@ use crate::control::events::{Event, What};
 use crate::control::protocol::{Request, Response};
 
 mod checks;
+mod hooks;
 mod instance;
 mod monitor;
 mod notify;
@@ -71,6 +74,7 @@ pub mod single;
 #[cfg(test)]
 mod testing;
 
+pub use hooks::HookVars;
 pub use monitor::Sample;
 
 use programs::{Group, Program};
@@ -199,6 +203,9 @@ pub enum Input {
     },
     /// Time passed (any wake-up): deadlines that are due are acted on.
     Time,
+    /// Hook `hook` ([`Effect::RunHook`]) ended: how its process exited once reaped, or
+    /// status 127 at once when it could not start (the edge logs why).
+    HookEnded { hook: u64, exit: Exited },
 }
 
 /// Something for the edge to do.
@@ -249,6 +256,20 @@ pub enum Effect {
     /// Something users may watch happened: the edge stamps the time and hands it to the
     /// subscribers of `ginit events` and to the metrics; no answer.
     Publish(Event),
+    /// Run hook `hook`, a command of `spec.hooks`, as instance `index` of `spec` runs (user,
+    /// directory, environment) with `vars` added, in its own process group, its output prefixed
+    /// `NAME:hook` on ginit's streams. Answer with [`Input::HookEnded`] at once if it cannot
+    /// start (status 127), else once it is reaped.
+    RunHook {
+        hook: u64,
+        spec: Rc<ProgramSpec>,
+        index: u32,
+        /// `on_failed` (else `on_exit`).
+        failed: bool,
+        vars: HookVars,
+    },
+    /// SIGKILL the process group of hook `hook` (its end comes as usual); no answer.
+    KillHook { hook: u64 },
 }
 
 /// Supervisor mode, decided.
@@ -300,6 +321,8 @@ pub struct Machine {
     serial: u64,
     /// The effects decided while handling the current input.
     out: Vec<Effect>,
+    /// Hooks running, waiting or skipped, per program (`hooks.rs`).
+    hooks: hooks::Hooks,
 }
 
 /// A request answered once the programs it names have settled.
@@ -363,6 +386,7 @@ impl Machine {
             config_error: None,
             serial,
             out: Vec::new(),
+            hooks: hooks::Hooks::default(),
         };
         m.reindex();
         m
@@ -401,6 +425,7 @@ impl Machine {
             },
             Input::ConfigLoaded { conn, config } => self.on_config_loaded(conn, *config, now),
             Input::Time => self.on_time(now),
+            Input::HookEnded { hook, exit } => self.on_hook_ended(hook, exit, now),
         }
         self.sync_health(now);
         self.answer_settled();
@@ -422,6 +447,7 @@ impl Machine {
         for g in &self.groups {
             first = earliest(first, Some(g.kill_at));
         }
+        first = earliest(first, self.hooks.deadline());
         first
     }
 
@@ -429,6 +455,7 @@ impl Machine {
     /// shutdown deadlines, then the usage sample if it is due.
     fn on_time(&mut self, now: Instant) {
         self.check_time(now);
+        self.kill_hooks(false, now);
         self.lifecycle_time(now);
         if self.next_sample.is_some_and(|t| now >= t) {
             self.sample();

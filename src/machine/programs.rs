@@ -361,6 +361,7 @@ impl Machine {
         if !surge {
             self.report_end(p, i, now);
         }
+        self.exit_hooks(p, i, None, false, now);
         self.apply(p, i, steps, now);
         self.progress(now);
     }
@@ -610,9 +611,11 @@ impl Machine {
             if !surge && (!was_stopping || backoff || failed) {
                 self.report_end(p, i, now);
             }
+            let decided = self.code_decided;
             if !surge && (!was_stopping || failed) {
                 self.check_critical(p, i, now);
             }
+            self.exit_hooks(p, i, Some(exit), !decided && self.code_decided, now);
             self.apply(p, i, steps, now);
         }
         self.forget_empty_groups();

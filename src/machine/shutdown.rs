@@ -134,9 +134,11 @@ impl Machine {
                     }
                 }
                 self.stop_in_order(now);
+                // Running hooks too: clearing the namespace would kill them (`hooks.rs`).
                 if self.asking > 0
                     || !self.groups.is_empty()
                     || self.programs.iter().any(|p| p.live())
+                    || self.hooks.busy()
                 {
                     return;
                 }
@@ -202,6 +204,8 @@ impl Machine {
         }
         self.why_forced(why);
         self.kill_all_groups(why);
+        // Not noted as forced: a hook never decides ginit's exit status.
+        self.kill_hooks(true, now);
     }
 
     /// Adds the reason to the entries `forced` got since the last reason was added.
@@ -226,7 +230,9 @@ impl Machine {
             }
             Phase::Stopping { deadline }
                 if now >= deadline
-                    && (!self.groups.is_empty() || self.programs.iter().any(|p| p.live())) =>
+                    && (!self.groups.is_empty()
+                        || self.programs.iter().any(|p| p.live())
+                        || self.hooks.busy()) =>
             {
                 let limit = format_duration(self.shutdown.timeout);
                 self.kill_all(&format!("shutdown.timeout of {limit} reached"), now);

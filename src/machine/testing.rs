@@ -10,7 +10,7 @@ use crate::config::{Config, ProgramSpec, ReadyCheck};
 use crate::control::events::Event;
 use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 
-use super::{CheckRef, ConnId, Effect, InstanceRef, Machine, Sample, Sampling};
+use super::{CheckRef, ConnId, Effect, HookVars, InstanceRef, Machine, Sample, Sampling};
 
 pub use super::{Exited, Input};
 
@@ -85,8 +85,22 @@ pub struct Record {
     pub exits: usize,
     /// Every event published, in order.
     pub events: Vec<Event>,
+    /// Hooks started, in order.
+    pub hooks_run: Vec<HookRun>,
+    /// Hooks killed, by serial.
+    pub hooks_killed: Vec<u64>,
     next_pid: i32,
     next_conn: ConnId,
+}
+
+/// A hook the machine started.
+#[derive(Debug)]
+pub struct HookRun {
+    pub hook: u64,
+    pub program: String,
+    pub index: u32,
+    pub argv: Vec<String>,
+    pub vars: HookVars,
 }
 
 pub struct Edge {
@@ -300,6 +314,34 @@ impl Record {
             }
             Effect::Publish(event) => {
                 self.events.push(event);
+                None
+            }
+            Effect::RunHook {
+                hook,
+                spec,
+                index,
+                failed,
+                vars,
+            } => {
+                let program = spec.name.clone();
+                let hooks = &spec.hooks;
+                let argv = if failed {
+                    &hooks.on_failed
+                } else {
+                    &hooks.on_exit
+                }
+                .clone();
+                self.hooks_run.push(HookRun {
+                    hook,
+                    program,
+                    index,
+                    argv,
+                    vars,
+                });
+                None
+            }
+            Effect::KillHook { hook } => {
+                self.hooks_killed.push(hook);
                 None
             }
         }

@@ -222,6 +222,9 @@ struct Daemon {
     check_pids: Vec<i32>,
     /// The status to exit with, once the machine said so.
     exit: Option<i32>,
+    /// Hooks' processes until reaped, as (pid, hook): each leads its own process group,
+    /// which, like an exec check's, is never taken for an exited instance's.
+    hooks: Vec<(i32, u64)>,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -266,6 +269,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         exec_checks: Vec::new(),
         check_pids: Vec::new(),
         exit: None,
+        hooks: Vec::new(),
     };
     d.feed(Input::Begin, Instant::now());
     d.run()
@@ -328,12 +332,16 @@ impl Daemon {
             if reap {
                 exits.clear();
                 let children_left = reaper::reap(&mut exits);
-                let exits = self.exec_checks_ended(&exits, &mut results);
+                let rest = self.exec_checks_ended(&exits, &mut results);
                 let event = Input::Reaped {
-                    exits,
+                    exits: rest,
                     children_left,
                 };
                 self.feed(event, now);
+                // Hooks' processes among them (the machine takes them for no instance's).
+                for exit in &exits {
+                    self.hook_ended(exit, now);
+                }
             }
             if notified {
                 self.on_notify(now);
@@ -409,6 +417,7 @@ impl Daemon {
                 // leftovers': the old group was empty and its number reused.
                 let delivered = pgid > 1
                     && !self.check_pids.contains(&pgid)
+                    && !self.hooks.iter().any(|h| h.0 == pgid)
                     && sys::kill(-pgid, signal).is_ok();
                 ask.map(|ask| Input::GroupSignalled {
                     pgid,
@@ -473,6 +482,42 @@ impl Daemon {
                 self.publish(event, now);
                 None
             }
+            Effect::RunHook {
+                hook,
+                spec,
+                index,
+                failed,
+                vars,
+            } => match self.starter.spawn_hook(&spec, index, failed, vars) {
+                Ok(pid) => {
+                    self.hooks.push((pid, hook));
+                    None
+                }
+                Err(reason) => {
+                    warn!("cannot start {}:hook: {reason}", spec.name);
+                    let exit = Exited {
+                        pid: 0,
+                        code: 127,
+                        signal: None,
+                    };
+                    Some(Input::HookEnded { hook, exit })
+                }
+            },
+            Effect::KillHook { hook } => {
+                if let Some(&(pid, _)) = self.hooks.iter().find(|h| h.1 == hook) {
+                    // Its own process group; reaped (and reported) as usual.
+                    let _ = sys::kill(-pid, libc::SIGKILL);
+                }
+                None
+            }
+        }
+    }
+
+    /// A reaped process: if it was a hook's, its end goes to the machine.
+    fn hook_ended(&mut self, exit: &Exited, now: Instant) {
+        if let Some(k) = self.hooks.iter().position(|h| h.0 == exit.pid) {
+            let hook = self.hooks.swap_remove(k).1;
+            self.feed(Input::HookEnded { hook, exit: *exit }, now);
         }
     }
 

@@ -197,6 +197,28 @@ impl Outputs {
         });
     }
 
+    /// Starts copying from `reader`, the read end of `stream` of a hook of `spec`: always
+    /// prefixed, with `label` (`NAME:hook`), whatever the program's own output is.
+    pub fn attach_hook(
+        &mut self,
+        reader: OwnedFd,
+        spec: &ProgramSpec,
+        label: &str,
+        stream: Stream,
+    ) {
+        self.sinks[stream.index()].prepare();
+        self.pipes.push(Pipe {
+            reader: File::from(reader),
+            program: spec.name.clone(),
+            instance: 0,
+            label: label.to_string(),
+            stream,
+            dest: Dest::Prefix,
+            partial: Vec::new(),
+            hup: false,
+        });
+    }
+
     /// Appends what to poll: ginit's stdout and stderr (POLLOUT while bytes wait), then each
     /// pipe (POLLIN unless its destination is full; then no event, but poll still reports
     /// POLLHUP once its last writer is gone). [`Outputs::handle`] takes the same slice.

@@ -1,4 +1,4 @@
-//! Starting processes: what an instance or an exec check of a program starts with (its
+//! Starting processes: what an instance, an exec check or a hook of a program starts with (its
 //! environment, user, directory, limits, sockets at fds 3.., output pipes), built from the
 //! spec into a [`spawn::SpawnPlan`], and the exec reports of children on their way to exec,
 //! read from the poll loop. It decides nothing: when to start what is the machine's.
@@ -7,7 +7,8 @@ use std::ffi::OsString;
 
 use log::error;
 
-use crate::config::{Output, ProgramSpec, ReadyCheck};
+use crate::config::{Output, ProgramSpec, ReadyCheck, signals};
+use crate::machine::HookVars;
 use crate::os::output::{Outputs, Stream};
 use crate::os::spawn;
 
@@ -117,6 +118,37 @@ fn open_null() -> Result<std::os::fd::OwnedFd, String> {
 }
 
 impl Starter {
+    /// The plan of a process of instance `index` of `spec` (the instance, an exec check, a
+    /// hook): `argv` with the program's environment plus `vars`, its user and directory, in
+    /// its own process group. Limits, sockets and output are the caller's: only the
+    /// instance gets limits and sockets.
+    fn beside(
+        &self,
+        spec: &ProgramSpec,
+        index: u32,
+        argv: &[String],
+        vars: &[(&str, String)],
+    ) -> Result<spawn::SpawnPlan, String> {
+        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let mut env = self.environment(spec, index);
+        for (k, v) in vars {
+            env.retain(|(name, _)| name != k);
+            env.push((k.into(), v.into()));
+        }
+        let mut plan =
+            spawn::SpawnPlan::in_dir(&args, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
+        plan.new_pgroup = true;
+        plan.cwd = match &spec.cwd {
+            None => None,
+            Some(dir) => Some(
+                std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("its directory {} contains a NUL byte", dir.display()))?,
+            ),
+        };
+        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        Ok(plan)
+    }
+
     /// Starts an exec check of instance `index` of `spec`: its own process group, the
     /// program's environment, user and directory, output discarded.
     pub fn spawn_check(
@@ -125,16 +157,7 @@ impl Starter {
         index: u32,
         argv: &[String],
     ) -> Result<i32, String> {
-        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        let env = self.environment(spec, index);
-        let mut plan =
-            spawn::SpawnPlan::in_dir(&args, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
-        plan.new_pgroup = true;
-        plan.cwd = spec
-            .cwd
-            .as_ref()
-            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
-        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
+        let mut plan = self.beside(spec, index, argv, &[])?;
         plan.stdout = Some(open_null()?);
         plan.stderr = Some(open_null()?);
         // Not waiting for the exec: a check that cannot run exits 126/127, a failed check.
@@ -148,20 +171,8 @@ impl Starter {
     /// Starts instance `index` of `spec`: its environment, user, directory, limits, sockets
     /// and output; returns its pid.
     pub fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String> {
-        let argv: Vec<OsString> = spec.command.iter().map(OsString::from).collect();
-        let env = self.environment(spec, index);
-        let mut plan =
-            spawn::SpawnPlan::in_dir(&argv, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
-        plan.new_pgroup = true;
+        let mut plan = self.beside(spec, index, &spec.command, &[])?;
         plan.foreground = self.terminal && spec.name == "main";
-        plan.cwd = match &spec.cwd {
-            None => None,
-            Some(dir) => Some(
-                std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-                    .map_err(|_| format!("its directory {} contains a NUL byte", dir.display()))?,
-            ),
-        };
-        plan.credentials = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
         plan.rlimits = spec
             .limits
             .rlimits
@@ -231,6 +242,54 @@ impl Starter {
                 self.outputs.attach(reader, spec, index, stream);
             }
         }
+        Ok(pid)
+    }
+}
+
+impl Starter {
+    /// Starts a hook of instance `index` of `spec` (`on_failed`, else `on_exit`) with the
+    /// `GINIT_*` variables of `vars`, its output prefixed `NAME:hook` on ginit's streams;
+    /// returns its pid.
+    pub fn spawn_hook(
+        &mut self,
+        spec: &ProgramSpec,
+        index: u32,
+        failed: bool,
+        vars: HookVars,
+    ) -> Result<i32, String> {
+        let argv = if failed {
+            &spec.hooks.on_failed
+        } else {
+            &spec.hooks.on_exit
+        };
+        let status = match vars.exit.signal {
+            Some(sig) => ("GINIT_EXIT_SIGNAL", signals::name(sig).to_string()),
+            None => ("GINIT_EXIT_STATUS", vars.exit.code.to_string()),
+        };
+        let vars = [
+            status,
+            ("GINIT_RESTARTS", vars.restarts.to_string()),
+            ("GINIT_NEXT", vars.next.to_string()),
+        ];
+        let mut plan = self.beside(spec, index, argv, &vars)?;
+        let pipe = || Outputs::pipe().map_err(|e| format!("cannot create a pipe: {e}"));
+        let (out, err) = (pipe()?, pipe()?);
+        plan.stdout = Some(out.1);
+        plan.stderr = Some(err.1);
+        let (pid, report) = plan.start().map_err(|e| e.to_string())?;
+        plan.stdout = None;
+        plan.stderr = None;
+        let label = format!("{}:hook", spec.name);
+        self.outputs
+            .attach_hook(out.0, spec, &label, Stream::Stdout);
+        self.outputs
+            .attach_hook(err.0, spec, &label, Stream::Stderr);
+        // Its exec failure is logged with the reason; it then exits 127, a failed hook.
+        self.reports.push(ExecReport {
+            fd: report.into(),
+            plan,
+            label,
+        });
         Ok(pid)
     }
 }

@@ -13,7 +13,7 @@ case $ginit in /*) ;; *) ginit=$PWD/$ginit ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 port=${DEMO_PORT:-18080}
-seconds=${DEMO_SECONDS:-12}
+pause=${DEMO_PAUSE:-4}
 url=http://127.0.0.1:$port/
 
 say() { printf '\n== %s\n' "$*"; }
@@ -49,8 +49,10 @@ until "$ginit" ready >/dev/null 2>&1; do
     sleep 0.1
 done
 
-say "load: hey, 8 clients for ${seconds}s on $url; a sampler notes which pid answers"
-hey -z "${seconds}s" -c 8 "$url" >"$dir/hey.txt" 2>&1 &
+say "load: hey, 8 clients on $url until the end; a sampler notes which pid answers"
+# Stopped with SIGINT once both reloads are done (hey then prints its summary), so every
+# generation of the app serves for a while, however long the reloads took.
+hey -z 10m -c 8 "$url" >"$dir/hey.txt" 2>&1 &
 hey_pid=$!
 (
     while kill -0 "$hey_pid" 2>/dev/null; do
@@ -60,13 +62,15 @@ hey_pid=$!
 ) >"$dir/pids.txt" 2>&1 &
 sampler_pid=$!
 
-sleep 3
+sleep "$pause"
 say "ginit reload web (1 of 2), under load"
 "$ginit" reload web
-sleep 3
+sleep "$pause"
 say "ginit reload web (2 of 2), under load"
 "$ginit" reload web
-wait "$hey_pid"
+sleep "$pause"
+kill -INT "$hey_pid"
+wait "$hey_pid" || true
 wait "$sampler_pid"
 
 # hey's summary: "  [200]<TAB>N responses" per status, "  [N]<TAB>error text" per error.

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::users::{self, Credentials};
-use crate::config::{self, Resolver, glob, signals, units, words};
+use crate::config::{self, Resolver, glob, signals, units, vars, words};
 use crate::control::protocol::{Request, Response};
 use crate::os::{notify, probes, proc};
 
@@ -259,6 +259,42 @@ pub fn glob(data: &[u8]) {
     );
 }
 
+/// `env_file` texts and `${NAME}` expansion: the input is an env file. Parsing never
+/// panics; every variable it gives has a valid name and no NUL; a value written back in
+/// single quotes (when it has none) parses to itself; expanding each value against the
+/// variables found either succeeds or names an unset variable, and text without `$` is
+/// returned as it is.
+pub fn env_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = vars::check(text);
+    if let Ok(found) = vars::parse_env_file(text) {
+        assert!(found.len() <= vars::MAX_FILE_VARS);
+        for (k, v) in &found {
+            assert!(
+                !k.is_empty() && !k.contains('=') && !v.contains('\0'),
+                "{k:?}={v:?}"
+            );
+            if !v.contains('\'') && !v.contains('\n') && !v.contains('\r') {
+                let again = vars::parse_env_file(&format!("{k}='{v}'"));
+                assert_eq!(again, Ok(vec![(k.clone(), v.clone())]), "{k:?}={v:?}");
+            }
+            let get = |name: &str| {
+                found
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            match vars::expand(v, get) {
+                Ok(out) if !v.contains('$') => assert_eq!(&out, v),
+                Ok(_) => {}
+                Err(e) => assert!(e.contains("is not set") || vars::check(v).is_err(), "{e}"),
+            }
+        }
+    }
+}
+
 pub fn units(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -299,6 +335,13 @@ pub fn words(data: &[u8]) {
         return;
     };
     match words::split(text) {
+        // Words with a `$` are in expansion form (`$$` for a literal one), which quoting
+        // does not give back; every word's `${...}` is well formed.
+        Ok(words) if words.iter().any(|w| w.contains('$')) => {
+            for w in &words {
+                assert!(vars::check(w).is_ok(), "{w:?}");
+            }
+        }
         Ok(words) => {
             let quoted: Vec<String> = words
                 .iter()

@@ -640,3 +640,56 @@ fn a_reload_reads_the_included_files_again() {
     assert!(text(&out).contains(&want), "{}", text(&out));
     assert_eq!(pids(&run, "worker").len(), 1);
 }
+
+#[test]
+fn env_files_are_read_at_each_start_and_variables_expanded() {
+    let dir = TempDir::new("ctl-envfile");
+    let secret = dir.path("secret.env");
+    std::fs::write(
+        &secret,
+        "# a Kubernetes Secret as a file\nexport TOKEN='first one'\n",
+    )
+    .unwrap();
+    let out = dir.path("seen");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  app:
+    command: [/bin/sh, -c, 'echo "$TOKEN|$URL|$$" >> ${OUT}; exec HELPER sleep']
+    env_file: [DIR/secret.env, -DIR/optional.env]
+    env:
+      OUT: DIR/seen
+      URL: "http://${HOST:-localhost}:${PORT:-8080}/"
+  broken:
+    command: [HELPER, sleep, "${NOT_SET}"]
+    restart: never
+"#,
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    let lines = |n: usize| {
+        wait_until(PATIENCE, || {
+            std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= n)
+        })
+    };
+    assert!(lines(1), "{}", run.stderr());
+    // The Secret changes in place; the next start sees the new value, no config reload.
+    std::fs::write(&secret, "TOKEN=\"second\\tone\"\n").unwrap();
+    let out_restart = client(&run, &["restart", "app"]);
+    assert!(out_restart.status.success(), "{}", text(&out_restart));
+    assert!(lines(2), "{}", run.stderr());
+    let seen = std::fs::read_to_string(&out).unwrap();
+    let seen: Vec<&str> = seen.lines().collect();
+    assert_eq!(seen[0], "first one|http://localhost:8080/|$", "{seen:?}");
+    assert_eq!(seen[1], "second\tone|http://localhost:8080/|$", "{seen:?}");
+    // An unset variable fails that start, naming it.
+    run.stderr_has("cannot start broken: ${NOT_SET} is not set");
+    // A missing env file that is not optional fails the start with its path.
+    std::fs::remove_file(&secret).unwrap();
+    let _ = client(&run, &["restart", "app"]);
+    run.stderr_has(&format!(
+        "env_file {}: cannot read the env_file",
+        secret.display()
+    ));
+}

@@ -17,14 +17,14 @@ fn the_main_job_reloads_the_gin_app_twice_under_load_and_fails_no_request() {
     let mut child = std::process::Command::new("/bin/sh")
         .args([script, GINIT])
         .env("DEMO_PORT", free_port().to_string())
-        .env("DEMO_SECONDS", "8")
+        .env("DEMO_PAUSE", "3")
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .spawn()
         .unwrap();
     let mut status = None;
-    // Building the app (first time: a minute or two), 8 s of load, then the shutdown.
+    // Building the app (first time: a minute or two), the load and reloads, the shutdown.
     let ended = wait_until(Duration::from_secs(600), || {
         status = child.try_wait().unwrap();
         status.is_some()

@@ -102,6 +102,11 @@ fn notify() {
 }
 
 #[test]
+fn env_file() {
+    replay("env_file", ginit::fuzzing::env_file);
+}
+
+#[test]
 fn glob() {
     replay("glob", ginit::fuzzing::glob);
 }

@@ -204,7 +204,7 @@ fn sighup_reloads_the_config_as_a_difference() {
     let dir = TempDir::new("reload");
     let program = |name: &str, tag: &str| {
         format!(
-            "  {name}:\n    command: [\"/bin/sh\", \"-c\", \"echo $$ {tag} >> DIR/{name}.pids; exec sleep 100\"]\n"
+            "  {name}:\n    command: [\"/bin/sh\", \"-c\", \"echo $$$$ {tag} >> DIR/{name}.pids; exec sleep 100\"]\n"
         )
     };
     let cfg = config(

@@ -12,6 +12,7 @@ mod schema;
 pub mod signals;
 pub mod units;
 pub mod users;
+pub mod vars;
 pub mod words;
 pub mod yaml;
 
@@ -334,6 +335,9 @@ pub struct ProgramSpec {
     pub cpu_action: CpuAction,
     /// Exit statuses besides 0 that count as a success (`success_exit_codes`), sorted.
     pub success_exit_codes: Vec<i32>,
+    /// `env_file`: files of `KEY=VALUE` lines read at each start, in order (`true`: optional,
+    /// written `-/path`).
+    pub env_files: Vec<(PathBuf, bool)>,
     /// `on_exit`, `on_failed`, `hook_timeout`.
     pub hooks: Hooks,
 }
@@ -387,6 +391,7 @@ impl ProgramSpec {
             monitor_window: Duration::from_secs(30),
             cpu_action: CpuAction::Warn,
             success_exit_codes: Vec::new(),
+            env_files: Vec::new(),
             hooks: Hooks {
                 on_exit: Vec::new(),
                 on_failed: Vec::new(),
@@ -532,10 +537,15 @@ pub fn load(path: &Path, resolver: &dyn Resolver) -> Result<Config, ConfigErrors
 /// why. Opened non-blocking, so a FIFO without a writer cannot hold PID 1 in open(2), and
 /// without becoming a controlling terminal should the path name one; anything but a regular
 /// file (/dev/zero reads forever) is refused before a byte is read.
-fn read(path: &Path) -> Result<String, String> {
+pub(crate) fn read(path: &Path) -> Result<String, String> {
+    read_text(path, "the config")
+}
+
+/// Reads `what` (a config, an env file) at `path` as the config is read (see [`read`]).
+pub fn read_text(path: &Path, what: &str) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: std::io::Error| format!("cannot read the config: {e}");
+    let cannot = |e: std::io::Error| format!("cannot read {what}: {e}");
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -543,15 +553,13 @@ fn read(path: &Path) -> Result<String, String> {
         .map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
-        return Err(
-            "cannot read the config: it is not a regular file (a FIFO, a device or a \
-                    directory)"
-                .into(),
-        );
+        return Err(format!(
+            "cannot read {what}: it is not a regular file (a FIFO, a device or a directory)"
+        ));
     }
-    let too_big = "the config is larger than 1 MiB (1048576 bytes)";
+    let too_big = format!("{what} is larger than 1 MiB (1048576 bytes)");
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(too_big.into());
+        return Err(too_big);
     }
     // The size may change between fstat and read (and files of /proc say 0): the read
     // itself is capped too.
@@ -565,16 +573,11 @@ fn read(path: &Path) -> Result<String, String> {
             Err(e) => return Err(cannot(e)),
         };
         if bytes.len() + n > MAX_CONFIG_BYTES as usize {
-            return Err(too_big.into());
+            return Err(too_big);
         }
         bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
-    String::from_utf8(bytes).map_err(|_| "cannot read the config: it is not UTF-8 text".into())
-}
-
-/// Reads an included file as the config is read (see `read`).
-pub fn read_file(path: &Path) -> Result<String, String> {
-    read(path)
+    String::from_utf8(bytes).map_err(|_| format!("cannot read {what}: it is not UTF-8 text"))
 }
 
 /// Validates config text read from `file` (whose directory relative `include` patterns are

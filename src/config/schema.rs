@@ -25,7 +25,7 @@ use super::{
     ReloadStrategy, Restart, Rlimit, Rotate, SocketSpec, units,
 };
 use super::{HealthSpec, ReadyCheck, ReadySpec};
-use super::{signals, users::Credentials};
+use super::{signals, users::Credentials, vars};
 
 /// What validation needs to know about the machine.
 pub trait Resolver {
@@ -85,6 +85,7 @@ const PROGRAM_KEYS: &[&str] = &[
     "monitor_window",
     "cpu_action",
     "success_exit_codes",
+    "env_file",
     "on_exit",
     "on_failed",
     "hook_timeout",
@@ -981,7 +982,41 @@ impl Validator<'_> {
         if argv.iter().any(|a| a.contains('\0')) {
             self.error(node, path, "the command contains a NUL byte");
         }
+        for word in &argv {
+            if let Err(e) = vars::check(word) {
+                self.error(node, path, e);
+            }
+        }
         argv
+    }
+
+    /// `env_file: PATH | [PATH...]`: absolute paths, `-/path` for a file that may be missing.
+    fn env_files(&mut self, node: &Node, path: &str) -> Vec<(PathBuf, bool)> {
+        let list = match &node.value {
+            Value::Seq(_) => self.string_list(node, path),
+            _ => self
+                .string(node, path)
+                .map(|s| vec![(s, node.clone())])
+                .unwrap_or_default(),
+        };
+        let mut files = Vec::new();
+        for (i, (text, item)) in list.into_iter().enumerate() {
+            let (file, optional) = match text.strip_prefix('-') {
+                Some(rest) => (PathBuf::from(rest), true),
+                None => (PathBuf::from(&text), false),
+            };
+            if !file.is_absolute() {
+                let at = format!("{path}[{i}]");
+                self.error(
+                    &item,
+                    &at,
+                    "write an absolute path (`-/path` if it may be missing)",
+                );
+                continue;
+            }
+            files.push((file, optional));
+        }
+        files
     }
 
     /// `key` is the program's name in the file: errors about the program as a whole point there.
@@ -1132,6 +1167,7 @@ impl Validator<'_> {
                     }
                 }
                 "success_exit_codes" => spec.success_exit_codes = self.exit_codes(value, &at),
+                "env_file" => spec.env_files = self.env_files(value, &at),
                 "on_exit" | "on_failed" | "hook_timeout" => {} // below, with `env` and `cwd`
                 _ => {}
             }
@@ -1197,12 +1233,16 @@ impl Validator<'_> {
         let Some(exe) = argv.first() else {
             return;
         };
-        let path_var = spec
-            .env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .or_else(|| self.resolver.path_var());
+        if exe.contains('$') {
+            // Known only at each start (`${NAME}`): that start fails if it cannot run.
+            return;
+        }
+        let own = self.resolver.path_var();
+        let path_var = match spec.env.iter().find(|(k, _)| k == "PATH") {
+            // `PATH: /app/bin:${PATH}` adds to ginit's.
+            Some((_, v)) => vars::expand(v, |n| own.as_deref().filter(|_| n == "PATH")).ok(),
+            None => own.clone(),
+        };
         let exe = match &spec.cwd {
             Some(cwd) if exe.contains('/') && !exe.starts_with('/') => {
                 cwd.join(exe).to_string_lossy().into_owned()
@@ -1278,6 +1318,9 @@ impl Validator<'_> {
             if let Some(value) = self.string(v, &at) {
                 if value.contains('\0') {
                     self.error(v, &at, "contains a NUL byte");
+                }
+                if let Err(e) = vars::check(&value) {
+                    self.error(v, &at, e);
                 }
                 seen.insert(name, env.len());
                 env.push((name.to_string(), value));
@@ -2139,6 +2182,42 @@ log: {level: debug, format: json}
         assert!(errs[2].contains("found `-1`"), "{errs:?}");
         assert!(
             errs[3].contains("programs.b.success_exit_codes: expected a list of exit statuses"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn env_files_and_variables_are_checked_before_anything_starts() {
+        let c = ok(
+            "programs:\n  a:\n    command: [x, \"${HOME}/y\", \"$$5\"]\n    env_file: [/run/secrets/a.env, -/etc/opt.env]\n    env: {PATH: \"/app/bin:${PATH}\", U: \"${X:-1}\"}\n  b:\n    command: \"${APP_BIN} --port ${PORT}\"\n    env_file: /etc/b.env\n",
+        );
+        let a = c.program("a").unwrap();
+        assert_eq!(
+            a.env_files,
+            [
+                (PathBuf::from("/run/secrets/a.env"), false),
+                (PathBuf::from("/etc/opt.env"), true)
+            ]
+        );
+        assert_eq!(
+            a.command[1], "${HOME}/y",
+            "expanded at each start, not here"
+        );
+        assert_eq!(c.program("b").unwrap().env_files.len(), 1);
+        let errs = errors(
+            "programs:\n  a:\n    command: [x, \"${#ARGS}\"]\n    env_file: [relative.env]\n    env: {A: \"${B\"}\n",
+        );
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs[0].contains("programs.a.command: `${#ARGS}` is not ${NAME}"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("programs.a.env_file[0]: write an absolute path"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].contains("programs.a.env.A: `${B` has no closing"),
             "{errs:?}"
         );
     }

@@ -2,6 +2,10 @@
 //! words, without running a shell. Quotes and backslashes work as in sh; anything that would
 //! need a shell to mean what it says (pipes, redirections, `$VAR`, `;`, `&&`) is an error that
 //! says so, instead of being passed to the program as a literal argument.
+//!
+//! The words are in the form ginit expands at each start (`config/vars.rs`): `${NAME}`,
+//! `${NAME:-default}` and `$$` outside single quotes are kept as they are for it, and a `$`
+//! that quoting or a backslash makes literal is written `$$`, so it stays a `$`.
 
 /// Splits `text` into words, or explains why it cannot.
 pub fn split(text: &str) -> Result<Vec<String>, String> {
@@ -22,6 +26,7 @@ pub fn split(text: &str) -> Result<Vec<String>, String> {
                 loop {
                     match chars.next() {
                         Some('\'') => break,
+                        Some('$') => word.push_str("$$"),
                         Some(c) => word.push(c),
                         None => return Err("a single quote (') is not closed".into()),
                     }
@@ -33,7 +38,8 @@ pub fn split(text: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('"') => break,
                         Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some('$') => word.push_str("$$"),
+                            Some(c @ ('"' | '\\' | '`')) => word.push(c),
                             Some('\n') => {}
                             Some(c) => {
                                 word.push('\\');
@@ -41,7 +47,8 @@ pub fn split(text: &str) -> Result<Vec<String>, String> {
                             }
                             None => return Err("a double quote (\") is not closed".into()),
                         },
-                        Some(c @ ('$' | '`')) => return Err(needs_shell(c)),
+                        Some('$') => variable(&mut chars, &mut word)?,
+                        Some('`') => return Err(needs_shell('`')),
                         Some(c) => word.push(c),
                         None => return Err("a double quote (\") is not closed".into()),
                     }
@@ -51,11 +58,16 @@ pub fn split(text: &str) -> Result<Vec<String>, String> {
                 in_word = true;
                 match chars.next() {
                     Some('\n') => {}
+                    Some('$') => word.push_str("$$"),
                     Some(c) => word.push(c),
                     None => return Err("a backslash ends the command".into()),
                 }
             }
-            '|' | '&' | ';' | '<' | '>' | '(' | ')' | '$' | '`' => return Err(needs_shell(c)),
+            '$' => {
+                in_word = true;
+                variable(&mut chars, &mut word)?;
+            }
+            '|' | '&' | ';' | '<' | '>' | '(' | ')' | '`' => return Err(needs_shell(c)),
             c => {
                 in_word = true;
                 word.push(c);
@@ -66,6 +78,33 @@ pub fn split(text: &str) -> Result<Vec<String>, String> {
         words.push(word);
     }
     Ok(words)
+}
+
+/// After a `$` outside single quotes: `$$` or `${...}` (up to its `}`) is kept for ginit's
+/// expansion; anything else (`$HOME`, `$1`) would need a shell.
+fn variable(chars: &mut std::str::Chars, word: &mut String) -> Result<(), String> {
+    match chars.clone().next() {
+        Some('$') => {
+            chars.next();
+            word.push_str("$$");
+            Ok(())
+        }
+        Some('{') => {
+            let mut var = String::from("$");
+            for c in chars.by_ref() {
+                var.push(c);
+                if c == '}' {
+                    // Only `${NAME}` and `${NAME:-default}`: anything else is an error here,
+                    // so a word never holds a malformed variable.
+                    super::vars::check(&var)?;
+                    word.push_str(&var);
+                    return Ok(());
+                }
+            }
+            Err("`${` is not closed by `}`".into())
+        }
+        _ => Err(needs_shell('$')),
+    }
 }
 
 fn needs_shell(c: char) -> String {
@@ -93,9 +132,21 @@ mod tests {
         assert_eq!(split(r#"x "" ''"#).unwrap(), ["x", "", ""]);
         assert_eq!(
             split(r#""a\"b" "\$HOME" "\n""#).unwrap(),
-            ["a\"b", "$HOME", "\\n"]
+            ["a\"b", "$$HOME", "\\n"]
         );
-        assert_eq!(split("'$HOME|x'").unwrap(), ["$HOME|x"]);
+        // A literal `$` is kept as `$$` for the expansion at start, which makes it `$` again.
+        assert_eq!(split("'$HOME|x'").unwrap(), ["$$HOME|x"]);
+        assert_eq!(
+            split(r#"app --url "http://${HOST:-localhost}/" ${PORT} $$ '${X}'"#).unwrap(),
+            [
+                "app",
+                "--url",
+                "http://${HOST:-localhost}/",
+                "${PORT}",
+                "$$",
+                "$${X}"
+            ]
+        );
         assert_eq!(split("a'b'c").unwrap(), ["abc"]);
         assert!(split("").unwrap().is_empty());
     }

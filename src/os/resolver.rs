@@ -98,7 +98,7 @@ impl Resolver for SystemResolver {
                 "`{shown}`: wildcards are allowed in the file name only"
             ));
         }
-        let read = |path: PathBuf| match crate::config::read_file(&path) {
+        let read = |path: PathBuf| match crate::config::read(&path) {
             Ok(text) => Ok((path, text)),
             Err(e) => Err(format!("{}: {e}", path.display())),
         };

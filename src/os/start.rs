@@ -7,7 +7,7 @@ use std::ffi::OsString;
 
 use log::error;
 
-use crate::config::{Output, ProgramSpec, ReadyCheck, signals};
+use crate::config::{self, Output, ProgramSpec, ReadyCheck, signals, vars};
 use crate::machine::HookVars;
 use crate::os::output::{Outputs, Stream};
 use crate::os::spawn;
@@ -69,7 +69,16 @@ impl Starter {
 }
 
 impl Starter {
-    pub fn environment(&self, spec: &ProgramSpec, index: u32) -> Vec<(OsString, OsString)> {
+    /// The environment instance `index` of `spec` starts with: ginit's, the user's HOME,
+    /// USER and LOGNAME, each `env_file` read now (so a Secret or ConfigMap changed in place
+    /// reaches the next start), `env` with its `${NAME}`s replaced from what comes before,
+    /// then what ginit sets itself. An error (a file missing or malformed, a variable not
+    /// set) fails this start, and says why.
+    pub fn environment(
+        &self,
+        spec: &ProgramSpec,
+        index: u32,
+    ) -> Result<Vec<(OsString, OsString)>, String> {
         let mut env: Vec<(OsString, OsString)> =
             Vec::with_capacity(self.base_env.len() + spec.env.len() + 5);
         let set = |k: &str, v: OsString, env: &mut Vec<(OsString, OsString)>| {
@@ -84,8 +93,23 @@ impl Starter {
                 set("LOGNAME", name.into(), &mut env);
             }
         }
+        for (file, optional) in &spec.env_files {
+            let shown = file.display();
+            let text = match config::read_text(file, "the env_file") {
+                Ok(text) => text,
+                Err(_) if *optional && !file.exists() => continue,
+                Err(e) => return Err(format!("env_file {shown}: {e}")),
+            };
+            let vars = vars::parse_env_file(&text)
+                .map_err(|(line, e)| format!("env_file {shown}:{line}: {e}"))?;
+            for (k, v) in vars {
+                set(&k, v.into(), &mut env);
+            }
+        }
         for (k, v) in &spec.env {
-            set(k, v.into(), &mut env);
+            let value =
+                vars::expand(v, |name| lookup(&env, name)).map_err(|e| format!("env {k}: {e}"))?;
+            set(k, value.into(), &mut env);
         }
         let notify = spec
             .ready
@@ -105,8 +129,16 @@ impl Starter {
         }
         set("GINIT_PROGRAM", spec.name.clone().into(), &mut env);
         set("GINIT_INSTANCE", index.to_string().into(), &mut env);
-        env
+        Ok(env)
     }
+}
+
+/// The value of `name` in `env` (the last one set), if it is UTF-8.
+fn lookup<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.to_str())
 }
 
 fn open_null() -> Result<std::os::fd::OwnedFd, String> {
@@ -129,12 +161,16 @@ impl Starter {
         argv: &[String],
         vars: &[(&str, String)],
     ) -> Result<spawn::SpawnPlan, String> {
-        let args: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        let mut env = self.environment(spec, index);
+        let mut env = self.environment(spec, index)?;
         for (k, v) in vars {
             env.retain(|(name, _)| name != k);
             env.push((k.into(), v.into()));
         }
+        // `${NAME}` in the command, from the environment it gets (a hook's GINIT_* too).
+        let args = argv
+            .iter()
+            .map(|word| vars::expand(word, |name| lookup(&env, name)).map(OsString::from))
+            .collect::<Result<Vec<OsString>, String>>()?;
         let mut plan =
             spawn::SpawnPlan::in_dir(&args, env, spec.cwd.as_deref()).map_err(|e| e.to_string())?;
         plan.new_pgroup = true;

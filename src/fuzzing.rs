@@ -127,7 +127,7 @@ pub fn config(data: &[u8]) {
                     assert!(order[..i].contains(&d.as_str()), "{name} starts before {d}");
                 }
             }
-            assert!(c.plan().contains("start order: "));
+            assert!(c.plan(Some(1.5)).contains("start order: "));
             let same = config::diff::diff(&c, &c);
             assert_eq!(same.unchanged.len(), c.programs.len());
         }
@@ -413,6 +413,10 @@ pub fn passwd(data: &[u8]) {
 pub fn proc_stat(data: &[u8]) {
     // ginit reads the file as bytes and converts it lossily (os::proc::read_stat).
     let text = String::from_utf8_lossy(data);
+    // A cgroup's cpu.max, the same way: a quota is a positive, finite number of CPUs.
+    if let Some(cpus) = proc::parse_cpu_max(&text) {
+        assert!(cpus.is_finite() && cpus > 0.0, "{cpus}");
+    }
     let _ = proc::parse_stat(1, &text);
     let _ = proc::parse_ppid(&text);
     let line = |comm: &str| {

@@ -94,7 +94,7 @@ fn check(flag: Option<PathBuf>) -> i32 {
     match config::load(&path, &SystemResolver::new()) {
         Ok(cfg) => {
             println!("{}: valid", path.display());
-            print!("{}", cfg.plan());
+            print!("{}", cfg.plan(ginit::os::proc::cpu_quota()));
             0
         }
         Err(errors) => {

@@ -296,6 +296,27 @@ fn the_example_image_behaves_in_a_real_engine() {
     assert!(String::from_utf8_lossy(&logs.stderr).contains("no control socket"));
     engine.ok(&["rm", "-f", &c]);
 
+    // docker run --cpus 1 with two instances of the app: each Go runtime is told one CPU
+    // (from the container's cgroup quota), and 90% of its memory_max.
+    let port = free_port();
+    let sized = dir.path("sized.yaml");
+    std::fs::write(
+        &sized,
+        format!(
+            "sockets:\n  http: {{listen: \"tcp://127.0.0.1:{port}\"}}\nprograms:\n  web:\n    command: [/app/server]\n    sockets: [http]\n    instances: 2\n    memory_max: 200MiB\n    ready: {{notify: true}}\n    stdout: prefix\n"
+        ),
+    )
+    .unwrap();
+    let c = run_example(&engine, &sized, &["--cpus", "1"]);
+    let logs = || String::from_utf8_lossy(&engine.docker(&["logs", &c]).stdout).into_owned();
+    let want = "runtime: GOMAXPROCS=1 GOMEMLIMIT=188743680";
+    assert!(
+        wait_until(PATIENCE, || logs().matches(want).count() == 2),
+        "{}",
+        logs()
+    );
+    engine.ok(&["rm", "-f", &c]);
+
     // docker run -it IMAGE -- sh: an interactive shell (a static busybox added to the image)
     // whose foreground job gets Ctrl-C, with the shell still there afterwards.
     let ctx = TempDir::new("docker-shell");

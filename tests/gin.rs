@@ -384,3 +384,72 @@ fn pids(run: &Run) -> Vec<i64> {
         .filter_map(|i| i["pid"].as_i64())
         .collect()
 }
+
+#[test]
+fn the_go_runtime_gets_its_share_of_the_container() {
+    let app = gin_app();
+    let dir = TempDir::new("gin-runtime");
+    let port = free_port();
+    let cfg = config(
+        &dir,
+        &format!(
+            r#"
+sockets:
+  http: {{listen: "tcp://127.0.0.1:{port}"}}
+programs:
+  web:
+    command: [{app}]
+    sockets: [http]
+    instances: 2
+    memory_max: 100MiB
+    ready: {{notify: true, timeout: 10s}}
+    stdout: prefix
+  pinned:
+    command: [/bin/sh, -c, 'echo "pinned GOMAXPROCS=$GOMAXPROCS GOMEMLIMIT=$GOMEMLIMIT"; exec HELPER sleep']
+    env: {{GOMAXPROCS: "7"}}
+    memory_max: 10MiB
+    stdout: prefix
+  cpu:
+    command: [/bin/sh, -c, 'echo "cpu GOMAXPROCS=$GOMAXPROCS"; exec HELPER sleep']
+    cpu_max: 250%
+    stdout: prefix
+  off:
+    command: [/bin/sh, -c, 'echo "off GOMAXPROCS=$GOMAXPROCS."; exec HELPER sleep']
+    runtime_env: false
+    stdout: prefix
+"#,
+            app = app.display()
+        ),
+    );
+    // The container's CPU quota: one CPU, written where cgroup v2 keeps it, on a tmpfs of
+    // this test's own mount namespace (no switch in the binary: ginit reads the real path).
+    let script = format!(
+        "mount -t tmpfs cgroup /sys/fs/cgroup && printf '100000 100000\\n' > /sys/fs/cgroup/cpu.max \
+         && {GINIT} check -c {cfg} > {check} && exec {GINIT} -c {cfg}",
+        check = dir.path("check.out").display()
+    );
+    let mut argv = unshare_prefix();
+    argv.extend(["--mount-proc".into(), "/bin/sh".into(), "-c".into(), script]);
+    let mut run = Run::command(&argv, "ginit", |_| {});
+    // One CPU for two instances: one P each; 90% of 100 MiB.
+    run.line("web.0 | runtime: GOMAXPROCS=1 GOMEMLIMIT=94371840");
+    run.line("web.1 | runtime: GOMAXPROCS=1 GOMEMLIMIT=94371840");
+    // The program's own GOMAXPROCS wins; cpu_max 250% is 3 cores; runtime_env: false, none.
+    assert_eq!(
+        run.line("pinned |"),
+        "pinned | pinned GOMAXPROCS=7 GOMEMLIMIT=9437184"
+    );
+    assert_eq!(run.line("cpu |"), "cpu | cpu GOMAXPROCS=3");
+    assert_eq!(run.line("off |"), "off | off GOMAXPROCS=.");
+    let check = std::fs::read_to_string(dir.path("check.out")).unwrap();
+    assert!(
+        check.contains("GOMAXPROCS=1 (CPU quota 1 over 2 instances)"),
+        "{check}"
+    );
+    assert!(
+        check.contains("GOMEMLIMIT=94371840 (90% of memory_max)"),
+        "{check}"
+    );
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+}

@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -47,6 +49,9 @@ func main() {
 			}
 		}
 	}
+	// What the Go runtime was told of this process's share of the machine (ginit sets
+	// GOMAXPROCS and GOMEMLIMIT from cpu_max, memory_max and the container's CPU quota).
+	fmt.Printf("runtime: GOMAXPROCS=%d GOMEMLIMIT=%d\n", runtime.GOMAXPROCS(0), debug.SetMemoryLimit(-1))
 	var draining atomic.Bool
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()

@@ -338,6 +338,8 @@ pub struct ProgramSpec {
     /// `env_file`: files of `KEY=VALUE` lines read at each start, in order (`true`: optional,
     /// written `-/path`).
     pub env_files: Vec<(PathBuf, bool)>,
+    /// `runtime_env`: GOMEMLIMIT and GOMAXPROCS are set (see [`ProgramSpec::runtime_env`]).
+    pub runtime_env: bool,
     /// `on_exit`, `on_failed`, `hook_timeout`.
     pub hooks: Hooks,
 }
@@ -353,6 +355,34 @@ pub struct Hooks {
 }
 
 impl ProgramSpec {
+    /// What the Go runtime is told of this program's share of the machine (SPEC 9), each with
+    /// why: GOMEMLIMIT at 90% of `memory_max`; GOMAXPROCS from `cpu_max` (its cores, rounded
+    /// up), else from the container's CPU quota `quota` (in CPUs) split between the
+    /// program's instances (rounded up, at least 1). Nothing with `runtime_env: false`; what
+    /// the program's environment sets itself wins (the caller checks).
+    pub fn runtime_env(&self, quota: Option<f64>) -> Vec<(&'static str, String, String)> {
+        let mut out = Vec::new();
+        if !self.runtime_env {
+            return out;
+        }
+        if let Some(max) = self.memory_max {
+            let why = "90% of memory_max".to_string();
+            out.push(("GOMEMLIMIT", (max / 10 * 9).to_string(), why));
+        }
+        let cores = |n: f64| (n.ceil() as u64).max(1).to_string();
+        if let Some(percent) = self.cpu_max {
+            out.push(("GOMAXPROCS", cores(percent / 100.0), "cpu_max".to_string()));
+        } else if let Some(cpus) = quota {
+            let n = self.instances.max(1);
+            let why = format!(
+                "CPU quota {cpus} over {n} instance{}",
+                if n == 1 { "" } else { "s" }
+            );
+            out.push(("GOMAXPROCS", cores(cpus / f64::from(n)), why));
+        }
+        out
+    }
+
     /// Whether a run that ended with `code` (128+N when killed by signal N) succeeded: 0
     /// always does (as systemd's `SuccessExitStatus=` adds to it), and so do the
     /// `success_exit_codes`.
@@ -392,6 +422,7 @@ impl ProgramSpec {
             cpu_action: CpuAction::Warn,
             success_exit_codes: Vec::new(),
             env_files: Vec::new(),
+            runtime_env: true,
             hooks: Hooks {
                 on_exit: Vec::new(),
                 on_failed: Vec::new(),
@@ -822,7 +853,9 @@ impl Config {
     }
 
     /// The plan `ginit check` prints.
-    pub fn plan(&self) -> String {
+    /// What `ginit check` prints: the start order and each program's settings, with the Go
+    /// runtime sizing it would get in a container whose CPU quota is `quota`.
+    pub fn plan(&self, quota: Option<f64>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
         let order = self.start_order_indices();
@@ -885,6 +918,11 @@ impl Config {
             for (stream, output) in [("stdout", &p.stdout), ("stderr", &p.stderr)] {
                 if *output != Output::Inherit {
                     let _ = writeln!(out, "  {stream}: {output}");
+                }
+            }
+            for (key, value, why) in p.runtime_env(quota) {
+                if !p.env.iter().any(|(k, _)| k == key) {
+                    let _ = writeln!(out, "  {key}={value} ({why})");
                 }
             }
             for (key, argv) in [

@@ -86,6 +86,7 @@ const PROGRAM_KEYS: &[&str] = &[
     "cpu_action",
     "success_exit_codes",
     "env_file",
+    "runtime_env",
     "on_exit",
     "on_failed",
     "hook_timeout",
@@ -1168,6 +1169,7 @@ impl Validator<'_> {
                 }
                 "success_exit_codes" => spec.success_exit_codes = self.exit_codes(value, &at),
                 "env_file" => spec.env_files = self.env_files(value, &at),
+                "runtime_env" => spec.runtime_env = self.boolean(value, &at).unwrap_or(true),
                 "on_exit" | "on_failed" | "hook_timeout" => {} // below, with `env` and `cwd`
                 _ => {}
             }
@@ -2220,6 +2222,37 @@ log: {level: debug, format: json}
             errs[2].contains("programs.a.env.A: `${B` has no closing"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn the_go_runtime_is_sized_from_caps_and_the_quota() {
+        let c = ok(
+            "programs:\n  a: {command: x, instances: 3, memory_max: 1000MiB}\n  b: {command: x, cpu_max: 150%}\n  c: {command: x, runtime_env: false, memory_max: 1GiB}\n  d: {command: x, cpu_max: 10%}\n",
+        );
+        let env = |name: &str, quota| {
+            c.program(name)
+                .unwrap()
+                .runtime_env(quota)
+                .into_iter()
+                .map(|(k, v, _)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(env("a", None), ["GOMEMLIMIT=943718400"]);
+        assert_eq!(
+            env("a", Some(4.0)),
+            ["GOMEMLIMIT=943718400", "GOMAXPROCS=2"]
+        );
+        assert_eq!(
+            env("a", Some(1.0)),
+            ["GOMEMLIMIT=943718400", "GOMAXPROCS=1"]
+        );
+        assert_eq!(
+            env("b", Some(8.0)),
+            ["GOMAXPROCS=2"],
+            "cpu_max wins over the quota"
+        );
+        assert_eq!(env("d", None), ["GOMAXPROCS=1"], "at least one");
+        assert!(env("c", Some(2.0)).is_empty());
     }
 
     #[test]

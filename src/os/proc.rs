@@ -162,9 +162,59 @@ fn parse_cap_eff(status: &str) -> Option<u64> {
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
+/// The CPU quota of ginit's cgroup in CPUs (`200000 100000` is 2), or None without one: cgroup
+/// v2's `cpu.max` of ginit's own cgroup (from /proc/self/cgroup) or of the root of the
+/// cgroup file system (a container with its own cgroup namespace sees its cgroup there),
+/// else cgroup v1's `cpu.cfs_quota_us` / `cpu.cfs_period_us`. Read at each start: a
+/// container's quota may be changed while it runs (Kubernetes' in-place resize).
+pub fn cpu_quota() -> Option<f64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let own = read("/proc/self/cgroup")
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .filter(|p| p != "/");
+    let v2 = own
+        .and_then(|p| read(&format!("/sys/fs/cgroup{p}/cpu.max")))
+        .or_else(|| read("/sys/fs/cgroup/cpu.max"));
+    if let Some(text) = v2 {
+        return parse_cpu_max(&text);
+    }
+    for dir in ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"] {
+        if let (Some(q), Some(p)) = (
+            read(&format!("{dir}/cpu.cfs_quota_us")),
+            read(&format!("{dir}/cpu.cfs_period_us")),
+        ) {
+            return parse_cpu_max(&format!("{} {}", q.trim(), p.trim()));
+        }
+    }
+    None
+}
+
+/// `QUOTA PERIOD` (cgroup v2's `cpu.max`, or v1's two files joined) in CPUs; `max` or a
+/// negative quota (v1's -1) is no quota.
+pub fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut words = text.split_whitespace();
+    let quota: f64 = words.next()?.parse().ok()?;
+    let period: f64 = words.next().map_or(Some(100_000.0), |p| p.parse().ok())?;
+    let cpus = quota / period;
+    (quota > 0.0 && period > 0.0 && cpus.is_finite()).then_some(cpus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_quotas_as_cgroups_write_them() {
+        assert_eq!(parse_cpu_max("200000 100000\n"), Some(2.0));
+        assert_eq!(parse_cpu_max("150000 100000"), Some(1.5));
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max("-1 100000"), None);
+        assert_eq!(parse_cpu_max("50000 0"), None);
+        assert_eq!(parse_cpu_max(""), None);
+    }
 
     #[test]
     fn a_name_that_is_not_utf8_does_not_hide_a_process() {

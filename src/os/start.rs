@@ -10,7 +10,7 @@ use log::error;
 use crate::config::{self, Output, ProgramSpec, ReadyCheck, signals, vars};
 use crate::machine::HookVars;
 use crate::os::output::{Outputs, Stream};
-use crate::os::spawn;
+use crate::os::{proc, spawn};
 
 /// What starting processes needs: the environment, outputs and sockets programs get, and the
 /// exec reports of children not yet confirmed.
@@ -110,6 +110,17 @@ impl Starter {
             let value =
                 vars::expand(v, |name| lookup(&env, name)).map_err(|e| format!("env {k}: {e}"))?;
             set(k, value.into(), &mut env);
+        }
+        // The Go runtime's share of the machine, unless the environment says it already.
+        let quota = if spec.cpu_max.is_none() && spec.runtime_env {
+            proc::cpu_quota()
+        } else {
+            None
+        };
+        for (k, v, _) in spec.runtime_env(quota) {
+            if !env.iter().any(|(name, _)| name == k) {
+                env.push((k.into(), v.into()));
+            }
         }
         let notify = spec
             .ready

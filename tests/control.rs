@@ -693,3 +693,49 @@ programs:
         secret.display()
     ));
 }
+
+#[test]
+fn a_stop_command_stops_the_instance_and_a_hung_one_meets_the_timeout() {
+    let dir = TempDir::new("ctl-stopcmd");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  nginx:
+    command: [HELPER, trap, --exit-on, QUIT]
+    stop: {command: [/bin/sh, -c, 'echo "quitting $GINIT_MAINPID"; kill -QUIT $GINIT_MAINPID'], timeout: 5s}
+  stuck:
+    command: [HELPER, sleep]
+    stop: {command: [/bin/sh, -c, 'echo never; exec sleep 100'], timeout: 300ms}
+"#,
+    );
+    let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    let pid = pids(&run, "nginx")[0];
+    // `ginit stop` runs the command (not SIGTERM, which the program ignores): SIGQUIT.
+    let out = client(&run, &["stop", "nginx"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        run.line("nginx:stop |"),
+        format!("nginx:stop | quitting {pid}")
+    );
+    run.stderr_has(&format!(
+        "nginx (pid {pid}) stopped: it exited with status 0"
+    ));
+    // A stop command that hangs: the instance gets SIGKILL at its stop timeout, and the
+    // command's own process group goes with it.
+    let out = client(&run, &["stop", "stuck"]);
+    assert!(out.status.success(), "{}", text(&out));
+    run.stderr_has("stuck did not stop in time: sending SIGKILL");
+    assert!(pids(&run, "stuck").is_empty());
+    let sleepers = || {
+        descendants(run.pid)
+            .into_iter()
+            .filter(|&p| comm(p).as_deref() == Some("sleep"))
+            .count()
+    };
+    assert!(
+        wait_until(PATIENCE, || sleepers() == 0),
+        "the stop command was left running"
+    );
+}

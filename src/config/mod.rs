@@ -316,6 +316,8 @@ pub struct ProgramSpec {
     pub critical: bool,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// `stop.command`: run to stop an instance instead of sending `stop_signal` (empty: none).
+    pub stop_command: Vec<String>,
     pub stdout: Output,
     pub stderr: Output,
     pub reload: ReloadStrategy,
@@ -408,6 +410,7 @@ impl ProgramSpec {
             critical: false,
             stop_signal: libc::SIGTERM,
             stop_timeout: schema::DEFAULT_STOP_TIMEOUT,
+            stop_command: Vec::new(),
             stdout: Output::Inherit,
             stderr: Output::Inherit,
             reload: ReloadStrategy::Restart,
@@ -909,12 +912,12 @@ impl Config {
                 units::format_duration(p.restart_window),
                 if p.critical { ", critical" } else { "" }
             );
-            let _ = writeln!(
-                out,
-                "  stop: {} then SIGKILL after {}",
-                signals::name(p.stop_signal),
-                units::format_duration(p.stop_timeout)
-            );
+            let how = match p.stop_command.is_empty() {
+                true => signals::name(p.stop_signal).to_string(),
+                false => format!("{:?}", p.stop_command),
+            };
+            let after = units::format_duration(p.stop_timeout);
+            let _ = writeln!(out, "  stop: {how} then SIGKILL after {after}");
             for (stream, output) in [("stdout", &p.stdout), ("stderr", &p.stderr)] {
                 if *output != Output::Inherit {
                     let _ = writeln!(out, "  {stream}: {output}");

@@ -1032,6 +1032,7 @@ impl Validator<'_> {
         let mut spec = ProgramSpec::new(name, Vec::new());
         let mut restart = None;
         let mut command_node = None;
+        let mut stop_command_node: Option<(&Node, String)> = None;
         let (mut user, mut group) = (None, None);
         for (key, value) in &fields {
             let at = join(path, key);
@@ -1123,11 +1124,14 @@ impl Validator<'_> {
                 }
                 "critical" => spec.critical = self.boolean(value, &at).unwrap_or(false),
                 "stop" => {
-                    let f = self.mapping(value, &at, &["signal", "timeout"], &[]);
+                    let f = self.mapping(value, &at, &["signal", "timeout", "command"], &[]);
                     for (k, v) in f {
                         let p = join(&at, k);
                         if k == "signal" {
                             spec.stop_signal = self.signal(v, &p).unwrap_or(libc::SIGTERM);
+                        } else if k == "command" {
+                            spec.stop_command = self.command(v, &p);
+                            stop_command_node = Some((v, p));
                         } else {
                             spec.stop_timeout =
                                 self.duration(v, &p).unwrap_or(DEFAULT_STOP_TIMEOUT);
@@ -1199,6 +1203,11 @@ impl Validator<'_> {
                 self.executable(&spec, &command, cmd_node, &join(path, "command"));
                 spec.command = command;
             }
+        }
+        if let Some((node, at)) = stop_command_node {
+            let command = std::mem::take(&mut spec.stop_command);
+            self.executable(&spec, &command, node, &at);
+            spec.stop_command = command;
         }
         self.hooks(&mut spec, &fields, path);
         let spec_user = match (&user, &group) {

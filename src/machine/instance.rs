@@ -134,6 +134,8 @@ pub enum Step {
     },
     /// Drop check attempt `attempt`: its process stopped or is ready, it is no longer wanted.
     Cancel(u64),
+    /// Run `stop.command` to stop the instance's process (instead of its stop signal).
+    StopCommand,
 }
 
 /// The signals that stop an instance: `sig`, then SIGCONT, so a process stopped by SIGSTOP
@@ -578,7 +580,11 @@ impl Instance {
                     kill_at: Some(now + spec.stop_timeout),
                     then: AfterStop::Nothing,
                 };
-                let mut steps = stop_signals(spec.stop_signal);
+                let mut steps = if spec.stop_command.is_empty() {
+                    stop_signals(spec.stop_signal)
+                } else {
+                    vec![Step::StopCommand]
+                };
                 steps.extend(cancel(check));
                 steps
             }

@@ -253,6 +253,14 @@ pub enum Effect {
     ReopenLogs,
     /// The run is over: exit with this status once the output is drained.
     Exit(i32),
+    /// Run `spec.stop_command` to stop instance `index`, whose process is `pid` (given as
+    /// `GINIT_MAINPID`), as the program runs, its output prefixed `NAME:stop`; if it cannot
+    /// start, send the stop signal instead. The stop timeout still applies; no answer.
+    StopCommand {
+        spec: Rc<ProgramSpec>,
+        index: u32,
+        pid: i32,
+    },
     /// Something users may watch happened: the edge stamps the time and hands it to the
     /// subscribers of `ginit events` and to the metrics; no answer.
     Publish(Event),

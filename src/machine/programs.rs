@@ -291,6 +291,13 @@ impl Machine {
                     let check = CheckRef { instance, attempt };
                     self.out.push(Effect::CancelCheck { check });
                 }
+                Step::StopCommand => {
+                    if let Some(pid) = inst.pid() {
+                        let spec = program.spec.clone();
+                        let index = inst.index;
+                        self.out.push(Effect::StopCommand { spec, index, pid });
+                    }
+                }
             }
         }
         self.touched(p);
@@ -960,6 +967,26 @@ mod tests {
             Some(0),
             "a critical program's success ends the run with 0"
         );
+    }
+
+    #[test]
+    fn a_stop_command_replaces_the_stop_signal() {
+        let mut e =
+            edge("programs:\n  ng:\n    command: x\n    stop: {command: [x, quit], timeout: 2s}\n");
+        let t = Instant::now();
+        e.feed(Input::Begin, t);
+        let pid = e.pid("ng");
+        e.ask(
+            crate::control::protocol::Request::Stop {
+                programs: vec!["ng".into()],
+            },
+            t,
+        );
+        assert_eq!(e.stop_commands, [pid]);
+        assert!(e.signals.is_empty(), "{:?}", e.signals);
+        // The stop timeout still holds.
+        e.feed(Input::Time, t + Duration::from_secs(2));
+        assert_eq!(e.signals, [(pid, libc::SIGKILL)]);
     }
 
     #[test]

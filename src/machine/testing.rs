@@ -85,6 +85,8 @@ pub struct Record {
     pub exits: usize,
     /// Every event published, in order.
     pub events: Vec<Event>,
+    /// The pids whose stop command was run.
+    pub stop_commands: Vec<i32>,
     /// Hooks started, in order.
     pub hooks_run: Vec<HookRun>,
     /// Hooks killed, by serial.
@@ -310,6 +312,10 @@ impl Record {
             Effect::Exit(code) => {
                 self.exit = Some(code);
                 self.exits += 1;
+                None
+            }
+            Effect::StopCommand { pid, .. } => {
+                self.stop_commands.push(pid);
                 None
             }
             Effect::Publish(event) => {

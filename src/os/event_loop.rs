@@ -225,6 +225,9 @@ struct Daemon {
     /// Hooks' processes until reaped, as (pid, hook): each leads its own process group,
     /// which, like an exec check's, is never taken for an exited instance's.
     hooks: Vec<(i32, u64)>,
+    /// Stop commands' processes until reaped, as (pid, the instance's pid): each leads its
+    /// own process group, killed if still there once the instance has exited.
+    stoppers: Vec<(i32, i32)>,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -270,6 +273,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         check_pids: Vec::new(),
         exit: None,
         hooks: Vec::new(),
+        stoppers: Vec::new(),
     };
     d.feed(Input::Begin, Instant::now());
     d.run()
@@ -341,6 +345,7 @@ impl Daemon {
                 // Hooks' processes among them (the machine takes them for no instance's).
                 for exit in &exits {
                     self.hook_ended(exit, now);
+                    self.stopper_ended(exit);
                 }
             }
             if notified {
@@ -418,6 +423,7 @@ impl Daemon {
                 let delivered = pgid > 1
                     && !self.check_pids.contains(&pgid)
                     && !self.hooks.iter().any(|h| h.0 == pgid)
+                    && !self.stoppers.iter().any(|s| s.0 == pgid)
                     && sys::kill(-pgid, signal).is_ok();
                 ask.map(|ask| Input::GroupSignalled {
                     pgid,
@@ -482,6 +488,28 @@ impl Daemon {
                 self.publish(event, now);
                 None
             }
+            Effect::StopCommand { spec, index, pid } => {
+                let label = format!("{}:stop", spec.name);
+                let vars = [("GINIT_MAINPID", pid.to_string())];
+                let argv = &spec.stop_command;
+                match self.starter.spawn_aside(&spec, index, argv, &vars, label) {
+                    Ok(stopper) => self.stoppers.push((stopper, pid)),
+                    Err(e) => {
+                        let sig = spec.stop_signal;
+                        warn!(
+                            "cannot run the stop command of {}: {e}; sending {} instead",
+                            spec.label(index),
+                            signals::name(sig)
+                        );
+                        for sig in [sig, libc::SIGCONT] {
+                            if sys::kill(-pid, sig).is_err() {
+                                let _ = sys::kill(pid, sig);
+                            }
+                        }
+                    }
+                }
+                None
+            }
             Effect::RunHook {
                 hook,
                 spec,
@@ -510,6 +538,23 @@ impl Daemon {
                 }
                 None
             }
+        }
+    }
+
+    /// A reaped process: a stop command that failed is logged; an instance whose stop
+    /// command still runs has stopped, and the command's process group is killed.
+    fn stopper_ended(&mut self, exit: &Exited) {
+        if self.stoppers.is_empty() {
+            return;
+        }
+        if let Some(k) = self.stoppers.iter().position(|s| s.0 == exit.pid) {
+            self.stoppers.swap_remove(k);
+            if exit.code != 0 {
+                warn!("a stop command (pid {}) {}", exit.pid, exit.describe());
+            }
+        }
+        for &(stopper, _) in self.stoppers.iter().filter(|s| s.1 == exit.pid) {
+            let _ = sys::kill(-stopper, libc::SIGKILL);
         }
     }
 

@@ -318,7 +318,21 @@ impl Starter {
             ("GINIT_RESTARTS", vars.restarts.to_string()),
             ("GINIT_NEXT", vars.next.to_string()),
         ];
-        let mut plan = self.beside(spec, index, argv, &vars)?;
+        self.spawn_aside(spec, index, argv, &vars, format!("{}:hook", spec.name))
+    }
+
+    /// Starts a command beside instance `index` of `spec` (a hook, a stop command): `argv`
+    /// as the program runs, with `vars` added, in its own process group, its output prefixed
+    /// `label` on ginit's streams; returns its pid.
+    pub fn spawn_aside(
+        &mut self,
+        spec: &ProgramSpec,
+        index: u32,
+        argv: &[String],
+        vars: &[(&str, String)],
+        label: String,
+    ) -> Result<i32, String> {
+        let mut plan = self.beside(spec, index, argv, vars)?;
         let pipe = || Outputs::pipe().map_err(|e| format!("cannot create a pipe: {e}"));
         let (out, err) = (pipe()?, pipe()?);
         plan.stdout = Some(out.1);
@@ -326,7 +340,6 @@ impl Starter {
         let (pid, report) = plan.start().map_err(|e| e.to_string())?;
         plan.stdout = None;
         plan.stderr = None;
-        let label = format!("{}:hook", spec.name);
         self.outputs
             .attach_hook(out.0, spec, &label, Stream::Stdout);
         self.outputs

@@ -3,12 +3,13 @@
 # it is missing: unshare (util-linux), setpriv, a POSIX sh, readelf, the Go toolchain with the
 # Gin and go-systemd packages for the zero-downtime tests (docker/app), and a Docker engine
 # (docker.io) for the container tests, which start their own private dockerd, with a static
-# busybox they put in an image as the shell of `docker run -it IMAGE -- sh`.
+# busybox they put in an image as the shell of `docker run -it IMAGE -- sh`, and Prometheus
+# (prometheus, with promtool) that scrapes ginit's /metrics in tests/metrics.rs.
 set -eu
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 for pkg in make util-linux dash binutils golang-go golang-github-gin-gonic-gin-dev \
-    golang-github-coreos-go-systemd-dev docker.io busybox-static; do
+    golang-github-coreos-go-systemd-dev docker.io busybox-static prometheus; do
     have "$pkg" || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0

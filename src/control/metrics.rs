@@ -17,7 +17,7 @@ use std::fmt::Write;
 use super::events::{Event, What};
 use super::protocol::InstanceStatus;
 
-/// Largest request (request line and headers) read; a longer one gets 431 and is closed.
+/// Largest request (request line and headers) read; a longer one is closed unanswered.
 pub const MAX_REQUEST: usize = 4096;
 /// Instance entries of the counter table (each a few dozen bytes); events of instances
 /// beyond it are not counted. Twice the instances a config may have, so a config reload

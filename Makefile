@@ -30,13 +30,15 @@ lint:
 	$(STATIC) cargo clippy --target $(HOST) --all-targets -- -D warnings
 
 # Side-by-side figures: tini, dumb-init and catatonit (pid1.py); supervisord, runit, s6 and
-# PM2 (supervisors.py); the control plane beside PM2's CLI (control.py). Installs the peers.
+# PM2 (supervisors.py); the control plane beside PM2's CLI (control.py); the metrics endpoint's
+# scrape latency and idle wake-ups (metrics.py). Installs the peers.
 HELPER := target/$(HOST)/release/ginit-test-helper
 bench: release
 	$(STATIC) cargo build --release --target $(HOST) --bin ginit-test-helper
 	python3 tests/bench/pid1.py --ginit $(RELEASE) --helper $(HELPER)
 	python3 tests/bench/supervisors.py --ginit $(RELEASE)
 	python3 tests/bench/control.py --ginit $(RELEASE) --helper $(HELPER) --pm2 /tmp/ginit-bench-pm2/node_modules/pm2/bin/pm2
+	python3 tests/bench/metrics.py --ginit $(RELEASE) --helper $(HELPER)
 
 # 10,000 restarts and 1 GiB of output through ginit as PID 1, with its fds, memory and CPU
 # before and after (tests/bench/soak.py; a few minutes).

@@ -381,11 +381,11 @@ programs:
     let restarts_series = "ginit_program_restarts_total{program=\"crash\",instance=\"0\"}";
     let restarts = || value(&scrape(port), restarts_series).unwrap_or(-1.0);
 
-    // Another path: 404; another method: 404; not HTTP: 400.
+    // Another path, another method, not HTTP at all: 404.
     assert_eq!(get(port, "/").0, 404);
     assert_eq!(get(port, "/metrics/x").0, 404);
     assert_eq!(http(port, b"POST /metrics HTTP/1.1\r\n\r\n").0, 404);
-    assert_eq!(http(port, b"hello\r\n\r\n").0, 400);
+    assert_eq!(http(port, b"hello\r\n\r\n").0, 404);
     assert_eq!(get(port, "/metrics?name[]=x").0, 200);
 
     // A request larger than 4 KiB: closed unanswered.

@@ -31,10 +31,8 @@ pub enum Asked {
     Incomplete,
     /// `GET /metrics` (any query string), HTTP/1.0 or 1.1.
     Metrics,
-    /// A well-formed request for anything else.
+    /// Anything else (another method or path, or not an HTTP/1.x request line).
     NotFound,
-    /// Not an HTTP/1.x request line.
-    Bad,
 }
 
 /// Reads a request: its request line decides, once the headers have ended (so a reply never
@@ -47,19 +45,14 @@ pub fn parse_request(buf: &[u8]) -> Asked {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut parts = line.split(|b| *b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
+    let (Some(b"GET"), Some(target), Some(b"HTTP/1.0" | b"HTTP/1.1"), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Asked::Bad;
+        return Asked::NotFound;
     };
-    if !matches!(version, b"HTTP/1.0" | b"HTTP/1.1") || target.is_empty() {
-        return Asked::Bad;
-    }
-    let path = target.split(|b| *b == b'?').next().unwrap_or_default();
-    if method == b"GET" && path == b"/metrics" {
-        Asked::Metrics
-    } else {
-        Asked::NotFound
+    match target.split(|b| *b == b'?').next() {
+        Some(b"/metrics") => Asked::Metrics,
+        _ => Asked::NotFound,
     }
 }
 
@@ -218,172 +211,150 @@ impl Counters {
         for r in rows {
             self.instance(&r.program, Some(r.instance));
         }
-        // During a `replace` reload two instances share an index: the first (the one serving)
-        // is shown, as a series must appear once per scrape.
-        let mut shown = Vec::with_capacity(rows.len());
-        let mut group = 0;
-        for (k, r) in rows.iter().enumerate() {
-            if rows.get(group).is_none_or(|g| g.program != r.program) {
-                group = k;
-            }
-            let seen = rows
-                .get(group..k)
-                .unwrap_or_default()
-                .iter()
-                .any(|o| o.instance == r.instance);
-            shown.push(!seen);
-        }
-        let mut out = String::with_capacity(256 + rows.len() * 640);
-        const GAUGES: [(&str, &str, &str); 6] = [
-            (
-                "program_up",
-                "gauge",
-                "1 if the instance has a live process, else 0.",
-            ),
-            (
-                "program_ready",
-                "gauge",
-                "1 if the instance is ready (its readiness check passed), else 0.",
-            ),
-            (
-                "program_last_exit_status",
-                "gauge",
-                "Exit status of the instance's last process (128+N if killed by signal N).",
-            ),
-            (
-                "program_start_time_seconds",
-                "gauge",
-                "Start time of the instance's current process, in seconds since the epoch.",
-            ),
-            (
-                "program_resident_memory_bytes",
-                "gauge",
-                "Resident memory of the instance's process tree, in bytes.",
-            ),
-            (
-                "program_cpu_seconds_total",
-                "counter",
-                "CPU time (user and system) of the instance's process tree, in seconds.",
-            ),
-        ];
-        for (k, (name, kind, help)) in GAUGES.iter().enumerate() {
-            family(&mut out, name, kind, help);
-            for (n, r) in rows.iter().enumerate() {
-                let used = usage.get(n).copied().flatten();
-                let value = match k {
-                    0 => Some(flag(r.pid.is_some())),
-                    1 => Some(flag(r.ready)),
-                    2 => r.last_exit.map(f64::from),
-                    3 => r.uptime_secs.map(|up| now_unix - up),
-                    4 => used.map(|u| u.1 as f64),
-                    _ => used.map(|u| u.0),
-                };
-                if let (Some(v), true) = (value, shown.get(n) == Some(&true)) {
-                    sample(&mut out, name, &r.program, Some(r.instance), None, v);
-                }
-            }
-        }
-        let programs = &self.programs;
-        family(
-            &mut out,
-            "program_restarts_total",
-            "counter",
-            "Restarts of the instance after it exited (or a check or limit asked for one).",
-        );
-        for p in programs {
-            for (i, c) in p.instances.iter().enumerate() {
-                let name = "program_restarts_total";
-                sample(
-                    &mut out,
-                    name,
-                    &p.name,
-                    Some(i as u32),
-                    None,
-                    c.restarts as f64,
-                );
-            }
-        }
-        family(
-            &mut out,
-            "program_exits_total",
-            "counter",
-            "Exits of the instance's process, by outcome: success (status 0), failure, signal.",
-        );
-        for p in programs {
-            for (i, c) in p.instances.iter().enumerate() {
-                for (outcome, n) in ["success", "failure", "signal"].iter().zip(c.exits) {
-                    let extra = Some(("outcome", *outcome));
-                    let name = "program_exits_total";
-                    sample(&mut out, name, &p.name, Some(i as u32), extra, n as f64);
-                }
-            }
-        }
-        family(
-            &mut out,
-            "reloads_total",
-            "counter",
-            "Replace reloads of the program, by result: done or rolled_back.",
-        );
-        for p in programs {
-            for (result, n) in ["done", "rolled_back"].iter().zip(p.reloads) {
-                let extra = Some(("result", *result));
-                sample(&mut out, "reloads_total", &p.name, None, extra, n as f64);
-            }
-        }
-        family(
-            &mut out,
-            "reload_duration_seconds",
-            "gauge",
-            "How long the program's last replace reload that was done took, in seconds.",
-        );
-        for p in programs {
-            if let Some(s) = p.reload_seconds {
-                sample(&mut out, "reload_duration_seconds", &p.name, None, None, s);
-            }
-        }
-        family(
-            &mut out,
-            "config_reloads_total",
-            "counter",
-            "Config reloads, by result: success (applied) or failure (rejected).",
-        );
-        for (result, n) in ["success", "failure"].iter().zip(self.config_reloads) {
-            let _ = writeln!(out, "ginit_config_reloads_total{{result=\"{result}\"}} {n}");
-        }
-        family(
-            &mut out,
-            "log_lines_dropped_total",
-            "counter",
-            "Lines of program output dropped because ginit's stdout or stderr was not read.",
-        );
-        for p in programs {
-            let n = dropped
-                .iter()
-                .find(|(name, _)| *name == p.name)
-                .map_or(0, |d| d.1);
-            sample(
-                &mut out,
-                "log_lines_dropped_total",
-                &p.name,
-                None,
-                None,
-                n as f64,
+        let mut out = String::with_capacity(1024 + rows.len() * 1024);
+        for (k, (name, kind, help)) in FAMILIES.iter().enumerate() {
+            let _ = write!(
+                out,
+                "# HELP ginit_{name} {help}\n# TYPE ginit_{name} {kind}\n"
             );
+            if k < FROM_ROWS {
+                for (n, r) in rows.iter().enumerate() {
+                    // During a `replace` two rows share an index: the first (the serving
+                    // one) is shown, as a series appears once per scrape.
+                    let earlier = rows.get(..n).unwrap_or_default().iter().rev();
+                    let mut same = earlier.take_while(|o| o.program == r.program);
+                    if same.any(|o| o.instance == r.instance) {
+                        continue;
+                    }
+                    let used = usage.get(n).copied().flatten();
+                    let value = match k {
+                        0 => Some(flag(r.pid.is_some())),
+                        1 => Some(flag(r.ready)),
+                        2 => r.last_exit.map(f64::from),
+                        3 => r.uptime_secs.map(|up| now_unix - up),
+                        4 => used.map(|u| u.1 as f64),
+                        _ => used.map(|u| u.0),
+                    };
+                    if let Some(v) = value {
+                        sample(&mut out, name, &r.program, Some(r.instance), None, v);
+                    }
+                }
+                continue;
+            }
+            if k == CONFIG_RELOADS {
+                for (result, n) in ["success", "failure"].iter().zip(self.config_reloads) {
+                    let _ = writeln!(out, "ginit_{name}{{result=\"{result}\"}} {n}");
+                }
+                continue;
+            }
+            for p in &self.programs {
+                let program = p.name.as_str();
+                match k {
+                    // Per instance: restarts, exits by outcome.
+                    6 | 7 => {
+                        for (i, c) in p.instances.iter().enumerate() {
+                            let i = Some(i as u32);
+                            if k == 6 {
+                                sample(&mut out, name, program, i, None, c.restarts as f64);
+                                continue;
+                            }
+                            for (o, n) in ["success", "failure", "signal"].iter().zip(c.exits) {
+                                let extra = Some(("outcome", *o));
+                                sample(&mut out, name, program, i, extra, n as f64);
+                            }
+                        }
+                    }
+                    8 => {
+                        for (r, n) in ["done", "rolled_back"].iter().zip(p.reloads) {
+                            let extra = Some(("result", *r));
+                            sample(&mut out, name, program, None, extra, n as f64);
+                        }
+                    }
+                    9 => {
+                        if let Some(v) = p.reload_seconds {
+                            sample(&mut out, name, program, None, None, v);
+                        }
+                    }
+                    _ => {
+                        let n = dropped.iter().find(|d| d.0 == program).map_or(0, |d| d.1);
+                        sample(&mut out, name, program, None, None, n as f64);
+                    }
+                }
+            }
         }
         out
     }
 }
 
+/// Every metric: its name after `ginit_`, its type and help, in the order rendered. The
+/// first [`FROM_ROWS`] come from where each instance stands now, the rest from counters.
+const FAMILIES: [(&str, &str, &str); 12] = [
+    (
+        "program_up",
+        "gauge",
+        "1 if the instance has a live process, else 0.",
+    ),
+    (
+        "program_ready",
+        "gauge",
+        "1 if the instance is ready (its readiness check passed), else 0.",
+    ),
+    (
+        "program_last_exit_status",
+        "gauge",
+        "Exit status of the instance's last process (128+N if killed by signal N).",
+    ),
+    (
+        "program_start_time_seconds",
+        "gauge",
+        "Start time of the instance's current process, in seconds since the epoch.",
+    ),
+    (
+        "program_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the instance's process tree, in bytes.",
+    ),
+    (
+        "program_cpu_seconds_total",
+        "counter",
+        "CPU time (user and system) of the instance's process tree, in seconds.",
+    ),
+    (
+        "program_restarts_total",
+        "counter",
+        "Restarts of the instance after it exited (or a check or limit asked for one).",
+    ),
+    (
+        "program_exits_total",
+        "counter",
+        "Exits of the instance's process, by outcome: success (status 0), failure, signal.",
+    ),
+    (
+        "reloads_total",
+        "counter",
+        "Replace reloads of the program, by result: done or rolled_back.",
+    ),
+    (
+        "reload_duration_seconds",
+        "gauge",
+        "How long the program's last replace reload that was done took, in seconds.",
+    ),
+    (
+        "config_reloads_total",
+        "counter",
+        "Config reloads, by result: success (applied) or failure (rejected).",
+    ),
+    (
+        "log_lines_dropped_total",
+        "counter",
+        "Lines of program output dropped because ginit's stdout or stderr was not read.",
+    ),
+];
+const FROM_ROWS: usize = 6;
+const CONFIG_RELOADS: usize = 10;
+
 fn flag(on: bool) -> f64 {
     if on { 1.0 } else { 0.0 }
-}
-
-/// The `# HELP` and `# TYPE` lines of `ginit_NAME`.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = write!(
-        out,
-        "# HELP ginit_{name} {help}\n# TYPE ginit_{name} {kind}\n"
-    );
 }
 
 /// One line: `ginit_NAME{program="..",instance="..",KEY="VALUE"} VALUE`.
@@ -443,11 +414,11 @@ mod tests {
             (b"GET /metricsx HTTP/1.1\r\n\r\n", Asked::NotFound),
             (b"POST /metrics HTTP/1.1\r\n\r\n", Asked::NotFound),
             (b"get /metrics HTTP/1.1\r\n\r\n", Asked::NotFound),
-            (b"GET /metrics HTTP/2.0\r\n\r\n", Asked::Bad),
-            (b"GET /metrics\r\n\r\n", Asked::Bad),
-            (b"GET  /metrics HTTP/1.1\r\n\r\n", Asked::Bad),
-            (b"\r\n\r\n", Asked::Bad),
-            (b"GET /metrics HTTP/1.1 x\r\n\r\n", Asked::Bad),
+            (b"GET /metrics HTTP/2.0\r\n\r\n", Asked::NotFound),
+            (b"GET /metrics\r\n\r\n", Asked::NotFound),
+            (b"GET  /metrics HTTP/1.1\r\n\r\n", Asked::NotFound),
+            (b"\r\n\r\n", Asked::NotFound),
+            (b"GET /metrics HTTP/1.1 x\r\n\r\n", Asked::NotFound),
         ];
         for (text, want) in cases {
             assert_eq!(

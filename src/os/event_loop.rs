@@ -469,8 +469,7 @@ impl Daemon {
                     let usage = Vec::new();
                     return Some(Input::Usage { sampling, usage });
                 }
-                let table = proc::Table::scan();
-                let usage = pids.into_iter().map(|pid| (pid, table.tree(pid))).collect();
+                let usage = proc::trees(pids);
                 Some(Input::Usage { sampling, usage })
             }
             Effect::LoadConfig { conn } => {

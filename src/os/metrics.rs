@@ -20,7 +20,7 @@
 //!   loop over and over.
 //!
 //! Every connection gets one answer and is closed (`Connection: close`): `GET /metrics` gets
-//! the exposition (200), any other well-formed request 404, one that is not HTTP/1.x 400.
+//! the exposition (200), anything else 404.
 //! /proc is read at scrape time only, never in between.
 
 use std::fs::File;
@@ -28,7 +28,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, warn};
+use log::warn;
 
 use super::{proc, sockets, sys};
 use crate::config::Listen;
@@ -150,7 +150,6 @@ impl Endpoint {
                 }
                 Asked::Metrics => ("503 Service Unavailable", b"too many scrapes at once\n"),
                 Asked::NotFound => ("404 Not Found", b"not found: ask for GET /metrics\n"),
-                Asked::Bad => ("400 Bad Request", b"not an HTTP/1.x request\n"),
             };
             c.answer(metrics::response(status, "text/plain", body));
             pending += c.output.len();
@@ -167,11 +166,19 @@ impl Endpoint {
     /// `dropped` (lines of program output dropped, by program).
     pub fn serve(&mut self, machine: &Machine, dropped: &[(String, u64)], now: Instant) {
         let rows = machine.rows(now);
-        let table = rows.iter().any(|r| r.pid.is_some()).then(proc::Table::scan);
+        let pids: Vec<i32> = rows.iter().filter_map(|r| r.pid).collect();
+        let mut trees = if pids.is_empty() {
+            Vec::new()
+        } else {
+            proc::trees(pids)
+        }
+        .into_iter();
+        // In row order: each row with a pid has its tree next.
         let usage: Vec<Option<(f64, u64)>> = rows
             .iter()
             .map(|r| {
-                let sample = table.as_ref()?.tree(r.pid?)?;
+                r.pid?;
+                let sample = trees.next()?.1?;
                 Some((sample.cpu.as_secs_f64(), sample.rss_bytes))
             })
             .collect();
@@ -203,11 +210,7 @@ impl Endpoint {
         if self.resting.is_some_and(|t| now >= t) {
             self.resting = None;
         }
-        let before = self.conns.len();
         self.conns.retain(|c| now < c.deadline);
-        if self.conns.len() < before {
-            debug!("metrics: closed a connection past its deadline");
-        }
     }
 
     /// Takes the waiting connections, at most [`MAX_CONNECTIONS`] per round.
@@ -227,7 +230,6 @@ impl Endpoint {
                 }
             };
             if self.conns.len() >= MAX_CONNECTIONS {
-                debug!("metrics: {MAX_CONNECTIONS} connections open; closing the oldest");
                 self.conns.remove(0);
             }
             self.conns.push(Conn {

@@ -212,7 +212,13 @@ impl Counters {
             self.instance(&r.program, Some(r.instance));
         }
         let mut out = String::with_capacity(1024 + rows.len() * 1024);
-        for (k, (name, kind, help)) in FAMILIES.iter().enumerate() {
+        for (k, family) in FAMILIES.split('\n').enumerate() {
+            let mut words = family.splitn(3, ' ');
+            let (name, kind, help) = (
+                words.next().unwrap_or_default(),
+                words.next().unwrap_or_default(),
+                words.next().unwrap_or_default(),
+            );
             let _ = write!(
                 out,
                 "# HELP ginit_{name} {help}\n# TYPE ginit_{name} {kind}\n"
@@ -242,7 +248,7 @@ impl Counters {
                 continue;
             }
             if k == CONFIG_RELOADS {
-                for (result, n) in ["success", "failure"].iter().zip(self.config_reloads) {
+                for (result, n) in "success failure".split(' ').zip(self.config_reloads) {
                     let _ = writeln!(out, "ginit_{name}{{result=\"{result}\"}} {n}");
                 }
                 continue;
@@ -258,15 +264,15 @@ impl Counters {
                                 sample(&mut out, name, program, i, None, c.restarts as f64);
                                 continue;
                             }
-                            for (o, n) in ["success", "failure", "signal"].iter().zip(c.exits) {
-                                let extra = Some(("outcome", *o));
+                            for (o, n) in "success failure signal".split(' ').zip(c.exits) {
+                                let extra = Some(("outcome", o));
                                 sample(&mut out, name, program, i, extra, n as f64);
                             }
                         }
                     }
                     8 => {
-                        for (r, n) in ["done", "rolled_back"].iter().zip(p.reloads) {
-                            let extra = Some(("result", *r));
+                        for (r, n) in "done rolled_back".split(' ').zip(p.reloads) {
+                            let extra = Some(("result", r));
                             sample(&mut out, name, program, None, extra, n as f64);
                         }
                     }
@@ -286,70 +292,23 @@ impl Counters {
     }
 }
 
-/// Every metric: its name after `ginit_`, its type and help, in the order rendered. The
-/// first [`FROM_ROWS`] come from where each instance stands now, the rest from counters.
-const FAMILIES: [(&str, &str, &str); 12] = [
-    (
-        "program_up",
-        "gauge",
-        "1 if the instance has a live process, else 0.",
-    ),
-    (
-        "program_ready",
-        "gauge",
-        "1 if the instance is ready (its readiness check passed), else 0.",
-    ),
-    (
-        "program_last_exit_status",
-        "gauge",
-        "Exit status of the instance's last process (128+N if killed by signal N).",
-    ),
-    (
-        "program_start_time_seconds",
-        "gauge",
-        "Start time of the instance's current process, in seconds since the epoch.",
-    ),
-    (
-        "program_resident_memory_bytes",
-        "gauge",
-        "Resident memory of the instance's process tree, in bytes.",
-    ),
-    (
-        "program_cpu_seconds_total",
-        "counter",
-        "CPU time (user and system) of the instance's process tree, in seconds.",
-    ),
-    (
-        "program_restarts_total",
-        "counter",
-        "Restarts of the instance after it exited (or a check or limit asked for one).",
-    ),
-    (
-        "program_exits_total",
-        "counter",
-        "Exits of the instance's process, by outcome: success (status 0), failure, signal.",
-    ),
-    (
-        "reloads_total",
-        "counter",
-        "Replace reloads of the program, by result: done or rolled_back.",
-    ),
-    (
-        "reload_duration_seconds",
-        "gauge",
-        "How long the program's last replace reload that was done took, in seconds.",
-    ),
-    (
-        "config_reloads_total",
-        "counter",
-        "Config reloads, by result: success (applied) or failure (rejected).",
-    ),
-    (
-        "log_lines_dropped_total",
-        "counter",
-        "Lines of program output dropped because ginit's stdout or stderr was not read.",
-    ),
-];
+/// Every metric, one line each: its name after `ginit_`, its type and its help, in the order
+/// rendered. The first [`FROM_ROWS`] come from where each instance stands now, the rest from
+/// counters. One text, not a table of strings: each string pointer in a table costs a
+/// relocation in the binary.
+const FAMILIES: &str = "\
+program_up gauge 1 if the instance has a live process, else 0.\n\
+program_ready gauge 1 if the instance is ready (its readiness check passed), else 0.\n\
+program_last_exit_status gauge Exit status of the instance's last process (128+N if killed by signal N).\n\
+program_start_time_seconds gauge Start time of the instance's current process, in seconds since the epoch.\n\
+program_resident_memory_bytes gauge Resident memory of the instance's process tree, in bytes.\n\
+program_cpu_seconds_total counter CPU time (user and system) of the instance's process tree, in seconds.\n\
+program_restarts_total counter Restarts of the instance after it exited (or a check or limit asked for one).\n\
+program_exits_total counter Exits of the instance's process, by outcome: success (status 0), failure, signal.\n\
+reloads_total counter Replace reloads of the program, by result: done or rolled_back.\n\
+reload_duration_seconds gauge How long the program's last replace reload that was done took, in seconds.\n\
+config_reloads_total counter Config reloads, by result: success (applied) or failure (rejected).\n\
+log_lines_dropped_total counter Lines of program output dropped because ginit's stdout or stderr was not read.";
 const FROM_ROWS: usize = 6;
 const CONFIG_RELOADS: usize = 10;
 

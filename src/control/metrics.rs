@@ -248,7 +248,7 @@ impl Counters {
                 continue;
             }
             if k == CONFIG_RELOADS {
-                for (result, n) in "success failure".split(' ').zip(self.config_reloads) {
+                for (result, n) in ["success", "failure"].iter().zip(self.config_reloads) {
                     let _ = writeln!(out, "ginit_{name}{{result=\"{result}\"}} {n}");
                 }
                 continue;
@@ -264,15 +264,15 @@ impl Counters {
                                 sample(&mut out, name, program, i, None, c.restarts as f64);
                                 continue;
                             }
-                            for (o, n) in "success failure signal".split(' ').zip(c.exits) {
-                                let extra = Some(("outcome", o));
+                            for (o, n) in ["success", "failure", "signal"].iter().zip(c.exits) {
+                                let extra = Some(("outcome", *o));
                                 sample(&mut out, name, program, i, extra, n as f64);
                             }
                         }
                     }
                     8 => {
-                        for (r, n) in "done rolled_back".split(' ').zip(p.reloads) {
-                            let extra = Some(("result", r));
+                        for (r, n) in ["done", "rolled_back"].iter().zip(p.reloads) {
+                            let extra = Some(("result", *r));
                             sample(&mut out, name, program, None, extra, n as f64);
                         }
                     }

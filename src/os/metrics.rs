@@ -157,7 +157,7 @@ impl Endpoint {
         if fds.first().is_some_and(|p| p.revents != 0) {
             self.accept(now);
         }
-        self.conns.retain(|c| c.phase != Phase::Done);
+        self.prune();
         self.conns.iter().any(|c| c.phase == Phase::Scrape)
     }
 
@@ -192,7 +192,7 @@ impl Endpoint {
                 c.answer(answer.clone());
             }
         }
-        self.conns.retain(|c| c.phase != Phase::Done);
+        self.prune();
     }
 
     /// The earliest connection deadline (or the end of the listener's rest); None with no
@@ -210,7 +210,17 @@ impl Endpoint {
         if self.resting.is_some_and(|t| now >= t) {
             self.resting = None;
         }
-        self.conns.retain(|c| now < c.deadline);
+        for c in &mut self.conns {
+            if now >= c.deadline {
+                c.phase = Phase::Done;
+            }
+        }
+        self.prune();
+    }
+
+    /// Closes the connections that are done.
+    fn prune(&mut self) {
+        self.conns.retain(|c| c.phase != Phase::Done);
     }
 
     /// Takes the waiting connections, at most [`MAX_CONNECTIONS`] per round.

@@ -39,13 +39,15 @@ lint:
 	$(STATIC) cargo clippy --target $(HOST) --all-targets -- -D warnings
 
 # Side-by-side figures: tini, dumb-init and catatonit (pid1.py); supervisord, runit, s6 and
-# PM2 (supervisors.py); the control plane beside PM2's CLI (control.py). Installs the peers.
+# PM2 (supervisors.py); the control plane beside PM2's CLI (control.py); the metrics endpoint's
+# scrape latency and idle wake-ups (metrics.py). Installs the peers.
 HELPER := target/$(HOST)/release/ginit-test-helper
 bench: release
 	$(STATIC) cargo build --release --target $(HOST) --bin ginit-test-helper
 	python3 tests/bench/pid1.py --ginit $(RELEASE) --helper $(HELPER)
 	python3 tests/bench/supervisors.py --ginit $(RELEASE)
 	python3 tests/bench/control.py --ginit $(RELEASE) --helper $(HELPER) --pm2 /tmp/ginit-bench-pm2/node_modules/pm2/bin/pm2
+	python3 tests/bench/metrics.py --ginit $(RELEASE) --helper $(HELPER)
 
 # 10,000 restarts and 1 GiB of output through ginit as PID 1, with its fds, memory and CPU
 # before and after (tests/bench/soak.py; a few minutes).
@@ -61,7 +63,7 @@ soak: release
 # input ginit accepts from that source.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config:65536 control_request:65536 notify:4096 units:256 glob:1024 env_file:65536 words:4096 \
-	http_response:4096 passwd:16384 proc_stat:1024
+	http_response:4096 passwd:16384 proc_stat:1024 http_request:4097
 fuzz:
 	cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz
 	@failed=; for t in $(FUZZ_TARGETS); do \

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::config::users::{self, Credentials};
 use crate::config::{self, Resolver, glob, signals, units, vars, words};
+use crate::control::metrics::{self, Asked};
 use crate::control::protocol::{Request, Response};
 use crate::os::{notify, probes, proc};
 
@@ -363,6 +364,48 @@ pub fn http_response(data: &[u8]) {
     if let Some(end) = data.iter().position(|b| *b == b'\n') {
         let head = data.get(..=end).unwrap_or(data);
         assert_eq!(probes::status_ok(head), ok, "the body changed the verdict");
+    }
+}
+
+/// A request to the metrics endpoint, as any client that reaches its address may send it.
+///
+/// Beyond not crashing: the verdict comes from the request line once the headers have ended,
+/// so bytes after the end of the headers never change it and a request cut short before
+/// that end is never answered; `Metrics` only for a request line that starts with
+/// `GET /metrics` and names HTTP/1.0 or 1.1.
+pub fn http_request(data: &[u8]) {
+    let asked = metrics::parse_request(data);
+    let mut more = data.to_vec();
+    more.extend_from_slice(b"\r\n\r\nPOST / HTTP/1.1\r\n\r\n");
+    match asked {
+        Asked::Incomplete => {
+            assert!(!data.windows(2).any(|w| w == b"\n\n"), "the headers ended");
+        }
+        done => {
+            assert_eq!(
+                metrics::parse_request(&more),
+                done,
+                "later bytes changed it"
+            );
+            // Every prefix of a complete request is at most as far along: Incomplete, or
+            // the same verdict once its own headers have ended.
+            for cut in [data.len() / 2, data.len().saturating_sub(1)] {
+                let part = metrics::parse_request(data.get(..cut).unwrap_or_default());
+                assert!(
+                    part == Asked::Incomplete || part == done,
+                    "{part:?} {done:?}"
+                );
+            }
+        }
+    }
+    if asked == Asked::Metrics {
+        let line = data.split(|b| *b == b'\n').next().unwrap_or_default();
+        assert!(line.starts_with(b"GET /metrics"), "{line:?}");
+        assert!(
+            line.windows(8)
+                .any(|w| w == b"HTTP/1.0" || w == b"HTTP/1.1"),
+            "{line:?}"
+        );
     }
 }
 

@@ -15,7 +15,7 @@ use log::{debug, error, warn};
 use ginit::cli::{self, Command, RunOptions};
 use ginit::machine::single;
 use ginit::os::signals::SignalSource;
-use ginit::os::{SystemResolver, daemon, event_loop, reaper, sockets, spawn};
+use ginit::os::{SystemResolver, daemon, event_loop, metrics, reaper, sockets, spawn};
 use ginit::{config, control, logger};
 
 /// The C entry point, without Rust's runtime start-up: ginit needs none of it (no threads,
@@ -191,6 +191,14 @@ fn run(opts: RunOptions) -> i32 {
             return 2;
         }
     };
+    // Bound once, before any program starts, as the sockets are.
+    let metrics = match cfg.metrics.as_ref().map(metrics::Endpoint::bind) {
+        Some(Err(e)) => {
+            error!("{e}");
+            return 2;
+        }
+        bound => bound.and_then(Result::ok),
+    };
     let signals = match setup_init() {
         Ok(s) => s,
         Err(code) => return code,
@@ -203,6 +211,7 @@ fn run(opts: RunOptions) -> i32 {
         terminal: std::io::stdin().is_terminal(),
         socket,
         sockets: listeners,
+        metrics,
     });
     if let Some(pidfile) = pidfile {
         let _ = std::fs::remove_file(pidfile);

@@ -3,7 +3,8 @@
 # it is missing: unshare (util-linux), setpriv, a POSIX sh, readelf, the Go toolchain with the
 # Gin and go-systemd packages for the zero-downtime tests (docker/app), and a Docker engine
 # (docker.io) for the container tests, which start their own private dockerd, with a static
-# busybox they put in an image as the shell of `docker run -it IMAGE -- sh`.
+# busybox they put in an image as the shell of `docker run -it IMAGE -- sh`, and Prometheus
+# (prometheus, with promtool) that scrapes ginit's /metrics in tests/metrics.rs.
 # `tests/deps.sh demo`: only what `make demo` needs (the Gin example, hey for load, curl).
 set -eu
 need=""
@@ -12,7 +13,7 @@ demo="make util-linux golang-go golang-github-gin-gonic-gin-dev golang-github-co
 if [ "${1:-}" = demo ]; then
     pkgs=$demo
 else
-    pkgs="$demo dash binutils docker.io busybox-static"
+    pkgs="$demo dash binutils docker.io busybox-static prometheus"
 fi
 for pkg in $pkgs; do
     have "$pkg" || need="$need $pkg"

@@ -135,3 +135,8 @@ fn passwd() {
 fn proc_stat() {
     replay("proc_stat", ginit::fuzzing::proc_stat);
 }
+
+#[test]
+fn http_request() {
+    replay("http_request", ginit::fuzzing::http_request);
+}

@@ -35,6 +35,9 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Listening sockets ginit binds (or adopts) once and hands to programs.
     pub sockets: Vec<SocketSpec>,
+    /// `metrics.listen`: where ginit serves `GET /metrics` (None: no endpoint). Bound once,
+    /// when ginit starts, like `sockets`.
+    pub metrics: Option<Listen>,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             },
             control_socket: PathBuf::from(DEFAULT_SOCKET),
             sockets: Vec::new(),
+            metrics: None,
         }
     }
 }
@@ -873,6 +877,9 @@ impl Config {
             .iter()
             .filter_map(|i| self.programs.get(*i).map(|p| p.name.as_str()))
             .collect();
+        if let Some(listen) = &self.metrics {
+            let _ = writeln!(out, "metrics: GET /metrics on {listen}");
+        }
         let _ = writeln!(out, "start order: {}", names.join(", "));
         for p in order.iter().filter_map(|i| self.programs.get(*i)) {
             let _ = writeln!(out, "\n{}:", p.name);

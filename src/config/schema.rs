@@ -54,7 +54,7 @@ pub trait Resolver {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "programs", "shutdown", "log", "control", "sockets", "include",
+    "programs", "shutdown", "log", "control", "sockets", "include", "metrics",
 ];
 const TOP_LATER: &[&str] = &[];
 const PROGRAM_KEYS: &[&str] = &[
@@ -461,6 +461,26 @@ impl Validator<'_> {
                 })
             }
         }
+    }
+
+    /// `metrics: {listen: ADDR}`: a tcp or unix address, as a socket's `listen` (no
+    /// `inherit`: the endpoint is ginit's own, never handed to a program).
+    fn metrics(&mut self, node: &Node) -> Option<Listen> {
+        let mut listen = None;
+        let fields = self.mapping(node, "metrics", &["listen"], &[]);
+        if fields.is_empty() {
+            self.error(node, "metrics", "`metrics` needs `listen: ADDRESS`");
+        }
+        for (k, n) in fields {
+            let p = join("metrics", k);
+            if let Some(text) = self.string(n, &p) {
+                match parse_listen(&text) {
+                    Ok(l) => listen = Some(l),
+                    Err(e) => self.error(n, &p, e),
+                }
+            }
+        }
+        listen
     }
 
     /// `ready: {notify: true | tcp: ADDR | http: URL | exec: CMD | delay: D, timeout: D}`.
@@ -1614,6 +1634,7 @@ pub fn validate_file(
             }
             // Read already (merge_includes).
             "include" => {}
+            "metrics" => config.metrics = v.metrics(value),
             "control" => {
                 for (k, n) in v.mapping(value, "control", &["socket"], &[]) {
                     if let Some(path) = v.string(n, &join("control", k)) {
@@ -2683,5 +2704,35 @@ log: {level: debug, format: json}
         ] {
             ok(&program(extra));
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_a_tcp_or_unix_address_and_off_by_default() {
+        assert_eq!(ok("programs: {}\n").metrics, None);
+        let c = ok("metrics: {listen: \"tcp://127.0.0.1:9100\"}\nprograms: {}\n");
+        assert_eq!(
+            c.metrics,
+            Some(Listen::Tcp("127.0.0.1:9100".parse().unwrap()))
+        );
+        let c = ok("metrics: {listen: \"tcp://[::1]:9100\"}\nprograms: {}\n");
+        assert_eq!(c.metrics, Some(Listen::Tcp("[::1]:9100".parse().unwrap())));
+        let c = ok("metrics: {listen: \"unix:///run/ginit/metrics.sock\"}\nprograms: {}\n");
+        assert!(matches!(c.metrics, Some(Listen::Unix { .. })));
+        assert_eq!(
+            errors("metrics: {listen: \"http://x\", lisen: 1}\nprograms: {}\n"),
+            [
+                "1:19: metrics.listen: `http://x` is not a listen address (write it like \
+                 tcp://0.0.0.0:8080, tcp://[::]:8080 or unix:///run/app.sock)",
+                "1:31: metrics.lisen: unknown key `lisen` (did you mean `listen`?)",
+            ]
+        );
+        assert_eq!(
+            errors("metrics: {}\nprograms: {}\n"),
+            ["1:10: metrics: `metrics` needs `listen: ADDRESS`"]
+        );
+        assert_eq!(
+            errors("metrics: {listen: \"unix:run.sock\"}\nprograms: {}\n"),
+            ["1:19: metrics.listen: `unix:run.sock`: the socket path must be absolute"]
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! Talking to a running ginit: the protocol (a leaf), the non-blocking server inside the
-//! poll loop, and the client behind `ginit status` and friends.
+//! poll loop, and the client behind `ginit status` and friends; the events both sides speak,
+//! and the metrics endpoint's pure side (request, counters, exposition).
 
 pub mod client;
 pub mod events;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 

@@ -15,6 +15,8 @@
 //! stack, not a queue). So the machine sees the same order of things as if it had made the
 //! call itself, with no `dyn` callback into the edge. [`Machine::deadline`] is the earliest
 //! instant at which [`Input::Time`] has something to do; with none, ginit sleeps.
+//! [`Machine::rows`] is the other read-only query: where each instance stands (what `status`
+//! answers), read by the metrics endpoint at scrape time; neither decides nor pushes effects.
 //!
 //! Where each decision lives (one file each, read the header first):
 //! - `requests.rs`: what ginit does on each signal it receives (SIGTERM, SIGHUP, SIGUSR1...)

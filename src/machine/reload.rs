@@ -378,7 +378,22 @@ impl Machine {
             inst.restarts,
             format_duration(delay)
         );
-        match strategy(&spec, Cause::Verdict) {
+        // A counted restart is published as one, so `events` and the metrics' restart count
+        // agree with RESTARTS. `restart` publishes it once the instance is down (it is then
+        // in backoff, as after a crash); `signal` and `replace` have no such moment.
+        let scheduled = Effect::Publish(Event::of(
+            &spec.name,
+            index,
+            What::RestartScheduled {
+                delay: delay.as_secs_f64(),
+                restarts: inst.restarts,
+            },
+        ));
+        let strategy = strategy(&spec, Cause::Verdict);
+        if !matches!(strategy, ReloadStrategy::Restart) {
+            self.out.push(scheduled);
+        }
+        match strategy {
             ReloadStrategy::Signal(signal) => self.out.push(Effect::SignalInstance { pid, signal }),
             ReloadStrategy::Restart => {
                 let steps = inst.reload_after(&spec, now, delay);
@@ -854,6 +869,33 @@ mod tests {
         assert_eq!(e.signals[1..], [(pid, libc::SIGTERM), (pid, libc::SIGCONT)]);
         e.reap(&[killed(pid, libc::SIGTERM)], true, t);
         assert_eq!(e.status(t)[0].state, "failed");
+    }
+
+    #[test]
+    fn verdict_reloads_publish_one_restart_scheduled_per_counted_restart() {
+        for reload in ["restart", "replace", "signal, signal: SIGHUP"] {
+            let mut e = edge(&format!(
+                "programs:\n  a: {{command: x, reload: {{strategy: {reload}}}}}\n"
+            ));
+            let t = Instant::now();
+            e.feed(Input::Begin, t);
+            let pid = e.pid("a");
+            e.trigger(pid, t);
+            // The restart strategy publishes it once the instance is down.
+            if reload == "restart" {
+                e.reap(&[killed(pid, libc::SIGTERM)], true, t);
+            }
+            let scheduled: Vec<_> = e
+                .events
+                .iter()
+                .filter_map(|ev| match ev.what {
+                    What::RestartScheduled { restarts, .. } => Some(restarts),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(scheduled, [1], "{reload}");
+            assert_eq!(e.status(t)[0].restarts, 1, "{reload}");
+        }
     }
 
     #[test]

@@ -30,9 +30,10 @@
 //!
 //! Config reload rules (SIGHUP, `reload-config`): the edge reads and validates the file; a file
 //! that does not validate, or one whose `sockets` differ (they are bound once, when ginit
-//! starts), changes nothing, and its error is logged and shown by `status` until a reload
-//! succeeds. `main` (the PROGRAM after `--`) is added to the new config as to the first. A
-//! valid config is applied as a difference (`reload.rs`).
+//! starts), or whose `metrics` differ (its listener is bound once too), changes nothing, and
+//! its error is logged and shown by `status` until a reload succeeds. `main` (the PROGRAM
+//! after `--`) is added to the new config as to the first. A valid config is applied as a
+//! difference (`reload.rs`).
 
 use crate::config::signals;
 use std::time::Instant;
@@ -241,14 +242,12 @@ impl Machine {
         now: Instant,
     ) {
         let mut next = usage.iter();
-        let mut instances = Vec::new();
+        let mut instances = self.rows(now);
+        let mut row = instances.iter_mut();
         for program in &mut self.programs {
             for i in &mut program.instances {
-                let ready = counts_ready(program.launched, program.spec.oneshot, i);
-                let state = i.word(&program.spec).to_string();
+                let Some(status) = row.next() else { continue };
                 let started = i.started;
-                let mut cpu_percent_now = None;
-                let mut rss_bytes = None;
                 if let Some(process) = i.process_mut() {
                     let sample = next
                         .next()
@@ -259,25 +258,10 @@ impl Machine {
                             .status_cpu
                             .or(started.map(|t| (t, std::time::Duration::ZERO)));
                         process.status_cpu = Some((now, s.cpu));
-                        cpu_percent_now = before.and_then(|b| cpu_percent(b, (now, s.cpu)));
-                        rss_bytes = Some(s.rss_bytes);
+                        status.cpu_percent = before.and_then(|b| cpu_percent(b, (now, s.cpu)));
+                        status.rss_bytes = Some(s.rss_bytes);
                     }
                 }
-                let pid = i.pid();
-                instances.push(InstanceStatus {
-                    program: program.spec.name.clone(),
-                    instance: i.index,
-                    pid,
-                    state,
-                    ready,
-                    uptime_secs: pid
-                        .and(started)
-                        .map(|t| now.saturating_duration_since(t).as_secs_f64()),
-                    restarts: i.restarts,
-                    cpu_percent: cpu_percent_now,
-                    rss_bytes,
-                    last_exit: i.last_exit,
-                });
             }
         }
         let response = Response {
@@ -291,6 +275,33 @@ impl Machine {
             ..Response::default()
         };
         self.respond(conn, response);
+    }
+
+    /// Where every instance stands now, in `status` order, without usage (CPU and memory are
+    /// the edge's to read): what `status` answers and the metrics' gauges show. A read-only
+    /// query, as [`Machine::deadline`]: it decides nothing and pushes no effect.
+    pub fn rows(&self, now: Instant) -> Vec<InstanceStatus> {
+        let mut rows = Vec::new();
+        for program in &self.programs {
+            for i in &program.instances {
+                let pid = i.pid();
+                rows.push(InstanceStatus {
+                    program: program.spec.name.clone(),
+                    instance: i.index,
+                    pid,
+                    state: i.word(&program.spec).to_string(),
+                    ready: counts_ready(program.launched, program.spec.oneshot, i),
+                    uptime_secs: pid
+                        .and(i.started)
+                        .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    restarts: i.restarts,
+                    cpu_percent: None,
+                    rss_bytes: None,
+                    last_exit: i.last_exit,
+                });
+            }
+        }
+        rows
     }
 
     /// SIGHUP or `reload-config`: the edge is asked for the file, unless ginit is shutting
@@ -326,6 +337,18 @@ impl Machine {
                     Err(
                         "`sockets` changed: sockets are bound once, when ginit starts, and \
                          cannot change on a reload (restart ginit to change them)"
+                            .to_string(),
+                    )
+                }
+            })
+            .and_then(|new| {
+                // The metrics listener is bound once, as `sockets` are.
+                if new.metrics == self.config.metrics {
+                    Ok(new)
+                } else {
+                    Err(
+                        "`metrics` changed: its listener is bound once, when ginit starts, \
+                         and cannot change on a reload (restart ginit to change it)"
                             .to_string(),
                     )
                 }
@@ -769,6 +792,35 @@ mod tests {
         );
         assert_eq!(e.full_status(t).config_error, None);
         assert_eq!(e.names(), ["web", "more"]);
+    }
+
+    #[test]
+    fn reload_config_cannot_change_metrics_and_rows_push_no_effect() {
+        let base = "metrics: {listen: \"tcp://127.0.0.1:9100\"}\nprograms:\n  web: {command: x}\n";
+        let mut e = edge(base);
+        let t = Instant::now();
+        e.feed(Input::Begin, t);
+        let web = e.pid("web");
+        for changed in [
+            base.replace("9100", "9101"),
+            base.replace("metrics: {listen: \"tcp://127.0.0.1:9100\"}\n", ""),
+        ] {
+            e.next_config = Some(Ok(config(&changed)));
+            let c = e.ask(Request::ReloadConfig {}, t);
+            assert!(error(e.answer(c)).contains("`metrics` changed"));
+        }
+        // Unchanged metrics (and a new program): applied.
+        e.next_config = Some(Ok(config(&format!("{base}  more: {{command: y}}\n"))));
+        let c = e.ask(Request::ReloadConfig {}, t);
+        assert!(message(e.answer(c)).starts_with("config reloaded: 1 added"));
+        // rows: what status shows, read without deciding anything.
+        let rows = e.m.rows(t + Duration::from_secs(2));
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].program.as_str(), rows[0].pid), ("web", Some(web)));
+        assert_eq!(rows[0].uptime_secs, Some(2.0));
+        assert_eq!((rows[0].state.as_str(), rows[0].ready), ("running", true));
+        assert!(e.m.out.is_empty());
+        assert_eq!(rows, e.status(t + Duration::from_secs(2)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::control::events::Event;
 use crate::control::server::Server;
 use crate::machine::single::{Action, Recipient, Single};
 use crate::machine::{CheckRef, Effect, Exited, Input, Machine};
+use crate::os::metrics::Endpoint;
 use crate::os::notify::NotifySocket;
 use crate::os::output::Outputs;
 use crate::os::probes::{Probes, Purpose, Target};
@@ -166,6 +167,8 @@ pub struct SupervisorRun {
     pub socket: PathBuf,
     /// The config's listening sockets, bound once, by name.
     pub sockets: Vec<(String, std::os::fd::OwnedFd)>,
+    /// The metrics endpoint (`metrics.listen`), bound once.
+    pub metrics: Option<Endpoint>,
 }
 
 /// The pollfds one source pushed into the poll array: recorded as it pushes, read back with
@@ -194,6 +197,7 @@ struct Slots {
     probes: Slot,
     reports: Slot,
     outputs: Slot,
+    metrics: Slot,
 }
 
 /// A tcp or http check attempt under way, as `probes` knows it (by `key`).
@@ -228,6 +232,8 @@ struct Daemon {
     /// Stop commands' processes until reaped, as (pid, the instance's pid): each leads its
     /// own process group, killed if still there once the instance has exited.
     stoppers: Vec<(i32, i32)>,
+    /// `GET /metrics`, and the counters of the published events.
+    metrics: Option<Endpoint>,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -274,6 +280,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         exit: None,
         hooks: Vec::new(),
         stoppers: Vec::new(),
+        metrics: run.metrics.take(),
     };
     d.feed(Input::Begin, Instant::now());
     d.run()
@@ -302,11 +309,15 @@ impl Daemon {
                 probes: Slot::fill(&mut fds, |f| self.probes.poll_fds(f)),
                 reports: Slot::fill(&mut fds, |f| self.starter.report_fds(f)),
                 outputs: Slot::fill(&mut fds, |f| self.starter.outputs.poll_fds(f)),
+                metrics: Slot::fill(&mut fds, |f| {
+                    self.metrics.iter().for_each(|m| m.poll_fds(f))
+                }),
             };
             let deadline = [
                 self.machine.deadline(),
                 self.probes.deadline(),
                 self.server.deadline(),
+                self.metrics.as_ref().and_then(Endpoint::deadline),
             ]
             .into_iter()
             .flatten()
@@ -319,6 +330,11 @@ impl Daemon {
             let mut results = self.probes_done(done, now);
             self.starter.handle_reports(slots.reports.of(&fds));
             self.starter.outputs.handle(slots.outputs.of(&fds));
+            if let Some(m) = &mut self.metrics
+                && m.handle(slots.metrics.of(&fds), now)
+            {
+                m.serve(&self.machine, self.starter.outputs.dropped(), now);
+            }
 
             received.clear();
             // Level-triggered: a signal still queued is seen on the next round.
@@ -360,6 +376,9 @@ impl Daemon {
                 self.feed(Input::Request { conn, request }, now);
             }
             self.server.on_time(now);
+            if let Some(m) = &mut self.metrics {
+                m.on_time(now);
+            }
             self.feed(Input::Time, now);
             // Requests that waited behind an answered one on the same connection.
             loop {
@@ -377,6 +396,9 @@ impl Daemon {
     /// An event the machine published: stamped with the time and handed to what consumes
     /// events (for now only the debug log).
     fn publish(&mut self, event: Event, _now: Instant) {
+        if let Some(m) = &mut self.metrics {
+            m.counters.count(&event);
+        }
         debug!(
             "event {} of {}{}",
             event.what.name(),
@@ -462,8 +484,7 @@ impl Daemon {
                     let usage = Vec::new();
                     return Some(Input::Usage { sampling, usage });
                 }
-                let table = proc::Table::scan();
-                let usage = pids.into_iter().map(|pid| (pid, table.tree(pid))).collect();
+                let usage = proc::trees(pids);
                 Some(Input::Usage { sampling, usage })
             }
             Effect::LoadConfig { conn } => {

@@ -21,6 +21,9 @@
 //! - `output`: program output pipes and log files; `stdio`: ginit's own non-blocking stdout
 //!   and stderr, shared by `output` and the logger.
 //! - `resolver`: the real `config::Resolver`.
+//! - `metrics`: the `/metrics` endpoint's listener and HTTP connections, and the /proc figures
+//!   read at scrape time; what a request asks and the exposition's text are
+//!   `control::metrics`'.
 //!
 //! Imports go one way: these modules use `config` (data, the signal table) and the control
 //! protocol, and carry out what the pure code decided; nothing pure imports them, and none
@@ -28,6 +31,7 @@
 
 pub mod daemon;
 pub mod event_loop;
+pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod probes;

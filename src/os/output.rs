@@ -136,6 +136,9 @@ pub struct Outputs {
     sinks: [Sink; 2],
     files: HashMap<PathBuf, FileSink>,
     scratch: Vec<u8>,
+    /// Lines dropped at [`HARD_CAP`] since ginit started, by program (never reset: the
+    /// metrics' `ginit_log_lines_dropped_total`); one entry per program that dropped any.
+    dropped: Vec<(String, u64)>,
 }
 
 impl Default for Outputs {
@@ -151,6 +154,7 @@ impl Outputs {
             sinks: [Sink::new(1, "stdout"), Sink::new(2, "stderr")],
             files: HashMap::new(),
             scratch: vec![0; READ_CHUNK],
+            dropped: Vec::new(),
         }
     }
 
@@ -403,7 +407,7 @@ impl Outputs {
         let sink = &mut self.sinks[pipe.stream.index()];
         // Only a pipe without writers is read while its stream is full: it alone meets the cap.
         let capped = pipe.hup;
-        match &pipe.dest {
+        let kept = match &pipe.dest {
             Dest::Prefix => sink.push_prefixed(&pipe.label, line, capped),
             Dest::Json => {
                 let text = String::from_utf8_lossy(line);
@@ -415,19 +419,28 @@ impl Outputs {
                     pipe.stream.name(),
                     json_string(&text),
                 );
-                sink.push(record.as_bytes(), capped);
+                sink.push(record.as_bytes(), capped)
             }
             Dest::File(path) => {
                 let written = self
                     .files
                     .get_mut(path)
                     .is_some_and(|file| file.write_line(path, line));
-                if !written {
-                    // The file cannot take it: the line goes to ginit's stderr, not nowhere.
-                    self.sinks[1].push_prefixed(&pipe.label, line, capped);
-                }
+                // The file cannot take it: the line goes to ginit's stderr, not nowhere.
+                written || self.sinks[1].push_prefixed(&pipe.label, line, capped)
+            }
+        };
+        if !kept {
+            match self.dropped.iter_mut().find(|(p, _)| *p == pipe.program) {
+                Some(entry) => entry.1 += 1,
+                None => self.dropped.push((pipe.program.clone(), 1)),
             }
         }
+    }
+
+    /// Lines of program output dropped since ginit started, by program.
+    pub fn dropped(&self) -> &[(String, u64)] {
+        &self.dropped
     }
 }
 
@@ -491,25 +504,28 @@ impl Sink {
         self.writer = Some(writer);
     }
 
-    fn push_prefixed(&mut self, label: &str, line: &[u8], capped: bool) {
+    /// False when the line was dropped at [`HARD_CAP`].
+    fn push_prefixed(&mut self, label: &str, line: &[u8], capped: bool) -> bool {
         let mut record = Vec::with_capacity(label.len() + line.len() + 4);
         record.extend_from_slice(label.as_bytes());
         record.extend_from_slice(b" | ");
         record.extend_from_slice(line);
         record.push(b'\n');
-        self.push(&record, capped);
+        self.push(&record, capped)
     }
 
     /// Queues one record; with `capped`, only while the buffer stays within [`HARD_CAP`].
-    fn push(&mut self, bytes: &[u8], capped: bool) {
+    /// False when it was dropped at the cap.
+    fn push(&mut self, bytes: &[u8], capped: bool) -> bool {
         if self.broken {
-            return;
+            return true;
         }
         if capped && self.pending.len() + bytes.len() > HARD_CAP {
             self.dropped += 1;
-            return;
+            return false;
         }
         self.pending.extend_from_slice(bytes);
+        true
     }
 
     /// Writes what is pending until the stream would block.
@@ -885,6 +901,9 @@ mod tests {
         assert_eq!(outputs.pipes.len(), 1);
         assert_eq!(outputs.sinks[0].pending.len(), HARD_CAP - 10);
         assert_eq!(outputs.sinks[0].dropped, 2);
+        // ... and counted by program for the metrics, for good.
+        let by_program = [("app".to_string(), 2)];
+        assert_eq!(outputs.dropped(), by_program);
 
         // Once the stream takes bytes, the loss is reported (and forgotten), the buffer
         // empties and the live writer's line comes through.
@@ -894,6 +913,11 @@ mod tests {
         round(&mut outputs);
         round(&mut outputs);
         assert_eq!(outputs.sinks[0].dropped, 0);
+        assert_eq!(
+            outputs.dropped(),
+            by_program,
+            "the metrics' count is never reset"
+        );
         let written = std::fs::read(dir.join("stdout")).unwrap();
         assert!(written.ends_with(b"app | waits\n"));
         assert!(outputs.sinks[0].pending.capacity() <= 4 * HIGH_WATER);

@@ -103,6 +103,13 @@ impl Table {
     }
 }
 
+/// CPU time and resident memory of each pid's process tree (None: gone), from one scan of
+/// /proc: what a usage sample (monitoring, `status`) and a metrics scrape read.
+pub fn trees(pids: Vec<i32>) -> Vec<(i32, Option<Sample>)> {
+    let table = Table::scan();
+    pids.into_iter().map(|pid| (pid, table.tree(pid))).collect()
+}
+
 /// The text of /proc/PID/stat. Read as bytes, because the command name in it is whatever
 /// the process chose (prctl PR_SET_NAME takes any bytes): a name that is not UTF-8 must not
 /// hide the process, and its descendants, from monitoring, notify's sender check and the

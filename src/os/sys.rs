@@ -337,6 +337,18 @@ pub fn listen(fd: RawFd, backlog: u32) -> io::Result<()> {
     check(unsafe { libc::listen(fd, backlog) }).map(drop)
 }
 
+/// accept4(2) on listening socket `fd`: the next connection, non-blocking and close-on-exec
+/// from the start (the peer's address is not asked for). Used where the listener is a raw
+/// fd of either family (the metrics endpoint).
+pub fn accept(fd: RawFd) -> io::Result<OwnedFd> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: null address and length pointers ask the kernel to write no address.
+    let conn =
+        check(unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), flags) })?;
+    // SAFETY: `conn` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(conn) })
+}
+
 /// connect(2) of socket `fd` to `addr`. On a non-blocking socket the error EINPROGRESS (see
 /// [`in_progress`]) means the connection is on its way.
 pub fn connect(fd: RawFd, addr: &SockAddr) -> io::Result<()> {

@@ -5,6 +5,7 @@ pub mod client;
 pub mod events;
 pub mod protocol;
 pub mod server;
+pub mod streams;
 
 use std::path::PathBuf;
 

@@ -39,6 +39,32 @@ pub enum Request {
     Ready {},
     ReloadConfig {},
     Shutdown {},
+    // The two streams (`ginit events`, `ginit logs`): after the answer line, the connection
+    // carries lines until either side closes it (see `control::streams`).
+    /// `ginit events [--json]`: a snapshot of every instance, then every event.
+    Events {
+        #[serde(default)]
+        json: bool,
+    },
+    /// `ginit logs [-n N] [-f] [--json] [NAME...]`: the last `lines` lines of the programs
+    /// (none: every program), then with `follow` new ones.
+    Logs {
+        #[serde(default)]
+        programs: Vec<String>,
+        #[serde(default = "default_log_lines")]
+        lines: u32,
+        #[serde(default)]
+        follow: bool,
+        #[serde(default)]
+        json: bool,
+    },
+}
+
+/// `ginit logs` without `-n`.
+pub const DEFAULT_LOG_LINES: u32 = 100;
+
+fn default_log_lines() -> u32 {
+    DEFAULT_LOG_LINES
 }
 
 impl Request {
@@ -151,6 +177,13 @@ mod tests {
             Request::Ready {},
             Request::ReloadConfig {},
             Request::Shutdown {},
+            Request::Events { json: true },
+            Request::Logs {
+                programs: vec!["web".into()],
+                lines: 5,
+                follow: true,
+                json: false,
+            },
         ];
         for r in all {
             let line = r.to_line();
@@ -167,6 +200,20 @@ mod tests {
         assert_eq!(
             Request::parse(b"{\"command\":\"reload-config\"}"),
             Ok(Request::ReloadConfig {})
+        );
+        // The streams' fields may be left out.
+        assert_eq!(
+            Request::parse(b"{\"command\":\"logs\"}"),
+            Ok(Request::Logs {
+                programs: vec![],
+                lines: DEFAULT_LOG_LINES,
+                follow: false,
+                json: false
+            })
+        );
+        assert_eq!(
+            Request::parse(b"{\"command\":\"events\"}"),
+            Ok(Request::Events { json: false })
         );
     }
 

@@ -23,6 +23,7 @@ use crate::config::signals;
 use crate::config::{self, Config, ProgramSpec, ReadyCheck};
 use crate::control::events::Event;
 use crate::control::server::Server;
+use crate::control::streams::{self, Stream};
 use crate::machine::single::{Action, Recipient, Single};
 use crate::machine::{CheckRef, Effect, Exited, Input, Machine};
 use crate::os::notify::NotifySocket;
@@ -31,7 +32,7 @@ use crate::os::probes::{Probes, Purpose, Target};
 use crate::os::reaper;
 use crate::os::signals::SignalSource;
 use crate::os::start::Starter;
-use crate::os::{proc, spawn, sys};
+use crate::os::{proc, spawn, stdio, sys};
 
 /// Milliseconds from `now` to `deadline` for poll, rounded up so a deadline is never polled
 /// for early (which would spin), or -1 for none.
@@ -310,7 +311,9 @@ impl Daemon {
             let done = self.probes.handle(slots.probes.of(&fds), now);
             let mut results = self.probes_done(done, now);
             self.starter.handle_reports(slots.reports.of(&fds));
+            self.starter.outputs.rings.tap = self.server.follows_logs();
             self.starter.outputs.handle(slots.outputs.of(&fds));
+            self.follow_logs();
 
             received.clear();
             // Level-triggered: a signal still queued is seen on the next round.
@@ -363,7 +366,8 @@ impl Daemon {
 
     /// An event the machine published: stamped with the time and handed to what consumes
     /// events (for now only the debug log).
-    fn publish(&mut self, event: Event, _now: Instant) {
+    fn publish(&mut self, event: Event, now: Instant) {
+        self.server.publish(&event, now);
         debug!(
             "event {} of {}{}",
             event.what.name(),
@@ -473,6 +477,63 @@ impl Daemon {
                 self.publish(event, now);
                 None
             }
+            effect @ (Effect::Subscribe { .. }
+            | Effect::ServeLogs(_)
+            | Effect::LogSettings { .. }) => {
+                self.observe(effect, now);
+                None
+            }
+        }
+    }
+
+    /// The effects behind `ginit events` and `ginit logs`: a subscription, an answer from
+    /// the log rings, the log settings of the running config.
+    fn observe(&mut self, effect: Effect, now: Instant) {
+        let outputs = &mut self.starter.outputs;
+        match effect {
+            Effect::Subscribe {
+                conn,
+                json,
+                snapshot,
+            } => {
+                let time = stdio::rfc3339(std::time::SystemTime::now());
+                let first = streams::snapshot(&snapshot, json, &time);
+                let stream = Stream::new(streams::Kind::Events, json);
+                self.server
+                    .open_stream(conn, stream, None, &first, false, now);
+            }
+            Effect::ServeLogs(a) => {
+                let programs = a.programs.as_deref();
+                let first = streams::dump(
+                    &outputs.rings,
+                    programs,
+                    a.lines,
+                    a.json,
+                    outputs.timestamps,
+                );
+                let stream = Stream::new(streams::Kind::Logs(a.programs), a.json);
+                self.server
+                    .open_stream(a.conn, stream, a.notes, &first, !a.follow, now);
+            }
+            Effect::LogSettings {
+                buffer,
+                timestamps,
+                programs,
+            } => {
+                outputs.rings.settings(buffer, &programs);
+                outputs.timestamps = timestamps;
+                stdio::set_timestamps(timestamps);
+            }
+            _ => {}
+        }
+    }
+
+    /// New lines of output, to the `ginit logs -f` clients.
+    fn follow_logs(&mut self) {
+        let stamps = self.starter.outputs.timestamps;
+        let (fresh, rings) = self.starter.outputs.rings.take_fresh();
+        if !fresh.is_empty() {
+            self.server.follow_logs(&fresh, rings, stamps);
         }
     }
 

@@ -19,7 +19,8 @@
 //! - `sockets`, `notify`: listeners bound once; NOTIFY_SOCKET with kernel credentials.
 //! - `probes`: tcp and http check attempts; whether a result matters is not theirs.
 //! - `output`: program output pipes and log files; `stdio`: ginit's own non-blocking stdout
-//!   and stderr, shared by `output` and the logger.
+//!   and stderr, shared by `output` and the logger; `ring`: each program's last lines of
+//!   output in memory, for `ginit logs`.
 //! - `resolver`: the real `config::Resolver`.
 //!
 //! Imports go one way: these modules use `config` (data, the signal table) and the control
@@ -34,6 +35,7 @@ pub mod probes;
 pub mod proc;
 pub mod reaper;
 pub mod resolver;
+pub mod ring;
 pub mod signals;
 pub mod sockets;
 pub mod spawn;

@@ -34,6 +34,7 @@ use std::time::{Instant, SystemTime};
 
 use log::{error, warn};
 
+use super::ring::Rings;
 use super::stdio::{Writer, json_string, rfc3339};
 use super::sys;
 use crate::config::{Output, ProgramSpec, Rotate};
@@ -66,7 +67,7 @@ impl Stream {
         self as usize
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -96,6 +97,8 @@ struct Pipe {
     /// Every writer is gone (poll said POLLHUP): read to the end even while the destination
     /// is full, so the pipe can be closed; lines past [`HARD_CAP`] are dropped.
     hup: bool,
+    /// Its program's log ring (`os/ring.rs`).
+    ring: usize,
 }
 
 /// ginit's stdout or stderr as a destination.
@@ -136,6 +139,12 @@ pub struct Outputs {
     sinks: [Sink; 2],
     files: HashMap<PathBuf, FileSink>,
     scratch: Vec<u8>,
+    /// Each program's last lines, for `ginit logs`.
+    pub rings: Rings,
+    /// `log.timestamps`: `prefix` lines start with the time.
+    pub timestamps: bool,
+    /// The time of `prefix` lines, formatted once per millisecond: (ms since the epoch, text).
+    stamp: (u64, String),
 }
 
 impl Default for Outputs {
@@ -151,6 +160,9 @@ impl Outputs {
             sinks: [Sink::new(1, "stdout"), Sink::new(2, "stderr")],
             files: HashMap::new(),
             scratch: vec![0; READ_CHUNK],
+            rings: Rings::default(),
+            timestamps: false,
+            stamp: (u64::MAX, String::new()),
         }
     }
 
@@ -185,6 +197,10 @@ impl Outputs {
         if matches!(dest, Dest::Prefix | Dest::Json) {
             self.sinks[stream.index()].prepare();
         }
+        let pipes = &self.pipes;
+        let ring = self.rings.ring_for(&spec.name, spec.instances > 1, |r| {
+            pipes.iter().any(|p| p.ring == r)
+        });
         self.pipes.push(Pipe {
             reader: File::from(reader),
             program: spec.name.clone(),
@@ -194,6 +210,7 @@ impl Outputs {
             dest,
             partial: Vec::new(),
             hup: false,
+            ring,
         });
     }
 
@@ -321,10 +338,12 @@ impl Outputs {
             };
             let mut partial = std::mem::take(&mut self.pipes[i].partial);
             partial.extend_from_slice(&self.scratch[..n]);
+            // One clock reading per read: the lines of one chunk arrived together.
+            let now = now_ms();
             let mut start = 0;
             while let Some(end) = next_line(&partial[start..]) {
                 let (line, used) = end;
-                self.deliver(i, &partial[start..start + line]);
+                self.deliver(i, &partial[start..start + line], now);
                 start += used;
             }
             partial.drain(..start);
@@ -337,7 +356,7 @@ impl Outputs {
     fn close_pipe(&mut self, i: usize) {
         let rest = std::mem::take(&mut self.pipes[i].partial);
         if !rest.is_empty() {
-            self.deliver(i, &rest);
+            self.deliver(i, &rest, now_ms());
         }
         let pipe = self.pipes.remove(i);
         self.flush_sinks();
@@ -375,19 +394,28 @@ impl Outputs {
         }
     }
 
-    /// Formats one line (without its newline) of pipe `i` to its destination.
-    fn deliver(&mut self, i: usize, line: &[u8]) {
+    /// Formats one line (without its newline) of pipe `i`, read at `now` (ms since the
+    /// epoch), to its destination, and keeps it in its program's ring.
+    fn deliver(&mut self, i: usize, line: &[u8], now: u64) {
         let pipe = &self.pipes[i];
+        self.rings
+            .push(pipe.ring, pipe.instance, pipe.stream, now, line);
+        let json = matches!(pipe.dest, Dest::Json);
+        if (self.timestamps || json) && self.stamp.0 != now {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now);
+            self.stamp = (now, rfc3339(t));
+        }
+        let stamp = self.timestamps.then_some(self.stamp.1.as_str());
         let sink = &mut self.sinks[pipe.stream.index()];
         // Only a pipe without writers is read while its stream is full: it alone meets the cap.
         let capped = pipe.hup;
         match &pipe.dest {
-            Dest::Prefix => sink.push_prefixed(&pipe.label, line, capped),
+            Dest::Prefix => sink.push_prefixed(stamp, &pipe.label, line, capped),
             Dest::Json => {
                 let text = String::from_utf8_lossy(line);
                 let record = format!(
                     "{{\"time\":\"{}\",\"program\":{},\"instance\":{},\"stream\":\"{}\",\"line\":{}}}\n",
-                    rfc3339(SystemTime::now()),
+                    self.stamp.1,
                     json_string(&pipe.program),
                     pipe.instance,
                     pipe.stream.name(),
@@ -402,11 +430,17 @@ impl Outputs {
                     .is_some_and(|file| file.write_line(path, line));
                 if !written {
                     // The file cannot take it: the line goes to ginit's stderr, not nowhere.
-                    self.sinks[1].push_prefixed(&pipe.label, line, capped);
+                    self.sinks[1].push_prefixed(stamp, &pipe.label, line, capped);
                 }
             }
         }
     }
+}
+
+/// Now, in milliseconds since the Unix epoch (the time lines are stamped with).
+fn now_ms() -> u64 {
+    let since = SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The next line in `buf`: (length without the newline, bytes consumed), or None when `buf`
@@ -454,8 +488,13 @@ impl Sink {
         self.writer = Some(writer);
     }
 
-    fn push_prefixed(&mut self, label: &str, line: &[u8], capped: bool) {
-        let mut record = Vec::with_capacity(label.len() + line.len() + 4);
+    /// Queues `[STAMP ]label | line`.
+    fn push_prefixed(&mut self, stamp: Option<&str>, label: &str, line: &[u8], capped: bool) {
+        let mut record = Vec::with_capacity(label.len() + line.len() + 30);
+        if let Some(stamp) = stamp {
+            record.extend_from_slice(stamp.as_bytes());
+            record.push(b' ');
+        }
         record.extend_from_slice(label.as_bytes());
         record.extend_from_slice(b" | ");
         record.extend_from_slice(line);

@@ -142,13 +142,23 @@ enum Field<'a> {
     Flag(bool),
 }
 
-/// Seconds rounded to the millisecond (0 for what is not a number: never NaN in JSON).
-fn millis(secs: f64) -> f64 {
-    if secs.is_finite() {
-        (secs * 1000.0).round() / 1000.0
+/// Seconds to the millisecond, without trailing zeros: `1.2`, `0.002`, `3` (0 for what is not
+/// a number, so JSON never gets NaN). Written from integers: float formatting would cost
+/// kilobytes of binary.
+fn secs(secs: f64) -> String {
+    let ms = if secs.is_finite() && secs > 0.0 {
+        (secs * 1000.0).round() as u64
     } else {
-        0.0
+        0
+    };
+    let mut text = format!("{}.{:03}", ms / 1000, ms % 1000);
+    while text.ends_with('0') {
+        text.pop();
     }
+    if text.ends_with('.') {
+        text.pop();
+    }
+    text
 }
 
 /// A JSON string literal (serde_json's escaping).
@@ -233,7 +243,7 @@ impl Event {
             let _ = match field {
                 Field::Absent => continue,
                 Field::Number(n) => write!(out, " {key}={n}"),
-                Field::Secs(s) => write!(out, " {key}={}s", millis(s)),
+                Field::Secs(s) => write!(out, " {key}={}s", secs(s)),
                 Field::Flag(b) => write!(out, " {key}={}", if b { "yes" } else { "no" }),
                 Field::Text(t)
                     if !t.is_empty()
@@ -268,7 +278,7 @@ impl Event {
             let _ = match field {
                 Field::Absent => continue,
                 Field::Number(n) => write!(out, ",\"{key}\":{n}"),
-                Field::Secs(s) => write!(out, ",\"{key}\":{}", millis(s)),
+                Field::Secs(s) => write!(out, ",\"{key}\":{}", secs(s)),
                 Field::Flag(b) => write!(out, ",\"{key}\":{b}"),
                 Field::Text(t) => write!(out, ",\"{key}\":{}", quoted(t)),
             };

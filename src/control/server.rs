@@ -446,6 +446,8 @@ impl Server {
         c.deadline = None;
         c.subscription = Some(stream);
         c.flush();
+        // All said at once: closed now, as nothing may wake the loop again soon.
+        self.conns.retain(|c| !(c.closing && c.output.is_empty()));
     }
 
     /// Hands a published event to every events subscriber; one that cannot take it is

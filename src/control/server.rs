@@ -549,6 +549,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn streams_are_bounded_and_never_evicted_so_requests_always_get_through() {
+        let dir = std::env::temp_dir().join(format!("ginit-streams-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let mut server = Server::bind(&path).unwrap();
+        let ready = [libc::pollfd {
+            fd: 0,
+            events: 0,
+            revents: libc::POLLIN,
+        }];
+        let now = Instant::now();
+        let connect = || UnixStream::connect(&path).unwrap();
+        let mut clients: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect()).collect();
+        server.handle(&ready, now);
+        let ids: Vec<ConnId> = server.conns.iter().map(|c| c.id).collect();
+        for &id in &ids[..=MAX_STREAMS] {
+            let stream = Stream::new(streams::Kind::Events, false);
+            server.open_stream(id, stream, None, b"", false, now);
+        }
+        let open = |s: &Server| s.conns.iter().filter(|c| c.subscription.is_some()).count();
+        assert_eq!(open(&server), MAX_STREAMS, "one past the bound is refused");
+        let refused = &server.conns[MAX_STREAMS];
+        assert!(refused.subscription.is_none() && refused.deadline.is_some());
+        // Newcomers close idle connections, never a stream (they have no stall deadline).
+        for _ in 0..MAX_CONNECTIONS {
+            clients.push(connect());
+            server.handle(&ready, now);
+            assert_eq!(server.conns.len(), MAX_CONNECTIONS);
+            assert_eq!(open(&server), MAX_STREAMS);
+        }
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_eviction_notice_is_a_response() {
         let r = Response::parse(EVICTED.trim_end().as_bytes()).unwrap();
         assert!(!r.ok && r.error.is_some_and(|e| e.contains("idle longest")));

@@ -21,6 +21,10 @@
 //! stderr: one error line when that starts, a retry on the first line at least
 //! [`FILE_RETRY`] later (or after SIGUSR1), one line with a count when it works again.
 //!
+//! Every line delivered is also kept in its program's ring (`ring.rs`) for `ginit logs`,
+//! stamped with the time of the read that brought it (one clock reading per read, not per
+//! line); with `log.timestamps`, `prefix` lines start with that time.
+//!
 //! This module owns fds and bytes only; it does not know about states or restarts. System
 //! calls go through [`super::sys`].
 

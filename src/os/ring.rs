@@ -33,14 +33,27 @@ pub struct LogLine {
     pub text: Box<[u8]>,
 }
 
-/// One program's ring.
+/// What a ring keeps of a line besides its text.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    seq: u64,
+    time_ms: u64,
+    instance: u32,
+    stream: Stream,
+    len: u32,
+}
+
+/// One program's ring: the lines' texts back to back in one buffer, and what else is known
+/// of each. No allocation per line: keeping a line writes to the ends of two buffers, and
+/// dropping the oldest moves their starts (a PID 1 that forks at every restart pays a page
+/// fault for each page it writes after the fork, so writes are kept to few pages).
 #[derive(Debug)]
 pub struct Ring {
     pub name: String,
     /// The program has several instances: lines are labelled `name.i`.
     pub multi: bool,
-    lines: VecDeque<LogLine>,
-    bytes: usize,
+    lines: VecDeque<Meta>,
+    text: VecDeque<u8>,
     /// The program is in the running config (a ring of one that left it is reused).
     kept: bool,
 }
@@ -85,7 +98,7 @@ impl Rings {
             name: name.to_string(),
             multi,
             lines: VecDeque::new(),
-            bytes: 0,
+            text: VecDeque::new(),
             kept: true,
         };
         let free = (0..self.rings.len()).find(|&i| !self.rings[i].kept && !in_use(i));
@@ -117,7 +130,7 @@ impl Rings {
             ring.kept = names.contains_key(&ring.name);
             if !ring.kept {
                 ring.lines = VecDeque::new();
-                ring.bytes = 0;
+                ring.text = VecDeque::new();
             }
             ring.trim(limit, 0, 0);
         }
@@ -133,36 +146,44 @@ impl Rings {
             return;
         };
         self.seq += 1;
-        let line = LogLine {
+        let meta = Meta {
             seq: self.seq,
             time_ms,
             instance,
             stream,
-            text: text.into(),
+            len: text.len() as u32,
         };
         if self.tap {
-            self.fresh.push((ring, line.clone()));
+            self.fresh.push((ring, meta.with(text)));
         }
         if keep {
             r.trim(self.limit, 1, text.len());
-            r.bytes += text.len();
-            r.lines.push_back(line);
+            r.text.extend(text);
+            r.lines.push_back(meta);
         }
     }
 
     /// The last `n` lines of the named programs (`None`: all), oldest first across them.
-    pub fn last(&self, programs: Option<&[String]>, n: usize) -> Vec<(&Ring, &LogLine)> {
+    pub fn last(&self, programs: Option<&[String]>, n: usize) -> Vec<Kept<'_>> {
         // Each ring is in order already: its last `n` lines are merged two runs at a time
         // (O(lines log rings), and no sort's code in the binary).
-        let mut runs: Vec<Vec<(&Ring, &LogLine)>> = Vec::new();
+        let mut runs: Vec<Vec<Kept<'_>>> = Vec::new();
         for ring in &self.rings {
             let wanted = match programs {
                 None => ring.kept,
                 Some(names) => names.contains(&ring.name),
             };
-            let skip = ring.lines.len().saturating_sub(n);
-            if wanted && skip < ring.lines.len() {
-                runs.push(ring.lines.iter().skip(skip).map(|l| (ring, l)).collect());
+            if wanted && n > 0 && !ring.lines.is_empty() {
+                let mut end = ring.text.len();
+                let mut run: Vec<Kept<'_>> = Vec::new();
+                for meta in ring.lines.iter().rev().take(n) {
+                    let start = end.saturating_sub(meta.len as usize);
+                    let text: Vec<u8> = ring.text.range(start..end).copied().collect();
+                    run.push((ring, meta.with(&text)));
+                    end = start;
+                }
+                run.reverse();
+                runs.push(run);
             }
         }
         while runs.len() > 1 {
@@ -189,7 +210,19 @@ impl Rings {
 }
 
 /// A line of a ring, with its ring.
-type Kept<'a> = (&'a Ring, &'a LogLine);
+pub type Kept<'a> = (&'a Ring, LogLine);
+
+impl Meta {
+    fn with(self, text: &[u8]) -> LogLine {
+        LogLine {
+            seq: self.seq,
+            time_ms: self.time_ms,
+            instance: self.instance,
+            stream: self.stream,
+            text: text.into(),
+        }
+    }
+}
 
 /// Two runs of lines in order, as one.
 fn merge<'a>(a: Vec<Kept<'a>>, b: Vec<Kept<'a>>) -> Vec<Kept<'a>> {
@@ -211,14 +244,15 @@ impl Ring {
     fn trim(&mut self, limit: LogBuffer, more: usize, room: usize) {
         while !self.lines.is_empty()
             && (self.lines.len() + more > limit.lines as usize
-                || (self.bytes + room) as u64 > limit.bytes)
+                || (self.text.len() + room) as u64 > limit.bytes)
         {
             if let Some(old) = self.lines.pop_front() {
-                self.bytes -= old.text.len();
+                let len = (old.len as usize).min(self.text.len());
+                self.text.drain(..len);
             }
         }
         if self.lines.is_empty() {
-            self.bytes = 0;
+            self.text.clear();
         }
     }
 
@@ -265,7 +299,7 @@ mod tests {
             .into_iter()
             .map(|(r, l)| {
                 let mut out = Vec::new();
-                r.render(l, false, false, &mut out);
+                r.render(&l, false, false, &mut out);
                 String::from_utf8(out).unwrap()
             })
             .collect()
@@ -344,7 +378,7 @@ mod tests {
             name: "web".into(),
             multi: true,
             lines: VecDeque::new(),
-            bytes: 0,
+            text: VecDeque::new(),
             kept: true,
         };
         let line = LogLine {

@@ -1,7 +1,7 @@
 //! Seeing inside the container through the real binary as PID 1: `ginit logs` (the last lines
 //! in order across programs, `-f` with nothing lost while the client keeps up, a stalled `-f`
 //! client told what it missed while supervision goes on), `ginit events` (the snapshot, then
-//! a crash loop, a config reload and a stop, in text and JSON; a stalled subscriber
+//! a crash loop, a config reload, a `replace` reload and a stop, in text and JSON; a stalled subscriber
 //! disconnected with a last line), `logs` of an `inherit` program, and `log.timestamps`.
 
 mod common;
@@ -295,6 +295,7 @@ fn events_show_the_snapshot_then_a_crash_loop_a_reload_and_a_stop() {
 programs:
   web:
     command: [HELPER, sleep]
+    reload: {strategy: replace}
   crash:
     command: ["/bin/sh", "-c", "while [ ! -e DIR/go ]; do sleep 0.02; done; exit 3"]
     backoff: {initial: 100ms, max: 100ms}
@@ -346,6 +347,11 @@ programs:
     );
     let started = text_events.until_after(" extra.0 started pid=", at);
     at = reloaded.max(started) + 1;
+    // A `replace` reload of web: begun, the new instance, done; the old one stops.
+    assert!(client(&run, &["reload", "web"]).status.success());
+    at = text_events.until_after(" web reload_begun", at) + 1;
+    at = text_events.until_after(" web.0 started pid=", at) + 1;
+    at = text_events.until_after(" web reload_done took=", at) + 1;
     assert!(client(&run, &["stop", "web"]).status.success());
     at = text_events.until_after(" web.0 exited pid=", at) + 1;
     text_events.until_after(" web.0 stopped", at);

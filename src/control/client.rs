@@ -86,9 +86,16 @@ fn stream(socket: &Path, request: &Request) -> i32 {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            // Nothing asked: a pipe whose reader is gone (`| head`) reports POLLERR, so the
+            // client ends then, not at the next line it could not write.
+            libc::pollfd {
+                fd: 1,
+                events: 0,
+                revents: 0,
+            },
         ];
         let _ = sys::poll(&mut fds, -1);
-        if fds[1].revents != 0 {
+        if fds[1].revents != 0 || fds[2].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
             return 0;
         }
         let n = match stream.read(&mut buf) {

@@ -142,7 +142,7 @@ pub fn dump(
     json: bool,
     timestamps: bool,
 ) -> Vec<u8> {
-    let lines = rings.last(programs, n as usize);
+    let lines = rings.last(programs, n as usize, DUMP);
     let mut rendered: Vec<Vec<u8>> = Vec::new();
     let mut total = 0;
     for (ring, line) in lines.iter().rev() {
@@ -155,7 +155,9 @@ pub fn dump(
         rendered.push(one);
     }
     let mut out = Vec::with_capacity(total + 100);
-    let left_out = lines.len() - rendered.len();
+    let left_out = rings
+        .count(programs, n as usize)
+        .saturating_sub(rendered.len());
     if left_out > 0 {
         let mut note = String::new();
         let _ = if json {

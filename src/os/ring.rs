@@ -163,8 +163,10 @@ impl Rings {
         }
     }
 
-    /// The last `n` lines of the named programs (`None`: all), oldest first across them.
-    pub fn last(&self, programs: Option<&[String]>, n: usize) -> Vec<Kept<'_>> {
+    /// The last `n` lines of the named programs (`None`: all), oldest first across them; of
+    /// each ring at most about `budget` bytes of text (what a client may ask for is copied
+    /// only as far as it can be sent).
+    pub fn last(&self, programs: Option<&[String]>, n: usize, budget: usize) -> Vec<Kept<'_>> {
         // Each ring is in order already: its last `n` lines are merged two runs at a time
         // (O(lines log rings), and no sort's code in the binary).
         let mut runs: Vec<Vec<Kept<'_>>> = Vec::new();
@@ -177,6 +179,9 @@ impl Rings {
                 let mut end = ring.text.len();
                 let mut run: Vec<Kept<'_>> = Vec::new();
                 for meta in ring.lines.iter().rev().take(n) {
+                    if ring.text.len() - end > budget {
+                        break;
+                    }
                     let start = end.saturating_sub(meta.len as usize);
                     let text: Vec<u8> = ring.text.range(start..end).copied().collect();
                     run.push((ring, meta.with(&text)));
@@ -201,6 +206,21 @@ impl Rings {
         let skip = out.len().saturating_sub(n);
         out.drain(..skip);
         out
+    }
+
+    /// How many lines [`Rings::last`] would give without a budget.
+    pub fn count(&self, programs: Option<&[String]>, n: usize) -> usize {
+        let wanted = |ring: &&Ring| match programs {
+            None => ring.kept,
+            Some(names) => names.contains(&ring.name),
+        };
+        let all: usize = self
+            .rings
+            .iter()
+            .filter(wanted)
+            .map(|r| r.lines.len().min(n))
+            .sum();
+        all.min(n)
     }
 
     /// The lines kept since the last call (only while tapped), with their ring.
@@ -295,7 +315,7 @@ mod tests {
 
     fn texts(rings: &Rings, programs: Option<&[String]>, n: usize) -> Vec<String> {
         rings
-            .last(programs, n)
+            .last(programs, n, usize::MAX)
             .into_iter()
             .map(|(r, l)| {
                 let mut out = Vec::new();

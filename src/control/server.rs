@@ -16,6 +16,10 @@
 //! the idlest connection makes room for the new one; with none to close, the listener rests
 //! for [`ACCEPT_PAUSE`] rather than waking the loop over and over.
 //!
+//! A connection whose request was `events` or `logs` becomes a stream (`streams.rs`): from
+//! then on it is only written to, with a bounded queue, it is never the idlest (so never closed
+//! to make room), and at most [`MAX_STREAMS`] exist, so streams cannot crowd out requests.
+//!
 //! An OS edge like those of `os/`, kept beside the protocol it serves; its system calls go
 //! through `os::sys`, so it holds no `unsafe`. It answers requests it is handed the responses
 //! for; what a request does is not decided here.

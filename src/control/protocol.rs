@@ -15,7 +15,7 @@ pub type ConnId = u64;
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// A request. Written by serde's derive (tagged by `command`); read by [`Request::parse`]
-/// through [`Wire`], not serde's internally tagged enum, whose buffering of every value
+/// through `Wire`, not serde's internally tagged enum, whose buffering of every value
 /// cost ~10 KB of binary.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::units::parse_duration;
-use crate::control::protocol::Request;
+use crate::control::protocol::{DEFAULT_LOG_LINES, Request};
 
 pub const USAGE: &str = "\
 usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM under ginit as init
@@ -23,6 +23,9 @@ usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM under ginit as init
          ready                          exit 0 when every program is ready
          reload-config                  re-read the config (as SIGHUP)
          shutdown                       stop everything and exit (as SIGTERM)
+         events [--json]                what happens, live: a snapshot, then each event
+         logs [-n N] [-f] [--json] [NAME...]   the last N (100) lines of output kept in
+                                        memory; -f: then new lines until Ctrl-C
 
 Runs PROGRAM as the child of an init that reaps zombies, forwards signals and, when the
 program exits, gives leftover processes SIGTERM and a grace period before SIGKILL.
@@ -85,7 +88,7 @@ pub struct RunOptions {
 }
 
 /// The names reserved for talking to a running ginit (SPEC section 6).
-const CONTROL_COMMANDS: [&str; 9] = [
+const CONTROL_COMMANDS: [&str; 11] = [
     "status",
     "start",
     "stop",
@@ -95,6 +98,8 @@ const CONTROL_COMMANDS: [&str; 9] = [
     "ready",
     "reload-config",
     "shutdown",
+    "events",
+    "logs",
 ];
 
 /// Parses ginit's arguments (without argv[0]). Errors are one-line reasons for exit status 2.
@@ -175,15 +180,27 @@ fn parse_control(
     let mut json = false;
     let mut watch = None;
     let mut words: Vec<String> = Vec::new();
+    // `logs` only.
+    let (mut lines, mut follow) = (DEFAULT_LOG_LINES, false);
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
             Long("socket") => socket = Some(PathBuf::from(parser.value().map_err(err)?)),
-            Long("json") if name == "status" => json = true,
+            Long("json") if matches!(name, "status" | "events" | "logs") => json = true,
             Long("watch") if name == "status" => {
                 watch = Some(match parser.optional_value() {
                     Some(v) => watch_interval(&v.to_string_lossy())?,
                     None => WATCH_DEFAULT,
                 })
+            }
+            Short('f') | Long("follow") if name == "logs" => follow = true,
+            Short('n') | Long("lines") if name == "logs" => {
+                let value = parser.value().map_err(err)?;
+                lines = value.to_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    format!(
+                        "logs: -n takes a number of lines, not `{}`",
+                        value.to_string_lossy()
+                    )
+                })?;
             }
             Value(v) => words.push(
                 v.into_string()
@@ -215,6 +232,13 @@ fn parse_control(
         "ready" => none(Request::Ready {}, &words)?,
         "reload-config" => none(Request::ReloadConfig {}, &words)?,
         "shutdown" => none(Request::Shutdown {}, &words)?,
+        "events" => none(Request::Events { json }, &words)?,
+        "logs" => Request::Logs {
+            programs: words,
+            lines,
+            follow,
+            json,
+        },
         "start" => Request::Start {
             programs: programs(words)?,
         },
@@ -395,6 +419,51 @@ mod tests {
         }
         assert!(watch(&["status", "--watch", "--json"]).is_err());
         assert!(watch(&["restart", "--watch", "web"]).is_err());
+    }
+
+    #[test]
+    fn events_and_logs() {
+        let control = |request| Command::Control {
+            request,
+            socket: None,
+            json: false,
+            watch: None,
+        };
+        assert_eq!(
+            parse(["events"]),
+            Ok(control(Request::Events { json: false }))
+        );
+        assert!(parse(["events", "web"]).is_err());
+        assert_eq!(
+            parse(["logs"]),
+            Ok(control(Request::Logs {
+                programs: vec![],
+                lines: 100,
+                follow: false,
+                json: false
+            }))
+        );
+        let Ok(Command::Control { request, .. }) =
+            parse(["logs", "-n", "5", "-f", "--json", "web", "db"])
+        else {
+            panic!("not a control command");
+        };
+        assert_eq!(
+            request,
+            Request::Logs {
+                programs: vec!["web".into(), "db".into()],
+                lines: 5,
+                follow: true,
+                json: true
+            }
+        );
+        assert!(
+            parse(["logs", "-n", "many"])
+                .unwrap_err()
+                .contains("-n takes a number")
+        );
+        assert!(parse(["status", "-f"]).is_err());
+        assert!(parse(["events", "-n", "3"]).is_err());
     }
 
     #[test]

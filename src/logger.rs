@@ -1,5 +1,6 @@
-//! ginit's own log lines, on stderr: `ginit: warning: message`, or one JSON object per line
-//! (`time`, `level`, `message`) with `log: {format: json}`.
+//! ginit's own log lines, on stderr: `ginit: warning: message` (after the time with
+//! `log.timestamps`), or one JSON object per line (`time`, `level`, `message`) with
+//! `log: {format: json}`.
 //!
 //! The level comes from `-v`/`-q` (which win), then `GINIT_LOG`, then the config's
 //! `log.level`; the default is `info`. `GINIT_LOG` and `log.level` take env_logger's directive
@@ -26,7 +27,7 @@ use std::sync::Mutex;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::{LogFormat, LogSpec};
-use crate::os::stdio::{LogStream, json_string, rfc3339};
+use crate::os::stdio::{LogStream, json_string, rfc3339, set_timestamps, timestamps};
 
 /// One `target=level` directive; no target: every target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +198,10 @@ impl Logger {
                 json_string(&text)
             );
         } else {
+            if timestamps() {
+                line.push_str(&rfc3339(std::time::SystemTime::now()));
+                line.push(' ');
+            }
             let _ = writeln!(line, "ginit: {}: {message}", level_word(level));
         }
         line
@@ -240,6 +245,7 @@ pub fn init(verbosity: i32, spec: Option<&LogSpec>) {
     for w in &warnings {
         out.line(format!("ginit: warning: {w}, ignoring it\n").as_bytes());
     }
+    set_timestamps(spec.is_some_and(|s| s.timestamps));
     let max = filter.max();
     let logger = Logger {
         filter,

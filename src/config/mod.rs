@@ -54,6 +54,8 @@ impl Default for Config {
                 level: None,
                 format: LogFormat::Text,
                 file: None,
+                buffer: LogBuffer::DEFAULT,
+                timestamps: false,
             },
             control_socket: PathBuf::from(DEFAULT_SOCKET),
             sockets: Vec::new(),
@@ -475,6 +477,33 @@ pub struct LogSpec {
     pub format: LogFormat,
     /// With `--daemon`: where ginit's stdout and stderr go (else /dev/null).
     pub file: Option<PathBuf>,
+    /// `log.buffer`: the ring of each program's last lines (`ginit logs`).
+    pub buffer: LogBuffer,
+    /// `log.timestamps`: an RFC 3339 time at the start of `prefix` lines and of ginit's own
+    /// text log lines.
+    pub timestamps: bool,
+}
+
+/// `log.buffer`: how much of each program's output ginit keeps in memory for `ginit logs`,
+/// whichever limit is reached first; either 0 turns the ring off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogBuffer {
+    pub lines: u32,
+    /// Bytes of line text (without newlines).
+    pub bytes: u64,
+}
+
+impl LogBuffer {
+    /// 1,000 lines or 1 MiB per program.
+    pub const DEFAULT: LogBuffer = LogBuffer {
+        lines: 1000,
+        bytes: 1 << 20,
+    };
+
+    /// The ring keeps nothing.
+    pub fn is_off(&self) -> bool {
+        self.lines == 0 || self.bytes == 0
+    }
 }
 
 /// One problem in a config file.

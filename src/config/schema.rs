@@ -126,6 +126,10 @@ pub const MIN_MEMORY_MAX: (u64, &str) = (1 << 20, "1MiB");
 pub const CPU_MAX_RANGE: (f64, f64) = (1.0, 100_000.0);
 /// Most files `include` may add (each at most MAX_CONFIG_BYTES).
 pub const MAX_INCLUDED: usize = 256;
+/// `log.buffer.lines`: lines kept per program for `ginit logs`.
+pub const MAX_BUFFER_LINES: u32 = 1_000_000;
+/// `log.buffer.bytes`: bytes of line text kept per program (so 10 programs at most 640 MiB).
+pub const MAX_BUFFER_BYTES: (u64, &str) = (64 << 20, "64MiB");
 /// At most this many errors are kept and printed (then "and N more errors"), which also
 /// bounds the work spent on "did you mean" hints.
 pub const MAX_ERRORS: usize = 100;
@@ -776,6 +780,26 @@ impl Validator<'_> {
             return None;
         }
         Some(n)
+    }
+
+    /// `log.buffer: {lines: N, bytes: SIZE}`, each bounded; 0 turns the ring off.
+    fn log_buffer(&mut self, node: &Node, path: &str, buffer: &mut super::LogBuffer) {
+        for (k, n) in self.mapping(node, path, &["lines", "bytes"], &[]) {
+            let p = join(path, k);
+            if k == "lines" {
+                if let Some(lines) = self.number(n, &p, 0, MAX_BUFFER_LINES) {
+                    buffer.lines = lines;
+                }
+            } else if let Some(bytes) = self.size(n, &p) {
+                if bytes > MAX_BUFFER_BYTES.0 {
+                    let text = n.scalar().unwrap_or_default();
+                    let msg = format!("must be from 0 to {}, found `{text}`", MAX_BUFFER_BYTES.1);
+                    self.error(n, &p, msg);
+                } else {
+                    buffer.bytes = bytes;
+                }
+            }
+        }
     }
 
     /// A whole number from `min` to `max`.
@@ -1643,9 +1667,14 @@ pub fn validate_file(
                 }
             }
             _ => {
-                for (k, n) in v.mapping(value, "log", &["level", "format", "file"], &[]) {
+                let keys = ["level", "format", "file", "buffer", "timestamps"];
+                for (k, n) in v.mapping(value, "log", &keys, &[]) {
                     let p = join("log", k);
-                    if k == "level" {
+                    if k == "buffer" {
+                        v.log_buffer(n, &p, &mut config.log.buffer);
+                    } else if k == "timestamps" {
+                        config.log.timestamps = v.boolean(n, &p).unwrap_or(false);
+                    } else if k == "level" {
                         config.log.level = v.string(n, &p);
                     } else if k == "file" {
                         match v.string(n, &p).map(PathBuf::from) {
@@ -2123,6 +2152,29 @@ log: {level: debug, format: json}
         assert_eq!(c.start_order(), ["migrate", "web"]);
         assert_eq!(c.shutdown.delay, Duration::from_secs(5));
         assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn the_log_buffer_and_timestamps_are_bounded() {
+        let c = ok("programs:\n  a: {command: x}\n");
+        assert_eq!(c.log.buffer, super::super::LogBuffer::DEFAULT);
+        assert!(!c.log.timestamps);
+        let c = ok(
+            "programs:\n  a: {command: x}\nlog: {buffer: {lines: 0, bytes: 64MiB}, timestamps: true}\n",
+        );
+        assert_eq!((c.log.buffer.lines, c.log.buffer.bytes), (0, 64 << 20));
+        assert!(c.log.buffer.is_off() && c.log.timestamps);
+        assert_eq!(
+            errors(
+                "programs:\n  a: {command: x}\nlog:\n  buffer: {lines: 1000001, bytes: 65MiB, line: 3}\n  timestamps: yes\n"
+            ),
+            [
+                "4:19: log.buffer.lines: must be from 0 to 1000000, found 1000001",
+                "4:35: log.buffer.bytes: must be from 0 to 64MiB, found `65MiB`",
+                "4:42: log.buffer.line: unknown key `line` (did you mean `lines`?)",
+                "5:15: log.timestamps: expected true or false, found `yes`",
+            ]
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `ginit status|start|stop|restart|reload|signal|ready|reload-config|shutdown`: one request
 //! over the control socket, one response, printed for people (or as JSON with
-//! `status --json`).
+//! `status --json`). `ginit events` and `ginit logs`: the answer, then the lines ginit sends,
+//! copied to stdout until ginit ends the stream or the user interrupts.
 //!
 //! `status --watch` repeats the status request until interrupted.
 //!
-//! Exit status: 0 done (for `ready`: ready), 1 refused or failed (not ready), 3 cannot
-//! connect to ginit.
+//! Exit status: 0 done (for `ready`: ready; for the streams also Ctrl-C or a closed stdout),
+//! 1 refused or failed (not ready), 3 cannot connect to ginit.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +24,9 @@ pub const EXIT_NO_CONNECTION: i32 = 3;
 
 /// Sends `request` to the ginit serving `socket`, prints the answer, returns the exit status.
 pub fn run(socket: &Path, request: &Request, json: bool) -> i32 {
+    if let Request::Events { .. } | Request::Logs { .. } = request {
+        return stream(socket, request);
+    }
     let response = match exchange(socket, request) {
         Ok(r) => r,
         Err((code, e)) => {
@@ -123,17 +128,106 @@ fn interrupted(signals: &SignalSource, wait: Duration) -> bool {
     })
 }
 
-fn exchange(socket: &Path, request: &Request) -> Result<Response, (i32, String)> {
-    let no_conn = |e: std::io::Error| {
-        (
-            EXIT_NO_CONNECTION,
-            format!(
-                "cannot connect to ginit at {}: {e} (is ginit running? --socket or \
-                 GINIT_SOCKET name another socket)",
-                socket.display()
-            ),
-        )
+/// `ginit events` and `ginit logs`: the answer line (its error, or its notes, on stderr), then
+/// every line ginit sends, to stdout. SIGINT, SIGTERM, SIGHUP and SIGPIPE are read from a
+/// signalfd rather than left to kill the client, so Ctrl-C and `| head` end it with status 0.
+fn stream(socket: &Path, request: &Request) -> i32 {
+    let quit = SignalSource::only(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE]);
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ginit: {}", no_connection(socket, e));
+            return EXIT_NO_CONNECTION;
+        }
     };
+    let sent = stream.write_all(request.to_line().as_bytes());
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: quit.as_ref().map_or(-1, SignalSource::raw_fd),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            // Nothing asked: a pipe whose reader is gone (`| head`) reports POLLERR, so the
+            // client ends then, not at the next line it could not write.
+            libc::pollfd {
+                fd: 1,
+                events: 0,
+                revents: 0,
+            },
+        ];
+        let _ = sys::poll(&mut fds, -1);
+        if fds[1].revents != 0 || fds[2].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            return 0;
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("ginit: talking to ginit: {e}");
+                return EXIT_FAILED;
+            }
+        };
+        let bytes = &buf[..n];
+        if let Some(h) = &mut head {
+            if n == 0 {
+                let e = sent
+                    .err()
+                    .map_or("closed the connection".into(), |e| e.to_string());
+                eprintln!("ginit: {e}");
+                return EXIT_FAILED;
+            }
+            h.extend_from_slice(bytes);
+            let Some(end) = h.iter().position(|&b| b == b'\n') else {
+                continue;
+            };
+            let answer = match Response::parse(&h[..end]) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ginit: {e}");
+                    return EXIT_FAILED;
+                }
+            };
+            if let Some(note) = answer.message.as_deref().or(answer.error.as_deref()) {
+                eprintln!("ginit: {note}");
+            }
+            if !answer.ok {
+                return EXIT_FAILED;
+            }
+            let rest = h.split_off(end + 1);
+            head = None;
+            if out.write_all(&rest).and_then(|()| out.flush()).is_err() {
+                return 0;
+            }
+            continue;
+        }
+        if n == 0 {
+            return 0; // ginit ended the stream (`logs` without -f, or it shut down)
+        }
+        if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
+            return 0; // stdout closed (`| head`): done
+        }
+    }
+}
+
+fn no_connection(socket: &Path, e: std::io::Error) -> String {
+    format!(
+        "cannot connect to ginit at {}: {e} (is ginit running? --socket or GINIT_SOCKET \
+         name another socket)",
+        socket.display()
+    )
+}
+
+fn exchange(socket: &Path, request: &Request) -> Result<Response, (i32, String)> {
+    let no_conn = |e| (EXIT_NO_CONNECTION, no_connection(socket, e));
     let mut stream = UnixStream::connect(socket).map_err(no_conn)?;
     // Quick commands answer at once; stop/restart/reload answer when done, which the
     // programs' stop timeouts bound.

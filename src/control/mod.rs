@@ -7,6 +7,7 @@ pub mod events;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod streams;
 
 use std::path::PathBuf;
 

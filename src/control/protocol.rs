@@ -14,11 +14,14 @@ pub type ConnId = u64;
 /// Largest request line the server reads; anything longer is refused.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+/// A request. Written by serde's derive (tagged by `command`); read by [`Request::parse`]
+/// through `Wire`, not serde's internally tagged enum, whose buffering of every value
+/// cost ~10 KB of binary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Request {
-    // The commands without arguments are empty structs, not unit variants: serde ignores
-    // `deny_unknown_fields` for internally tagged unit variants.
+    // The commands without arguments are empty structs, so they write as `{"command":...}`
+    // like the others.
     Status {},
     Start {
         programs: Vec<String>,
@@ -39,12 +42,100 @@ pub enum Request {
     Ready {},
     ReloadConfig {},
     Shutdown {},
+    // The two streams (`ginit events`, `ginit logs`): after the answer line, the connection
+    // carries lines until either side closes it (see `control::streams`).
+    /// `ginit events [--json]`: a snapshot of every instance, then every event.
+    Events {
+        json: bool,
+    },
+    /// `ginit logs [-n N] [-f] [--json] [NAME...]`: the last `lines` lines of the programs
+    /// (none: every program), then with `follow` new ones.
+    Logs {
+        programs: Vec<String>,
+        lines: u32,
+        follow: bool,
+        json: bool,
+    },
+}
+
+/// `ginit logs` without `-n`.
+pub const DEFAULT_LOG_LINES: u32 = 100;
+
+/// Every field a request line may have; which ones a command takes is checked after.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    command: String,
+    programs: Option<Vec<String>>,
+    signal: Option<String>,
+    lines: Option<u32>,
+    follow: Option<bool>,
+    json: Option<bool>,
 }
 
 impl Request {
     /// Parses one request line; the error is a sentence for the client.
     pub fn parse(line: &[u8]) -> Result<Request, String> {
-        serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))
+        let bad = |e: String| format!("malformed request: {e}");
+        let w: Wire = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+        let given = [
+            ("programs", w.programs.is_some()),
+            ("signal", w.signal.is_some()),
+            ("lines", w.lines.is_some()),
+            ("follow", w.follow.is_some()),
+            ("json", w.json.is_some()),
+        ];
+        // The fields `command` takes, or None for an unknown command.
+        let takes: Option<&[&str]> = match w.command.as_str() {
+            "status" | "ready" | "reload-config" | "shutdown" => Some(&[]),
+            "start" | "stop" | "restart" | "reload" => Some(&["programs"]),
+            "signal" => Some(&["signal", "programs"]),
+            "events" => Some(&["json"]),
+            "logs" => Some(&["programs", "lines", "follow", "json"]),
+            _ => None,
+        };
+        let Some(takes) = takes else {
+            return Err(bad(format!("unknown command `{}`", w.command)));
+        };
+        if let Some((field, _)) = given.iter().find(|(f, on)| *on && !takes.contains(f)) {
+            return Err(bad(format!("`{}` takes no `{field}`", w.command)));
+        }
+        let programs = w
+            .programs
+            .ok_or_else(|| bad("missing field `programs`".into()));
+        Ok(match w.command.as_str() {
+            "status" => Request::Status {},
+            "ready" => Request::Ready {},
+            "reload-config" => Request::ReloadConfig {},
+            "shutdown" => Request::Shutdown {},
+            "start" => Request::Start {
+                programs: programs?,
+            },
+            "stop" => Request::Stop {
+                programs: programs?,
+            },
+            "restart" => Request::Restart {
+                programs: programs?,
+            },
+            "reload" => Request::Reload {
+                programs: programs?,
+            },
+            "signal" => Request::Signal {
+                signal: w
+                    .signal
+                    .ok_or_else(|| bad("missing field `signal`".into()))?,
+                programs: programs?,
+            },
+            "events" => Request::Events {
+                json: w.json.unwrap_or(false),
+            },
+            _ => Request::Logs {
+                programs: programs.unwrap_or_default(),
+                lines: w.lines.unwrap_or(DEFAULT_LOG_LINES),
+                follow: w.follow.unwrap_or(false),
+                json: w.json.unwrap_or(false),
+            },
+        })
     }
 
     pub fn to_line(&self) -> String {
@@ -151,6 +242,13 @@ mod tests {
             Request::Ready {},
             Request::ReloadConfig {},
             Request::Shutdown {},
+            Request::Events { json: true },
+            Request::Logs {
+                programs: vec!["web".into()],
+                lines: 5,
+                follow: true,
+                json: false,
+            },
         ];
         for r in all {
             let line = r.to_line();
@@ -168,6 +266,20 @@ mod tests {
             Request::parse(b"{\"command\":\"reload-config\"}"),
             Ok(Request::ReloadConfig {})
         );
+        // The streams' fields may be left out.
+        assert_eq!(
+            Request::parse(b"{\"command\":\"logs\"}"),
+            Ok(Request::Logs {
+                programs: vec![],
+                lines: DEFAULT_LOG_LINES,
+                follow: false,
+                json: false
+            })
+        );
+        assert_eq!(
+            Request::parse(b"{\"command\":\"events\"}"),
+            Ok(Request::Events { json: false })
+        );
     }
 
     #[test]
@@ -178,6 +290,10 @@ mod tests {
             b"{\"command\":\"explode\"}",
             b"{\"command\":\"start\"}",
             b"{\"command\":\"status\",\"extra\":1}",
+            b"{\"command\":\"status\",\"programs\":[]}",
+            b"{\"command\":\"signal\",\"programs\":[\"a\"]}",
+            b"{\"command\":\"logs\",\"lines\":-1}",
+            b"{\"programs\":[]}",
             b"[1,2]",
             b"\xff\xfe",
         ] {

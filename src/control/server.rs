@@ -16,6 +16,10 @@
 //! the idlest connection makes room for the new one; with none to close, the listener rests
 //! for [`ACCEPT_PAUSE`] rather than waking the loop over and over.
 //!
+//! A connection whose request was `events` or `logs` becomes a stream (`streams.rs`): from
+//! then on it is only written to, with a bounded queue, it is never the idlest (so never closed
+//! to make room), and at most [`MAX_STREAMS`] exist, so streams cannot crowd out requests.
+//!
 //! An OS edge like those of `os/`, kept beside the protocol it serves; its system calls go
 //! through `os::sys`, so it holds no `unsafe`. It answers requests it is handed the responses
 //! for; what a request does is not decided here.
@@ -28,7 +32,11 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
+use super::events::Event;
 use super::protocol::{MAX_REQUEST, Request, Response};
+use super::streams::{self, MAX_STREAMS, Stream};
+use crate::os::ring::{LogLine, Ring};
+use crate::os::stdio::rfc3339;
 use crate::os::sys;
 
 /// How long a connection may sit without sending a complete request.
@@ -53,6 +61,8 @@ struct Conn {
     /// Close once the output is written (refused peer, oversized request, end of input).
     closing: bool,
     deadline: Option<Instant>,
+    /// The connection is a stream (`ginit events`, `ginit logs`): only written to.
+    subscription: Option<Stream>,
 }
 
 pub struct Server {
@@ -125,16 +135,17 @@ impl Server {
         });
         for c in &self.conns {
             let mut events = 0;
-            if !c.busy && !c.closing {
+            if !c.busy && !c.closing && c.subscription.is_none() {
                 events |= libc::POLLIN;
             }
             if !c.output.is_empty() {
                 events |= libc::POLLOUT;
             }
             // Nothing wanted (a request is being carried out): not polled at all, or a peer
-            // that hung up would wake the loop with POLLHUP over and over.
+            // that hung up would wake the loop with POLLHUP over and over. A stream is polled
+            // for nothing but that POLLHUP, which closes it.
             out.push(libc::pollfd {
-                fd: if events == 0 {
+                fd: if events == 0 && c.subscription.is_none() {
                     -1
                 } else {
                     c.stream.as_raw_fd()
@@ -154,6 +165,12 @@ impl Server {
     pub fn handle(&mut self, fds: &[libc::pollfd], now: Instant) -> Vec<(ConnId, Request)> {
         let mut requests = Vec::new();
         for (c, pfd) in self.conns.iter_mut().zip(fds.iter().skip(1)) {
+            if c.subscription.is_some() && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                // The subscriber is gone.
+                c.output.clear();
+                c.closing = true;
+                continue;
+            }
             if pfd.revents & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0 {
                 c.flush();
             }
@@ -169,8 +186,11 @@ impl Server {
                 requests.push((c.id, req));
             }
         }
-        self.conns
-            .retain(|c| !(c.closing && c.output.is_empty()) && c.output.len() <= MAX_OUTPUT);
+        // A stream bounds its own queue (`streams.rs`).
+        self.conns.retain(|c| {
+            !(c.closing && c.output.is_empty())
+                && (c.subscription.is_some() || c.output.len() <= MAX_OUTPUT)
+        });
         requests
     }
 
@@ -252,6 +272,7 @@ impl Server {
                 busy: false,
                 closing: false,
                 deadline: Some(now + STALL),
+                subscription: None,
             };
             self.next_id += 1;
             let refusal = match peer_uid(&conn.stream) {
@@ -342,7 +363,7 @@ impl Conn {
     /// The next complete request, if the connection is free to take one. Malformed lines are
     /// answered here.
     fn next_request(&mut self) -> Option<Request> {
-        while !self.busy && !self.closing {
+        while !self.busy && !self.closing && self.subscription.is_none() {
             let end = self.input.iter().position(|&b| b == b'\n')?;
             let line: Vec<u8> = self.input.drain(..=end).collect();
             let line = &line[..end];
@@ -388,6 +409,117 @@ impl Conn {
     }
 }
 
+// The streams of `ginit events` and `ginit logs` (see `streams.rs` for their rules).
+impl Server {
+    /// Turns connection `id`, whose request is being carried out, into `stream`: the answer
+    /// line (with `message`), then `first` (a snapshot, old lines); with `done` it closes once
+    /// that is sent. Refused past [`MAX_STREAMS`].
+    pub fn open_stream(
+        &mut self,
+        id: ConnId,
+        stream: Stream,
+        message: Option<String>,
+        first: &[u8],
+        done: bool,
+        now: Instant,
+    ) {
+        let open = self
+            .conns
+            .iter()
+            .filter(|c| c.subscription.is_some())
+            .count();
+        if open >= MAX_STREAMS {
+            let e = format!(
+                "too many `ginit events` and `ginit logs` clients (at most {MAX_STREAMS}); try again later"
+            );
+            return self.respond(id, &Response::error(e), now);
+        }
+        let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
+        let answer = Response {
+            ok: true,
+            message,
+            ..Response::default()
+        };
+        c.output.extend_from_slice(answer.to_line().as_bytes());
+        c.output.extend_from_slice(first);
+        c.busy = false;
+        c.closing = done;
+        // Never the idlest: a stream is not closed to make room (see `evict_idlest`).
+        c.deadline = None;
+        c.subscription = Some(stream);
+        c.flush();
+        // All said at once: closed now, as nothing may wake the loop again soon.
+        self.conns.retain(|c| !(c.closing && c.output.is_empty()));
+    }
+
+    /// Hands a published event to every events subscriber; one that cannot take it is
+    /// disconnected with a final line.
+    pub fn publish(&mut self, event: &Event, now: Instant) {
+        if !self
+            .conns
+            .iter()
+            .any(|c| matches!(&c.subscription, Some(s) if s.kind == streams::Kind::Events))
+        {
+            return;
+        }
+        let time = rfc3339(std::time::SystemTime::now());
+        let mut lines: [Option<String>; 2] = [None, None];
+        for c in &mut self.conns {
+            let Some(s) = c
+                .subscription
+                .as_ref()
+                .filter(|s| s.kind == streams::Kind::Events)
+            else {
+                continue;
+            };
+            if c.closing {
+                continue;
+            }
+            let json = s.json;
+            let line =
+                lines[usize::from(json)].get_or_insert_with(|| streams::render(event, json, &time));
+            if !streams::publish(&mut c.output, line, json, &time) {
+                warn!("control: an events subscriber fell behind; disconnecting it");
+                c.closing = true;
+                c.deadline = Some(now + STALL);
+            }
+            c.flush();
+        }
+    }
+
+    /// Some `ginit logs -f` client is connected.
+    pub fn follows_logs(&self) -> bool {
+        self.conns.iter().any(|c| {
+            !c.closing
+                && c.subscription
+                    .as_ref()
+                    .is_some_and(|s| matches!(s.kind, streams::Kind::Logs(_)))
+        })
+    }
+
+    /// Hands new lines of output to the `ginit logs -f` clients that follow their program.
+    pub fn follow_logs(&mut self, fresh: &[(usize, LogLine)], rings: &[Ring], stamps: bool) {
+        for c in &mut self.conns {
+            let Some(s) = c.subscription.as_mut() else {
+                continue;
+            };
+            if c.closing {
+                continue;
+            }
+            for line in fresh {
+                let name = rings.get(line.0).map_or("", |r| r.name.as_str());
+                if s.follows(name) {
+                    let text = streams::render_line(rings, line, s.json, stamps);
+                    s.follow(&mut c.output, &text);
+                }
+            }
+            c.flush();
+        }
+    }
+}
+
 /// Closes the connection idle longest: the earliest stall deadline, i.e. the earliest accept or
 /// answer (a connection with a request in progress has none, and is never chosen). It is told
 /// why if it can take one line at once. False when every connection is busy.
@@ -419,6 +551,40 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_are_bounded_and_never_evicted_so_requests_always_get_through() {
+        let dir = std::env::temp_dir().join(format!("ginit-streams-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let mut server = Server::bind(&path).unwrap();
+        let ready = [libc::pollfd {
+            fd: 0,
+            events: 0,
+            revents: libc::POLLIN,
+        }];
+        let now = Instant::now();
+        let connect = || UnixStream::connect(&path).unwrap();
+        let mut clients: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect()).collect();
+        server.handle(&ready, now);
+        let ids: Vec<ConnId> = server.conns.iter().map(|c| c.id).collect();
+        for &id in &ids[..=MAX_STREAMS] {
+            let stream = Stream::new(streams::Kind::Events, false);
+            server.open_stream(id, stream, None, b"", false, now);
+        }
+        let open = |s: &Server| s.conns.iter().filter(|c| c.subscription.is_some()).count();
+        assert_eq!(open(&server), MAX_STREAMS, "one past the bound is refused");
+        let refused = &server.conns[MAX_STREAMS];
+        assert!(refused.subscription.is_none() && refused.deadline.is_some());
+        // Newcomers close idle connections, never a stream (they have no stall deadline).
+        for _ in 0..MAX_CONNECTIONS {
+            clients.push(connect());
+            server.handle(&ready, now);
+            assert_eq!(server.conns.len(), MAX_CONNECTIONS);
+            assert_eq!(open(&server), MAX_STREAMS);
+        }
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_eviction_notice_is_a_response() {

@@ -29,6 +29,7 @@
 //! - `shutdown.rs`: the phases of a shutdown, forced kills and ginit's exit status.
 //! - `notify.rs`: sd_notify messages: whose they are and what each field does.
 //! - `monitor.rs`: memory_max and cpu_max verdicts, and when usage is sampled.
+//! - `observe.rs`: what `ginit events` and `ginit logs` get (snapshot, names, notes).
 //! - `instance.rs`: one instance: restart policy, backoff, stop escalation, readiness; its state
 //!   carries its data (pid, deadlines, checks, monitoring).
 //! - `single.rs`: single-program mode (`ginit -- PROGRAM`).
@@ -57,7 +58,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::signals;
-use crate::config::{Config, ProgramSpec, ReadyCheck, ShutdownSpec};
+use crate::config::{Config, LogBuffer, ProgramSpec, ReadyCheck, ShutdownSpec};
 use crate::control::events::{Event, What};
 use crate::control::protocol::{Request, Response};
 
@@ -66,6 +67,7 @@ mod hooks;
 mod instance;
 mod monitor;
 mod notify;
+mod observe;
 mod programs;
 #[cfg(test)]
 mod published;
@@ -78,6 +80,7 @@ mod testing;
 
 pub use hooks::HookVars;
 pub use monitor::Sample;
+pub use observe::LogsAnswer;
 
 use programs::{Group, Program};
 use reload::Control;
@@ -280,6 +283,23 @@ pub enum Effect {
     },
     /// SIGKILL the process group of hook `hook` (its end comes as usual); no answer.
     KillHook { hook: u64 },
+    // The streams of `ginit events` and `ginit logs` (see `observe.rs`); no answers.
+    /// Turn connection `conn` into a `ginit events` subscription: `snapshot` first (a
+    /// `What::State` per instance), then every event published after it, text or `json`.
+    Subscribe {
+        conn: ConnId,
+        json: bool,
+        snapshot: Vec<Event>,
+    },
+    /// Answer `ginit logs` from the log rings (and with `follow`, keep sending new lines).
+    ServeLogs(LogsAnswer),
+    /// The running config's log settings: each program's ring size, timestamps on `prefix`
+    /// lines and ginit's own; the rings of programs not in `programs` can go.
+    LogSettings {
+        buffer: LogBuffer,
+        timestamps: bool,
+        programs: Vec<String>,
+    },
 }
 
 /// Supervisor mode, decided.
@@ -406,7 +426,10 @@ impl Machine {
     /// module header for how answers come back).
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         match input {
-            Input::Begin => self.progress(now),
+            Input::Begin => {
+                self.log_settings();
+                self.progress(now)
+            }
             Input::Signal(sig) => self.on_signal(sig, now),
             Input::Reaped {
                 exits,

@@ -24,7 +24,8 @@
 //!   every instance was replaced, or with why the reload failed and was rolled back;
 //! - `signal SIG NAME...`: sends SIG to each named program's instances;
 //! - `reload-config`: re-reads the file; refused during a shutdown;
-//! - `shutdown`: as SIGTERM.
+//! - `shutdown`: as SIGTERM;
+//! - `events`, `logs`: the two streams (`observe.rs`).
 //!
 //! Unknown program names are an error naming them, and nothing is done.
 //!
@@ -90,6 +91,13 @@ impl Machine {
                 return self.control(conn, &programs, Control::Restart, now);
             }
             Request::Reload { programs } => return self.reload_request(conn, &programs, now),
+            Request::Events { json } => return self.subscribe_events(conn, json),
+            Request::Logs {
+                programs,
+                lines,
+                follow,
+                json,
+            } => return self.answer_logs(conn, &programs, lines, follow, json),
         };
         self.respond(conn, response);
     }
@@ -370,6 +378,7 @@ impl Machine {
                     summary: summary.clone(),
                 };
                 self.publish_program("", what);
+                self.log_settings();
                 // Sampling starts over with the new set of monitored programs.
                 self.next_sample = None;
                 Response::ok(summary)

@@ -6,11 +6,13 @@ use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::config::{Config, ProgramSpec, ReadyCheck};
+use crate::config::{Config, LogBuffer, ProgramSpec, ReadyCheck};
 use crate::control::events::Event;
 use crate::control::protocol::{InstanceStatus, Request, Response, Status};
 
-use super::{CheckRef, ConnId, Effect, HookVars, InstanceRef, Machine, Sample, Sampling};
+use super::{
+    CheckRef, ConnId, Effect, HookVars, InstanceRef, LogsAnswer, Machine, Sample, Sampling,
+};
 
 pub use super::{Exited, Input};
 
@@ -91,6 +93,12 @@ pub struct Record {
     pub hooks_run: Vec<HookRun>,
     /// Hooks killed, by serial.
     pub hooks_killed: Vec<u64>,
+    /// `ginit events` subscriptions: (connection, json, snapshot).
+    pub subscribed: Vec<(ConnId, bool, Vec<Event>)>,
+    /// `ginit logs` answers served from the rings.
+    pub served: Vec<LogsAnswer>,
+    /// Log settings handed over: (ring size, timestamps, programs).
+    pub log_settings: Vec<(LogBuffer, bool, Vec<String>)>,
     next_pid: i32,
     next_conn: ConnId,
 }
@@ -348,6 +356,26 @@ impl Record {
             }
             Effect::KillHook { hook } => {
                 self.hooks_killed.push(hook);
+                None
+            }
+            Effect::Subscribe {
+                conn,
+                json,
+                snapshot,
+            } => {
+                self.subscribed.push((conn, json, snapshot));
+                None
+            }
+            Effect::ServeLogs(answer) => {
+                self.served.push(answer);
+                None
+            }
+            Effect::LogSettings {
+                buffer,
+                timestamps,
+                programs,
+            } => {
+                self.log_settings.push((buffer, timestamps, programs));
                 None
             }
         }

@@ -23,6 +23,7 @@ use crate::config::signals;
 use crate::config::{self, Config, ProgramSpec, ReadyCheck};
 use crate::control::events::Event;
 use crate::control::server::Server;
+use crate::control::streams::{self, Stream};
 use crate::machine::single::{Action, Recipient, Single};
 use crate::machine::{CheckRef, Effect, Exited, Input, Machine};
 use crate::os::metrics::Endpoint;
@@ -32,7 +33,7 @@ use crate::os::probes::{Probes, Purpose, Target};
 use crate::os::reaper;
 use crate::os::signals::SignalSource;
 use crate::os::start::Starter;
-use crate::os::{proc, spawn, sys};
+use crate::os::{proc, spawn, stdio, sys};
 
 /// Milliseconds from `now` to `deadline` for poll, rounded up so a deadline is never polled
 /// for early (which would spin), or -1 for none.
@@ -329,12 +330,14 @@ impl Daemon {
             let done = self.probes.handle(slots.probes.of(&fds), now);
             let mut results = self.probes_done(done, now);
             self.starter.handle_reports(slots.reports.of(&fds));
+            self.starter.outputs.rings.tap = self.server.follows_logs();
             self.starter.outputs.handle(slots.outputs.of(&fds));
             if let Some(m) = &mut self.metrics
                 && m.handle(slots.metrics.of(&fds), now)
             {
                 m.serve(&self.machine, self.starter.outputs.dropped(), now);
             }
+            self.follow_logs();
 
             received.clear();
             // Level-triggered: a signal still queued is seen on the next round.
@@ -393,18 +396,13 @@ impl Daemon {
         }
     }
 
-    /// An event the machine published: stamped with the time and handed to what consumes
-    /// events (for now only the debug log).
-    fn publish(&mut self, event: Event, _now: Instant) {
+    /// An event the machine published: counted for the metrics, and stamped with the time
+    /// and sent to the subscribers of `ginit events`.
+    fn publish(&mut self, event: Event, now: Instant) {
         if let Some(m) = &mut self.metrics {
             m.counters.count(&event);
         }
-        debug!(
-            "event {} of {}{}",
-            event.what.name(),
-            event.program,
-            event.instance.map(|i| format!(".{i}")).unwrap_or_default()
-        );
+        self.server.publish(&event, now);
     }
 
     /// Hands `event` to the machine and carries out its effects in order; an effect's answer
@@ -559,6 +557,12 @@ impl Daemon {
                 }
                 None
             }
+            effect @ (Effect::Subscribe { .. }
+            | Effect::ServeLogs(_)
+            | Effect::LogSettings { .. }) => {
+                self.observe(effect, now);
+                None
+            }
         }
     }
 
@@ -584,6 +588,57 @@ impl Daemon {
         if let Some(k) = self.hooks.iter().position(|h| h.0 == exit.pid) {
             let hook = self.hooks.swap_remove(k).1;
             self.feed(Input::HookEnded { hook, exit: *exit }, now);
+        }
+    }
+
+    /// The effects behind `ginit events` and `ginit logs`: a subscription, an answer from
+    /// the log rings, the log settings of the running config.
+    fn observe(&mut self, effect: Effect, now: Instant) {
+        let outputs = &mut self.starter.outputs;
+        match effect {
+            Effect::Subscribe {
+                conn,
+                json,
+                snapshot,
+            } => {
+                let time = stdio::rfc3339(std::time::SystemTime::now());
+                let first = streams::snapshot(&snapshot, json, &time);
+                let stream = Stream::new(streams::Kind::Events, json);
+                self.server
+                    .open_stream(conn, stream, None, &first, false, now);
+            }
+            Effect::ServeLogs(a) => {
+                let programs = a.programs.as_deref();
+                let first = streams::dump(
+                    &outputs.rings,
+                    programs,
+                    a.lines,
+                    a.json,
+                    outputs.timestamps,
+                );
+                let stream = Stream::new(streams::Kind::Logs(a.programs), a.json);
+                self.server
+                    .open_stream(a.conn, stream, a.notes, &first, !a.follow, now);
+            }
+            Effect::LogSettings {
+                buffer,
+                timestamps,
+                programs,
+            } => {
+                outputs.rings.settings(buffer, &programs);
+                outputs.timestamps = timestamps;
+                stdio::set_timestamps(timestamps);
+            }
+            _ => {}
+        }
+    }
+
+    /// New lines of output, to the `ginit logs -f` clients.
+    fn follow_logs(&mut self) {
+        let stamps = self.starter.outputs.timestamps;
+        let (fresh, rings) = self.starter.outputs.rings.take_fresh();
+        if !fresh.is_empty() {
+            self.server.follow_logs(&fresh, rings, stamps);
         }
     }
 

@@ -19,7 +19,8 @@
 //! - `sockets`, `notify`: listeners bound once; NOTIFY_SOCKET with kernel credentials.
 //! - `probes`: tcp and http check attempts; whether a result matters is not theirs.
 //! - `output`: program output pipes and log files; `stdio`: ginit's own non-blocking stdout
-//!   and stderr, shared by `output` and the logger.
+//!   and stderr, shared by `output` and the logger; `ring`: each program's last lines of
+//!   output in memory, for `ginit logs`.
 //! - `resolver`: the real `config::Resolver`.
 //! - `metrics`: the `/metrics` endpoint's listener and HTTP connections, and the /proc figures
 //!   read at scrape time; what a request asks and the exposition's text are
@@ -38,6 +39,7 @@ pub mod probes;
 pub mod proc;
 pub mod reaper;
 pub mod resolver;
+pub mod ring;
 pub mod signals;
 pub mod sockets;
 pub mod spawn;

@@ -21,6 +21,10 @@
 //! stderr: one error line when that starts, a retry on the first line at least
 //! [`FILE_RETRY`] later (or after SIGUSR1), one line with a count when it works again.
 //!
+//! Every line delivered is also kept in its program's ring (`ring.rs`) for `ginit logs`,
+//! stamped with the time of the read that brought it (one clock reading per read, not per
+//! line); with `log.timestamps`, `prefix` lines start with that time.
+//!
 //! This module owns fds and bytes only; it does not know about states or restarts. System
 //! calls go through [`super::sys`].
 
@@ -34,6 +38,7 @@ use std::time::{Instant, SystemTime};
 
 use log::{error, warn};
 
+use super::ring::Rings;
 use super::stdio::{Writer, json_string, rfc3339};
 use super::sys;
 use crate::config::{Output, ProgramSpec, Rotate};
@@ -66,7 +71,7 @@ impl Stream {
         self as usize
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
@@ -96,6 +101,8 @@ struct Pipe {
     /// Every writer is gone (poll said POLLHUP): read to the end even while the destination
     /// is full, so the pipe can be closed; lines past [`HARD_CAP`] are dropped.
     hup: bool,
+    /// Its program's log ring (`os/ring.rs`).
+    ring: usize,
 }
 
 /// ginit's stdout or stderr as a destination.
@@ -139,6 +146,12 @@ pub struct Outputs {
     /// Lines dropped at [`HARD_CAP`] since ginit started, by program (never reset: the
     /// metrics' `ginit_log_lines_dropped_total`); one entry per program that dropped any.
     dropped: Vec<(String, u64)>,
+    /// Each program's last lines, for `ginit logs`.
+    pub rings: Rings,
+    /// `log.timestamps`: `prefix` lines start with the time.
+    pub timestamps: bool,
+    /// The time of `prefix` lines, formatted once per millisecond: (ms since the epoch, text).
+    stamp: (u64, String),
 }
 
 impl Default for Outputs {
@@ -155,6 +168,9 @@ impl Outputs {
             files: HashMap::new(),
             scratch: vec![0; READ_CHUNK],
             dropped: Vec::new(),
+            rings: Rings::default(),
+            timestamps: false,
+            stamp: (u64::MAX, String::new()),
         }
     }
 
@@ -189,6 +205,10 @@ impl Outputs {
         if matches!(dest, Dest::Prefix | Dest::Json) {
             self.sinks[stream.index()].prepare();
         }
+        let pipes = &self.pipes;
+        let ring = self.rings.ring_for(&spec.name, spec.instances > 1, |r| {
+            pipes.iter().any(|p| p.ring == r)
+        });
         self.pipes.push(Pipe {
             reader: File::from(reader),
             program: spec.name.clone(),
@@ -198,6 +218,7 @@ impl Outputs {
             dest,
             partial: Vec::new(),
             hup: false,
+            ring,
         });
     }
 
@@ -220,6 +241,8 @@ impl Outputs {
             dest: Dest::Prefix,
             partial: Vec::new(),
             hup: false,
+            // No ring: `ginit logs` shows the program's own lines.
+            ring: usize::MAX,
         });
     }
 
@@ -347,10 +370,12 @@ impl Outputs {
             };
             let mut partial = std::mem::take(&mut self.pipes[i].partial);
             partial.extend_from_slice(&self.scratch[..n]);
+            // One clock reading per read: the lines of one chunk arrived together.
+            let now = now_ms();
             let mut start = 0;
             while let Some(end) = next_line(&partial[start..]) {
                 let (line, used) = end;
-                self.deliver(i, &partial[start..start + line]);
+                self.deliver(i, &partial[start..start + line], now);
                 start += used;
             }
             partial.drain(..start);
@@ -363,7 +388,7 @@ impl Outputs {
     fn close_pipe(&mut self, i: usize) {
         let rest = std::mem::take(&mut self.pipes[i].partial);
         if !rest.is_empty() {
-            self.deliver(i, &rest);
+            self.deliver(i, &rest, now_ms());
         }
         let pipe = self.pipes.remove(i);
         self.flush_sinks();
@@ -401,19 +426,28 @@ impl Outputs {
         }
     }
 
-    /// Formats one line (without its newline) of pipe `i` to its destination.
-    fn deliver(&mut self, i: usize, line: &[u8]) {
+    /// Formats one line (without its newline) of pipe `i`, read at `now` (ms since the
+    /// epoch), to its destination, and keeps it in its program's ring.
+    fn deliver(&mut self, i: usize, line: &[u8], now: u64) {
         let pipe = &self.pipes[i];
+        self.rings
+            .push(pipe.ring, pipe.instance, pipe.stream, now, line);
+        let json = matches!(pipe.dest, Dest::Json);
+        if (self.timestamps || json) && self.stamp.0 != now {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now);
+            self.stamp = (now, rfc3339(t));
+        }
+        let stamp = self.timestamps.then_some(self.stamp.1.as_str());
         let sink = &mut self.sinks[pipe.stream.index()];
         // Only a pipe without writers is read while its stream is full: it alone meets the cap.
         let capped = pipe.hup;
         let kept = match &pipe.dest {
-            Dest::Prefix => sink.push_prefixed(&pipe.label, line, capped),
+            Dest::Prefix => sink.push_prefixed(stamp, &pipe.label, line, capped),
             Dest::Json => {
                 let text = String::from_utf8_lossy(line);
                 let record = format!(
                     "{{\"time\":\"{}\",\"program\":{},\"instance\":{},\"stream\":\"{}\",\"line\":{}}}\n",
-                    rfc3339(SystemTime::now()),
+                    self.stamp.1,
                     json_string(&pipe.program),
                     pipe.instance,
                     pipe.stream.name(),
@@ -427,7 +461,7 @@ impl Outputs {
                     .get_mut(path)
                     .is_some_and(|file| file.write_line(path, line));
                 // The file cannot take it: the line goes to ginit's stderr, not nowhere.
-                written || self.sinks[1].push_prefixed(&pipe.label, line, capped)
+                written || self.sinks[1].push_prefixed(stamp, &pipe.label, line, capped)
             }
         };
         if !kept {
@@ -442,6 +476,12 @@ impl Outputs {
     pub fn dropped(&self) -> &[(String, u64)] {
         &self.dropped
     }
+}
+
+/// Now, in milliseconds since the Unix epoch (the time lines are stamped with).
+fn now_ms() -> u64 {
+    let since = SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The next line in `buf`: (length without the newline, bytes consumed), or None when `buf`
@@ -504,9 +544,19 @@ impl Sink {
         self.writer = Some(writer);
     }
 
-    /// False when the line was dropped at [`HARD_CAP`].
-    fn push_prefixed(&mut self, label: &str, line: &[u8], capped: bool) -> bool {
-        let mut record = Vec::with_capacity(label.len() + line.len() + 4);
+    /// Queues `[STAMP ]label | line`; false when it was dropped at [`HARD_CAP`].
+    fn push_prefixed(
+        &mut self,
+        stamp: Option<&str>,
+        label: &str,
+        line: &[u8],
+        capped: bool,
+    ) -> bool {
+        let mut record = Vec::with_capacity(label.len() + line.len() + 30);
+        if let Some(stamp) = stamp {
+            record.extend_from_slice(stamp.as_bytes());
+            record.push(b' ');
+        }
         record.extend_from_slice(label.as_bytes());
         record.extend_from_slice(b" | ");
         record.extend_from_slice(line);
@@ -710,7 +760,12 @@ mod tests {
         let mut got = Vec::new();
         let mut buf = [0u8; 65536];
         for n in 0..20_000u32 {
-            sink.push_prefixed("app", format!("line {n} of the program").as_bytes(), false);
+            sink.push_prefixed(
+                None,
+                "app",
+                format!("line {n} of the program").as_bytes(),
+                false,
+            );
             if n % 997 == 0 {
                 // The sink fills the pipe; the reader takes only some of it, so there is
                 // room for ginit's own line, written whole between two of the sink's writes.

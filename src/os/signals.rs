@@ -48,9 +48,23 @@ impl SignalSource {
     /// Blocks the handled set and opens a non-blocking, close-on-exec signalfd for it.
     /// Call before the first fork, so no signal can arrive unseen.
     pub fn install() -> io::Result<Self> {
-        let set = handled_set();
+        Self::open(libc::SIG_SETMASK, handled_set())
+    }
+
+    /// Blocks only `signals` and opens a signalfd for them: for a client that must end
+    /// cleanly on Ctrl-C (or a closed pipe) rather than be killed.
+    pub fn only(signals: &[i32]) -> io::Result<Self> {
+        let mut set = empty_set();
+        for &sig in signals {
+            // SAFETY: set is initialised; an invalid number only makes sigaddset fail.
+            unsafe { libc::sigaddset(&mut set, sig) };
+        }
+        Self::open(libc::SIG_BLOCK, set)
+    }
+
+    fn open(how: libc::c_int, set: libc::sigset_t) -> io::Result<Self> {
         // SAFETY: set is a valid sigset; the old mask is not wanted.
-        let rc = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+        let rc = unsafe { libc::sigprocmask(how, &set, std::ptr::null_mut()) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }

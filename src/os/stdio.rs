@@ -121,6 +121,18 @@ impl LogStream {
     }
 }
 
+/// `log.timestamps`: ginit's own text log lines start with the time. Set by the event loop
+/// from the running config (an atomic: the logger is a global behind the `log` facade).
+static TIMESTAMPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_timestamps(on: bool) {
+    TIMESTAMPS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn timestamps() -> bool {
+    TIMESTAMPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A JSON string literal for `text`.
 pub fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);

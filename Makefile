@@ -48,6 +48,7 @@ bench: release
 	python3 tests/bench/supervisors.py --ginit $(RELEASE)
 	python3 tests/bench/control.py --ginit $(RELEASE) --helper $(HELPER) --pm2 /tmp/ginit-bench-pm2/node_modules/pm2/bin/pm2
 	python3 tests/bench/metrics.py --ginit $(RELEASE) --helper $(HELPER)
+	python3 tests/bench/observe.py --ginit $(RELEASE) --helper $(HELPER) $(if $(BASELINE),--baseline $(BASELINE))
 
 # 10,000 restarts and 1 GiB of output through ginit as PID 1, with its fds, memory and CPU
 # before and after (tests/bench/soak.py; a few minutes).

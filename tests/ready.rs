@@ -179,3 +179,37 @@ programs:
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait(), 0, "{}", run.stderr());
 }
+
+#[test]
+fn a_log_line_gates_dependents() {
+    let dir = TempDir::new("ready-log");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  db:
+    # Says it is ready only once the file exists; before that, other lines.
+    command: [/bin/sh, -c, 'echo starting up; while [ ! -e DIR/go ]; do sleep 0.05; done; echo "LOG:  database system is ready to accept connections" >&2; exec HELPER sleep']
+    ready: {log: "ready to accept connections", timeout: 30s}
+    stdout: prefix
+    stderr: prefix
+  app:
+    command: [/bin/sh, -c, 'echo app up; exec HELPER sleep']
+    depends_on: [db]
+    stdout: prefix
+"#,
+    );
+    let mut run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    run.line("db | starting up");
+    assert!(wait_until(PATIENCE, || state_of(&run, "db").as_deref()
+        == Some("starting")));
+    assert_eq!(
+        state_of(&run, "app").as_deref(),
+        Some("stopped"),
+        "app waits for db"
+    );
+    std::fs::write(dir.path("go"), "").unwrap();
+    run.line("app | app up");
+    assert_eq!(state_of(&run, "db").as_deref(), Some("ready"));
+    run.stderr_has("db is ready");
+}

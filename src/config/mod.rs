@@ -130,6 +130,8 @@ pub enum ReadyCheck {
     Exec(Vec<String>),
     /// Ready this long after the start (readiness only).
     Delay(Duration),
+    /// A line of the program's output (through ginit) contains this text (readiness only).
+    Log(String),
 }
 
 /// `health:`: a check repeated every `interval` while the instance is ready.

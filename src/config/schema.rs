@@ -124,6 +124,8 @@ pub const MIN_MONITOR_WINDOW: (Duration, &str) = (Duration::from_secs(1), "1s");
 pub const MIN_MEMORY_MAX: (u64, &str) = (1 << 20, "1MiB");
 /// `cpu_max`, in percent of one core.
 pub const CPU_MAX_RANGE: (f64, f64) = (1.0, 100_000.0);
+/// Longest `ready: {log: TEXT}` (each line of a starting program is searched for it).
+pub const MAX_READY_LOG: usize = 256;
 /// Most files `include` may add (each at most MAX_CONFIG_BYTES).
 pub const MAX_INCLUDED: usize = 256;
 /// `log.buffer.lines`: lines kept per program for `ginit logs`.
@@ -489,7 +491,7 @@ impl Validator<'_> {
 
     /// `ready: {notify: true | tcp: ADDR | http: URL | exec: CMD | delay: D, timeout: D}`.
     fn ready(&mut self, node: &Node, path: &str) -> Option<ReadySpec> {
-        let keys = ["notify", "tcp", "http", "exec", "delay", "timeout"];
+        let keys = ["notify", "tcp", "http", "exec", "delay", "log", "timeout"];
         let fields = self.mapping(node, path, &keys, &[]);
         let mut timeout = Duration::from_secs(60);
         let check = self.check(node, path, &fields, true);
@@ -546,7 +548,7 @@ impl Validator<'_> {
         readiness: bool,
     ) -> Option<ReadyCheck> {
         let kinds: &[&str] = if readiness {
-            &["notify", "tcp", "http", "exec", "delay"]
+            &["notify", "tcp", "http", "exec", "delay", "log"]
         } else {
             &["tcp", "http", "exec"]
         };
@@ -618,6 +620,16 @@ impl Validator<'_> {
                         checks.push(ReadyCheck::Delay(d));
                     }
                 }
+                "log" => match self.string(n, &p) {
+                    Some(text) if !text.is_empty() && text.len() <= MAX_READY_LOG => {
+                        checks.push(ReadyCheck::Log(text))
+                    }
+                    Some(_) => {
+                        let msg = format!("the text is 1 to {MAX_READY_LOG} bytes long");
+                        self.error(n, &p, msg);
+                    }
+                    None => {}
+                },
                 _ => {}
             }
         }
@@ -1224,6 +1236,19 @@ impl Validator<'_> {
         }
         if let Some((_, env)) = fields.iter().find(|(k, _)| *k == "env") {
             spec.env = self.env(env, &join(path, "env"));
+        }
+        let through = |o: &Output| !matches!(o, Output::Inherit | Output::Null);
+        if let Some(ReadySpec {
+            check: ReadyCheck::Log(_),
+            ..
+        }) = &spec.ready
+            && !through(&spec.stdout)
+            && !through(&spec.stderr)
+            && let Some((_, node)) = fields.iter().find(|(k, _)| *k == "ready")
+        {
+            let msg = "`log` reads the program's output, which must pass through ginit: set \
+                       `stdout` (or `stderr`) to prefix, json or a file";
+            self.error(node, &join(path, "ready"), msg);
         }
         if !spec.sockets.is_empty() && !fields.iter().any(|(k, _)| *k == "reload") {
             spec.reload = ReloadStrategy::Replace;
@@ -2335,6 +2360,27 @@ log: {level: debug, format: json}
         );
         assert_eq!(env("d", None), ["GOMAXPROCS=1"], "at least one");
         assert!(env("c", Some(2.0)).is_empty());
+    }
+
+    #[test]
+    fn ready_log_needs_output_through_ginit() {
+        let c = ok(
+            "programs:\n  db:\n    command: x\n    ready: {log: accepting}\n    stderr: prefix\n",
+        );
+        let ready = c.program("db").unwrap().ready.clone().unwrap();
+        assert_eq!(ready.check, ReadyCheck::Log("accepting".into()));
+        let errs = errors(
+            "programs:\n  a:\n    command: x\n    ready: {log: up}\n  b:\n    command: x\n    ready: {log: \"\"}\n    stdout: prefix\n",
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].contains("programs.a.ready: `log` reads the program's output"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("programs.b.ready.log: the text is 1 to 256 bytes"),
+            "{errs:?}"
+        );
     }
 
     #[test]

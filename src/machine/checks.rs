@@ -280,6 +280,30 @@ impl Machine {
         }
     }
 
+    /// The instance's output said the text of its `ready: {log: TEXT}`: it is ready (if it is
+    /// still starting; a line after that means nothing).
+    pub(super) fn on_log_ready(&mut self, r: &InstanceRef, now: Instant) {
+        let Some((p, i)) = self.find_instance(r) else {
+            return;
+        };
+        let Some(program) = self.programs.get(p) else {
+            return;
+        };
+        let logs = program
+            .spec
+            .ready
+            .as_ref()
+            .is_some_and(|r| matches!(r.check, ReadyCheck::Log(_)));
+        let pid = program
+            .instances
+            .get(i)
+            .filter(|i| i.is_starting())
+            .and_then(|i| i.pid());
+        if let (true, Some(pid)) = (logs, pid) {
+            self.mark_ready(pid, now);
+        }
+    }
+
     /// WATCHDOG=1 from instance `pid`: the next one is due within the limit. Only once ready
     /// (a starting instance's watchdog has not begun).
     pub(super) fn watchdog_ping(&mut self, pid: i32, now: Instant) {
@@ -314,6 +338,39 @@ impl Machine {
             self.each_instance(p, now, |inst, spec| inst.pause_health(paused, spec, now));
         }
         self.health_paused_any = any;
+    }
+}
+
+#[cfg(test)]
+mod log_ready_tests {
+    use super::super::Input;
+    use super::super::testing::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_log_line_makes_only_a_starting_instance_ready() {
+        let mut e = edge(
+            "programs:\n  db:\n    command: x\n    ready: {log: up}\n    stdout: prefix\n  w:\n    command: x\n    ready: {notify: true}\n",
+        );
+        let t = Instant::now();
+        e.feed(Input::Begin, t);
+        let (db, w) = (
+            e.m.programs[0].who(&e.m.programs[0].instances[0]),
+            e.m.programs[1].who(&e.m.programs[1].instances[0]),
+        );
+        // A program that waits for READY=1 is not made ready by a line.
+        e.feed(Input::LogReady { instance: w }, t);
+        assert_eq!(e.status(t)[1].state, "starting");
+        e.feed(
+            Input::LogReady {
+                instance: db.clone(),
+            },
+            t,
+        );
+        assert_eq!(e.status(t)[0].state, "ready");
+        // Later lines mean nothing.
+        e.feed(Input::LogReady { instance: db }, t);
+        assert_eq!(e.status(t)[0].state, "ready");
     }
 }
 

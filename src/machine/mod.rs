@@ -206,6 +206,8 @@ pub enum Input {
         conn: Option<ConnId>,
         config: Box<Result<Config, String>>,
     },
+    /// A line of `instance`'s output held its `ready: {log: TEXT}` (the first such line).
+    LogReady { instance: InstanceRef },
     /// Time passed (any wake-up): deadlines that are due are acted on.
     Time,
     /// Hook `hook` ([`Effect::RunHook`]) ended: how its process exited once reaped, or
@@ -442,6 +444,7 @@ impl Machine {
                 fields,
             } => self.on_notify(pid, &ancestors, &fields, now),
             Input::CheckResult { check, ok } => self.on_check_result(&check, ok, now),
+            Input::LogReady { instance } => self.on_log_ready(&instance, now),
             Input::Spawned { instance, pid } => self.on_spawned(&instance, pid, now),
             Input::SpawnFailed { instance, reason } => {
                 self.on_spawn_failed(&instance, &reason, now)

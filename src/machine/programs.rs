@@ -123,7 +123,7 @@ impl Program {
     }
 
     /// Who instance `i` is, for an effect's answer to find it again.
-    fn who(&self, i: &Instance) -> InstanceRef {
+    pub(super) fn who(&self, i: &Instance) -> InstanceRef {
         InstanceRef {
             program: self.spec.name.clone(),
             index: i.index,

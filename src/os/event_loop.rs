@@ -332,6 +332,10 @@ impl Daemon {
             self.starter.handle_reports(slots.reports.of(&fds));
             self.starter.outputs.rings.tap = self.server.follows_logs();
             self.starter.outputs.handle(slots.outputs.of(&fds));
+            // Lines that said a starting instance is ready (`ready: {log: TEXT}`).
+            for instance in std::mem::take(&mut self.starter.outputs.ready_seen) {
+                self.feed(Input::LogReady { instance }, now);
+            }
             if let Some(m) = &mut self.metrics
                 && m.handle(slots.metrics.of(&fds), now)
             {
@@ -423,12 +427,10 @@ impl Daemon {
     /// Carries out one effect; returns its answer, for those that have one.
     fn perform(&mut self, effect: Effect, now: Instant) -> Option<Input> {
         match effect {
-            Effect::Spawn { instance, spec } => {
-                Some(match self.starter.spawn(&spec, instance.index) {
-                    Ok(pid) => Input::Spawned { instance, pid },
-                    Err(reason) => Input::SpawnFailed { instance, reason },
-                })
-            }
+            Effect::Spawn { instance, spec } => Some(match self.starter.spawn(&spec, &instance) {
+                Ok(pid) => Input::Spawned { instance, pid },
+                Err(reason) => Input::SpawnFailed { instance, reason },
+            }),
             Effect::SignalInstance { pid, signal } => {
                 // The instance's process group, so helpers it started (an `sh -c` wrapper's
                 // child) hear it too; the process alone if it left its group.
@@ -667,7 +669,7 @@ impl Daemon {
             ReadyCheck::Tcp(addr) => Target::Tcp(addr),
             ReadyCheck::Http { addr, host, path } => Target::Http { addr, host, path },
             // Never asked for: they have no attempts.
-            ReadyCheck::Notify | ReadyCheck::Delay(_) => return None,
+            ReadyCheck::Notify | ReadyCheck::Delay(_) | ReadyCheck::Log(_) => return None,
         };
         self.next_probe = self.next_probe.wrapping_add(1);
         self.probe_checks.push(ProbeCheck {

@@ -41,7 +41,8 @@ use log::{error, warn};
 use super::ring::Rings;
 use super::stdio::{Writer, json_string, rfc3339};
 use super::sys;
-use crate::config::{Output, ProgramSpec, Rotate};
+use crate::config::{Output, ProgramSpec, ReadyCheck, ReadySpec, Rotate};
+use crate::machine::InstanceRef;
 
 /// Longest line delivered in one piece; longer ones are cut into pieces of at most this.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -103,6 +104,8 @@ struct Pipe {
     hup: bool,
     /// Its program's log ring (`os/ring.rs`).
     ring: usize,
+    /// `ready: {log: TEXT}` of a starting instance: TEXT, and whose lines these are.
+    ready: Option<(String, InstanceRef)>,
 }
 
 /// ginit's stdout or stderr as a destination.
@@ -143,6 +146,8 @@ pub struct Outputs {
     sinks: [Sink; 2],
     files: HashMap<PathBuf, FileSink>,
     scratch: Vec<u8>,
+    /// Instances whose `ready: {log: TEXT}` a line just held, for the machine.
+    pub ready_seen: Vec<InstanceRef>,
     /// Lines dropped at [`HARD_CAP`] since ginit started, by program (never reset: the
     /// metrics' `ginit_log_lines_dropped_total`); one entry per program that dropped any.
     dropped: Vec<(String, u64)>,
@@ -167,6 +172,7 @@ impl Outputs {
             sinks: [Sink::new(1, "stdout"), Sink::new(2, "stderr")],
             files: HashMap::new(),
             scratch: vec![0; READ_CHUNK],
+            ready_seen: Vec::new(),
             dropped: Vec::new(),
             rings: Rings::default(),
             timestamps: false,
@@ -186,7 +192,22 @@ impl Outputs {
 
     /// Starts copying from `reader`, the read end of `stream` of instance `instance` of
     /// `spec`, as that stream's output says.
-    pub fn attach(&mut self, reader: OwnedFd, spec: &ProgramSpec, instance: u32, stream: Stream) {
+    pub fn attach(
+        &mut self,
+        reader: OwnedFd,
+        spec: &ProgramSpec,
+        who: &InstanceRef,
+        stream: Stream,
+    ) {
+        let instance = who.index;
+        // `ready: {log: TEXT}`: its lines are searched for TEXT until one has it.
+        let ready = match &spec.ready {
+            Some(ReadySpec {
+                check: ReadyCheck::Log(text),
+                ..
+            }) => Some((text.clone(), who.clone())),
+            _ => None,
+        };
         let output = match stream {
             Stream::Stdout => &spec.stdout,
             Stream::Stderr => &spec.stderr,
@@ -219,6 +240,7 @@ impl Outputs {
             partial: Vec::new(),
             hup: false,
             ring,
+            ready,
         });
     }
 
@@ -243,6 +265,7 @@ impl Outputs {
             hup: false,
             // No ring: `ginit logs` shows the program's own lines.
             ring: usize::MAX,
+            ready: None,
         });
     }
 
@@ -429,6 +452,15 @@ impl Outputs {
     /// Formats one line (without its newline) of pipe `i`, read at `now` (ms since the
     /// epoch), to its destination, and keeps it in its program's ring.
     fn deliver(&mut self, i: usize, line: &[u8], now: u64) {
+        if let Some(pipe) = self.pipes.get_mut(i)
+            && pipe
+                .ready
+                .as_ref()
+                .is_some_and(|(t, _)| contains(line, t.as_bytes()))
+            && let Some((_, who)) = pipe.ready.take()
+        {
+            self.ready_seen.push(who);
+        }
         let pipe = &self.pipes[i];
         self.rings
             .push(pipe.ring, pipe.instance, pipe.stream, now, line);
@@ -476,6 +508,11 @@ impl Outputs {
     pub fn dropped(&self) -> &[(String, u64)] {
         &self.dropped
     }
+}
+
+/// Whether `line` holds `text` (at most MAX_READY_LOG bytes: a bounded search per line).
+fn contains(line: &[u8], text: &[u8]) -> bool {
+    !text.is_empty() && line.windows(text.len()).any(|w| w == text)
 }
 
 /// Now, in milliseconds since the Unix epoch (the time lines are stamped with).
@@ -749,6 +786,15 @@ impl FileSink {
 mod tests {
     use super::*;
 
+    /// Instance `index` of `spec`, as the machine names it.
+    fn who(spec: &ProgramSpec, index: u32) -> InstanceRef {
+        InstanceRef {
+            program: spec.name.clone(),
+            index,
+            serial: u64::from(index) + 1,
+        }
+    }
+
     #[test]
     fn writes_to_a_pipe_end_at_a_line_end_so_log_lines_never_land_inside_one() {
         let (r, w) = std::io::pipe().unwrap();
@@ -851,10 +897,10 @@ mod tests {
         web.instances = 2;
         web.stdout = Output::Prefix;
         web.stderr = Output::Json;
-        outputs.attach(r, &web, 1, Stream::Stdout);
+        outputs.attach(r, &web, &who(&web, 1), Stream::Stdout);
         let (r2, w2) = Outputs::pipe().unwrap();
         web.instances = 1;
-        outputs.attach(r2, &web, 0, Stream::Stderr);
+        outputs.attach(r2, &web, &who(&web, 0), Stream::Stderr);
         // Keep the records in the buffer: pretend both streams would block.
         for sink in &mut outputs.sinks {
             sink.writer = Some(Writer::PollFirst(-1));
@@ -910,11 +956,11 @@ mod tests {
         outputs.sinks[0].writer = Some(Writer::PollFirst(-1));
         outputs.sinks[0].pending = vec![b'.'; HIGH_WATER];
         let (r, w) = Outputs::pipe().unwrap();
-        outputs.attach(r, &app, 0, Stream::Stdout);
+        outputs.attach(r, &app, &who(&app, 0), Stream::Stdout);
         let mut live = File::from(w);
         live.write_all(b"waits\n").unwrap();
         let (r, w) = Outputs::pipe().unwrap();
-        outputs.attach(r, &app, 1, Stream::Stdout);
+        outputs.attach(r, &app, &who(&app, 1), Stream::Stdout);
         // A pipe's default capacity of 1 KiB lines from a writer that then exits.
         let mut line = vec![b'y'; 1023];
         line.push(b'\n');
@@ -942,7 +988,7 @@ mod tests {
         // Near the cap, an exited writer's lines past it are dropped and counted.
         outputs.sinks[0].pending = vec![b'.'; HARD_CAP - record - 10];
         let (r, w) = Outputs::pipe().unwrap();
-        outputs.attach(r, &app, 1, Stream::Stdout);
+        outputs.attach(r, &app, &who(&app, 1), Stream::Stdout);
         let mut gone = File::from(w);
         for _ in 0..3 {
             gone.write_all(&line).unwrap();

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use log::error;
 
 use crate::config::{self, Output, ProgramSpec, ReadyCheck, signals, vars};
-use crate::machine::HookVars;
+use crate::machine::{HookVars, InstanceRef};
 use crate::os::output::{Outputs, Stream};
 use crate::os::{proc, spawn};
 
@@ -217,7 +217,8 @@ impl Starter {
 impl Starter {
     /// Starts instance `index` of `spec`: its environment, user, directory, limits, sockets
     /// and output; returns its pid.
-    pub fn spawn(&mut self, spec: &ProgramSpec, index: u32) -> Result<i32, String> {
+    pub fn spawn(&mut self, spec: &ProgramSpec, instance: &InstanceRef) -> Result<i32, String> {
+        let index = instance.index;
         let mut plan = self.beside(spec, index, &spec.command, &[])?;
         plan.foreground = self.terminal && spec.name == "main";
         plan.rlimits = spec
@@ -286,7 +287,7 @@ impl Starter {
         });
         for (reader, stream) in readers.into_iter().zip([Stream::Stdout, Stream::Stderr]) {
             if let Some(reader) = reader {
-                self.outputs.attach(reader, spec, index, stream);
+                self.outputs.attach(reader, spec, instance, stream);
             }
         }
         Ok(pid)

@@ -8,7 +8,11 @@ HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 # `-z pack-relative-relocs` (DT_RELR, binutils >= 2.38, glibc >= 2.36) packs the static-pie's
 # relative relocations: about 50 KiB less of ginit, with its own code still placed at a random
 # address (ASLR); glibc's static start-up code applies them.
-STATIC := RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
+# The source paths of dependencies that panic messages carry are written from /cargo, not from
+# this machine's cargo home, so the binary (and its size, which CI checks) is the same
+# wherever it is built.
+CARGO_HOME ?= $(HOME)/.cargo
+STATIC := RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs --remap-path-prefix=$(CARGO_HOME)=/cargo"
 RELEASE := target/$(HOST)/release/ginit
 
 .PHONY: demo demo-pid1 test release lint bench fuzz soak

@@ -213,3 +213,32 @@ programs:
     assert_eq!(state_of(&run, "db").as_deref(), Some("ready"));
     run.stderr_has("db is ready");
 }
+
+#[test]
+fn check_addresses_take_variables_from_the_program_environment() {
+    let dir = TempDir::new("ready-vars");
+    let port = free_port();
+    let cfg = config(
+        &dir,
+        &format!(
+            r#"
+programs:
+  server:
+    command: [HELPER, listen, "${{PORT}}"]
+    env: {{PORT: "{port}"}}
+    ready: {{tcp: "127.0.0.1:${{PORT}}", timeout: 20s}}
+  broken:
+    command: [HELPER, sleep]
+    ready: {{http: "http://127.0.0.1:${{NO_SUCH_PORT}}/", timeout: 1s}}
+"#
+        ),
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    assert!(
+        wait_until(PATIENCE, || state_of(&run, "server").as_deref()
+            == Some("ready")),
+        "{}",
+        run.stderr()
+    );
+    run.stderr_has("check of broken: ${NO_SUCH_PORT} is not set");
+}

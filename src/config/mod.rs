@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use users::Credentials;
 
-pub use schema::{MAX_ERRORS, MAX_INCLUDED, MAX_SOCKETS, Resolver};
+pub use schema::{MAX_ERRORS, MAX_INCLUDED, MAX_SOCKETS, Resolver, parse_http_url, parse_tcp};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,6 +132,9 @@ pub enum ReadyCheck {
     Delay(Duration),
     /// A line of the program's output (through ginit) contains this text (readiness only).
     Log(String),
+    /// A `tcp` (`http: false`) or `http` check whose address has `${NAME}`s: expanded from
+    /// the program's environment and parsed at each attempt.
+    Expand { http: bool, text: String },
 }
 
 /// `health:`: a check repeated every `interval` while the instance is ready.

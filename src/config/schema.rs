@@ -565,10 +565,20 @@ impl Validator<'_> {
                     }
                     None => {}
                 },
+                "tcp" | "http" if n.scalar().is_some_and(|t| t.contains('$')) => {
+                    // Known only at each attempt; not compared with the owned sockets.
+                    let text = self.string(n, &p).unwrap_or_default();
+                    match vars::check(&text) {
+                        Ok(()) => checks.push(ReadyCheck::Expand {
+                            http: *k == "http",
+                            text,
+                        }),
+                        Err(e) => self.error(n, &p, e),
+                    }
+                }
                 "tcp" => {
                     if let Some(text) = self.string(n, &p) {
-                        let t = text.strip_prefix("tcp://").unwrap_or(&text);
-                        match t.replace("localhost:", "127.0.0.1:").parse() {
+                        match parse_tcp(&text) {
                             Ok(addr) => {
                                 self.addr_checks.push(AddrCheck {
                                     path: p.clone(),
@@ -578,12 +588,7 @@ impl Validator<'_> {
                                 });
                                 checks.push(ReadyCheck::Tcp(addr))
                             }
-                            Err(_) => {
-                                let msg = format!(
-                                    "`{text}` is not an address (write it like 127.0.0.1:8080)"
-                                );
-                                self.error(n, &p, msg);
-                            }
+                            Err(e) => self.error(n, &p, e),
                         }
                     }
                 }
@@ -1440,6 +1445,14 @@ pub fn parse_listen(text: &str) -> Result<Listen, String> {
 }
 
 /// `http://HOST[:PORT]/path` (HOST an IP literal, `[v6]` or `localhost`; port 80 by default).
+/// A `tcp` check's address: `[tcp://]IP:PORT` (`localhost` taken as 127.0.0.1).
+pub fn parse_tcp(text: &str) -> Result<SocketAddr, String> {
+    let t = text.strip_prefix("tcp://").unwrap_or(text);
+    t.replace("localhost:", "127.0.0.1:")
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address (write it like 127.0.0.1:8080)"))
+}
+
 pub fn parse_http_url(url: &str) -> Result<ReadyCheck, String> {
     let bad =
         || format!("`{url}` is not an http URL (write it like http://127.0.0.1:8080/healthz)");
@@ -2360,6 +2373,31 @@ log: {level: debug, format: json}
         );
         assert_eq!(env("d", None), ["GOMAXPROCS=1"], "at least one");
         assert!(env("c", Some(2.0)).is_empty());
+    }
+
+    #[test]
+    fn check_addresses_with_variables_wait_for_each_attempt() {
+        let c = ok(
+            "programs:\n  a:\n    command: x\n    ready: {tcp: \"127.0.0.1:${PORT}\"}\n    health: {http: \"http://localhost:${PORT:-80}/h\"}\n",
+        );
+        let a = c.program("a").unwrap();
+        assert_eq!(
+            a.ready.as_ref().map(|r| r.check.clone()),
+            Some(ReadyCheck::Expand {
+                http: false,
+                text: "127.0.0.1:${PORT}".into()
+            })
+        );
+        assert!(
+            matches!(&a.health, Some(h) if matches!(h.check, ReadyCheck::Expand { http: true, .. }))
+        );
+        let errs =
+            errors("programs:\n  a:\n    command: x\n    ready: {tcp: \"127.0.0.1:${PORT\"}\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("programs.a.ready.tcp: `${PORT` has no closing"),
+            "{errs:?}"
+        );
     }
 
     #[test]

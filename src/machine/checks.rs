@@ -61,7 +61,10 @@ pub struct Check {
 fn has_attempts(check: &ReadyCheck) -> bool {
     matches!(
         check,
-        ReadyCheck::Tcp(_) | ReadyCheck::Http { .. } | ReadyCheck::Exec(_)
+        ReadyCheck::Tcp(_)
+            | ReadyCheck::Http { .. }
+            | ReadyCheck::Exec(_)
+            | ReadyCheck::Expand { .. }
     )
 }
 

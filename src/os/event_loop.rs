@@ -668,6 +668,18 @@ impl Daemon {
             }
             ReadyCheck::Tcp(addr) => Target::Tcp(addr),
             ReadyCheck::Http { addr, host, path } => Target::Http { addr, host, path },
+            ReadyCheck::Expand { http, text } => {
+                match self
+                    .starter
+                    .check_target(spec, check.instance.index, http, &text)
+                {
+                    Ok(target) => target,
+                    Err(e) => {
+                        warn!("check of {}: {e}", spec.label(check.instance.index));
+                        return Some(Input::CheckResult { check, ok: false });
+                    }
+                }
+            }
             // Never asked for: they have no attempts.
             ReadyCheck::Notify | ReadyCheck::Delay(_) | ReadyCheck::Log(_) => return None,
         };

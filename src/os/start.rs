@@ -10,6 +10,7 @@ use log::error;
 use crate::config::{self, Output, ProgramSpec, ReadyCheck, signals, vars};
 use crate::machine::{HookVars, InstanceRef};
 use crate::os::output::{Outputs, Stream};
+use crate::os::probes::Target;
 use crate::os::{proc, spawn};
 
 /// What starting processes needs: the environment, outputs and sockets programs get, and the
@@ -141,6 +142,28 @@ impl Starter {
         set("GINIT_PROGRAM", spec.name.clone().into(), &mut env);
         set("GINIT_INSTANCE", index.to_string().into(), &mut env);
         Ok(env)
+    }
+}
+
+impl Starter {
+    /// The target of a tcp or http check written with `${NAME}`s, from instance `index`'s
+    /// environment now.
+    pub fn check_target(
+        &self,
+        spec: &ProgramSpec,
+        index: u32,
+        http: bool,
+        text: &str,
+    ) -> Result<Target, String> {
+        let env = self.environment(spec, index)?;
+        let text = vars::expand(text, |name| lookup(&env, name))?;
+        if http {
+            return match config::parse_http_url(&text)? {
+                ReadyCheck::Http { addr, host, path } => Ok(Target::Http { addr, host, path }),
+                _ => Err(format!("`{text}` is not an http URL")),
+            };
+        }
+        config::parse_tcp(&text).map(Target::Tcp)
     }
 }
 

@@ -12,12 +12,7 @@ use std::process::Command;
 
 /// `ginit status --json` parsed just enough: (program, instance) -> (pid, state).
 fn status(run: &Run) -> Vec<(String, u64, Option<i64>, String)> {
-    let out = client(run, &["status", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["instances"]
-        .as_array()
-        .unwrap()
+    status_instances(run)
         .iter()
         .map(|i| {
             (

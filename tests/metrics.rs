@@ -74,12 +74,7 @@ fn wait_endpoint(run: &Run, port: u16) {
 
 /// `ginit status --json`: each instance's (program, state, restarts).
 fn status(run: &Run) -> Vec<(String, String, u64)> {
-    let out = client(run, &["status", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["instances"]
-        .as_array()
-        .unwrap()
+    status_instances(run)
         .iter()
         .map(|i| {
             (

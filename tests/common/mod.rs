@@ -498,6 +498,17 @@ pub fn client(run: &Run, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `ginit status --json` of `run`'s ginit: its instances, as JSON values.
+pub fn status_instances(run: &Run) -> Vec<serde_json::Value> {
+    let out = client(run, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    match v["instances"].take() {
+        serde_json::Value::Array(items) => items,
+        other => panic!("no instances in the status: {other}"),
+    }
+}
+
 /// Writes `yaml` as `ginit.yaml` in `dir`, with `DIR` replaced by the directory and `HELPER`
 /// by the test helper's path; returns the file's path.
 pub fn config(dir: &TempDir, yaml: &str) -> String {

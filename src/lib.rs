@@ -2,9 +2,10 @@
 //! `main` over it; the fuzz targets (`fuzz/`) and the regression tests call the same parsers
 //! through [`fuzzing`].
 //!
-//! `unsafe` is denied at the root and allowed only in the OS edge ([`os`], one folder), the
-//! fenced libyaml FFI (`config/yaml.rs`) and the entry point (`main.rs`): each says so at its
-//! top, and each block carries a `// SAFETY:` line.
+//! `unsafe` is denied at the root and allowed only in one room of the OS edge (`os::sys`),
+//! the libyaml FFI (the `events` module of `config/yaml.rs`) and the entry point's
+//! `no_mangle` (`main.rs`): each says so where it lifts the deny, and each block carries a
+//! `// SAFETY:` line.
 #![deny(unsafe_code)]
 
 pub mod cli;

@@ -13,7 +13,6 @@
 //! file's depth, and never copy (aliases) or build without counting: nesting is capped at
 //! [`MAX_DEPTH`], the values built or copied at [`MAX_VALUES`] and their text at
 //! [`MAX_TEXT`], each passed bound an error with its line and column.
-#![allow(unsafe_code)]
 
 use std::collections::HashMap;
 
@@ -176,6 +175,7 @@ enum YamlEvent {
     Other,
 }
 
+#[allow(unsafe_code)]
 mod events {
     //! The only unsafe part: driving libyaml's C-style event parser. libyaml itself keeps
     //! its nesting on heap stacks (no recursion; checked in unsafe-libyaml-norway 0.2.15).

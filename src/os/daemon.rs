@@ -4,7 +4,6 @@
 //! A fork whose two sides both return to `main`: the parent with the exit status it must end
 //! with, the child (the daemon) to go on supervising. Nothing here exits: `main.rs` alone
 //! decides ginit's exit status. It does not know what the daemon will run.
-#![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -30,12 +29,9 @@ pub enum Detached {
 /// fd is created, so the daemon is the one that owns it. Err: the fork itself failed.
 pub fn daemonize(pidfile: Option<&Path>, log_file: Option<&Path>) -> Result<Detached, String> {
     let (mut reader, mut writer) = io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-    // SAFETY: ginit is single-threaded here, so the child is a faithful copy that may go on
-    // running Rust code; it continues as the daemon.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("cannot fork: {}", io::Error::last_os_error()));
-    }
+    // ginit is single-threaded here, so the child is a faithful copy that may go on running
+    // Rust code; it continues as the daemon.
+    let pid = sys::fork().map_err(|e| format!("cannot fork: {e}"))?;
     if pid > 0 {
         drop(writer);
         let mut answer = String::new();

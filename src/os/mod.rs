@@ -1,16 +1,17 @@
-//! The OS edge: everything that touches the kernel, and every `unsafe` block of the crate
-//! outside the fenced libyaml FFI (`config/yaml.rs`) and the `no_main` entry point
-//! (`main.rs`). `#![deny(unsafe_code)]` holds at the crate root; only files of this folder
-//! lift that deny, and each of their blocks carries a `// SAFETY:` line.
+//! The OS edge: everything that touches the kernel. Every `unsafe` block of the crate outside
+//! the fenced libyaml FFI (`config/yaml.rs`) and the `no_main` entry point (`main.rs`) is in
+//! one room of it, `sys` (`sys/mod.rs` and the fork/exec boundary `sys/spawn.rs`).
+//! `#![deny(unsafe_code)]` holds at the crate root; only `sys` lifts it, and each of its
+//! blocks carries a `// SAFETY:` line.
 //!
 //! Rooms, and what each must not do:
 //! - `event_loop`: the one poll loop: readiness -> events for the machine, its effects ->
 //!   system calls; it decides nothing.
-//! - `sys`: thin safe wrappers over the libc calls made in more than one place (a leaf).
+//! - `sys`: thin safe wrappers over the edge's libc calls, and every `unsafe` block of it.
 //! - `start`: what an instance or an exec check starts with, from its spec (environment,
 //!   user, limits, sockets, output pipes), and the exec reports of children.
-//! - `spawn`: the fork/exec boundary; the child makes raw system calls on data built before
-//!   fork and never allocates.
+//! - `spawn` (in `sys`): the fork/exec boundary; the child makes raw system calls on data
+//!   built before fork and never allocates.
 //! - `daemon`: `--daemon`'s fork; both sides return to `main`, which alone exits.
 //! - `signals`: the signal mask and the signalfd (the signal table itself is pure data, in
 //!   `config::signals`).
@@ -42,9 +43,10 @@ pub mod resolver;
 pub mod ring;
 pub mod signals;
 pub mod sockets;
-pub mod spawn;
 pub mod start;
 pub mod stdio;
 pub mod sys;
+/// The fork/exec boundary (in `sys`, with the rest of the edge's `unsafe`).
+pub use sys::spawn;
 
 pub use resolver::SystemResolver;

@@ -2,11 +2,10 @@
 //!
 //! An abstract Unix datagram socket (no file system needed, so it works on a read-only root)
 //! with SO_PASSCRED: every datagram arrives with the sender's pid as the kernel saw it, which
-//! is what ginit trusts, never a pid written in the message. The socket is made through
-//! [`super::sys`]; the `unsafe` left here is recvmsg(2) and its control messages. The pure
+//! is what ginit trusts, never a pid written in the message. The socket is made and read
+//! (recvmsg(2) with its credentials) through [`super::sys`]. The pure
 //! datagram parser [`parse`] stays beside the socket (the fuzz target calls it): it is the
 //! one reading of the wire format. This module decides nothing about programs.
-#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -59,50 +58,13 @@ impl NotifySocket {
     pub fn receive(&self) -> Vec<Message> {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
-        // Room for one SCM_CREDENTIALS control message (aligned generously).
-        let mut control = [0u64; 8];
-        loop {
-            let mut iov = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            };
-            // SAFETY: msghdr is zeroed then pointed at live buffers of the given sizes.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&control) as _;
-            // SAFETY: recvmsg writes within the buffers msghdr describes.
-            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return out;
-            }
-            let mut pid = 0;
-            // SAFETY: walking the control messages recvmsg filled, with libc's macros.
-            unsafe {
-                let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-                while !cmsg.is_null() {
-                    if (*cmsg).cmsg_level == libc::SOL_SOCKET
-                        && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
-                    {
-                        let cred =
-                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::ucred>());
-                        pid = cred.pid;
-                    }
-                    cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-                }
-            }
-            // pid 0: no credentials, or a sender outside ginit's PID namespace. Kept, so
-            // the caller can say it ignored it.
-            out.push(Message {
-                pid,
-                fields: parse(&buf[..n as usize]),
-            });
+        // pid 0: no credentials, or a sender outside ginit's PID namespace. Kept, so the
+        // caller can say it ignored it.
+        while let Some((n, pid)) = sys::recv_with_pid(self.fd.as_raw_fd(), &mut buf) {
+            let fields = parse(buf.get(..n).unwrap_or_default());
+            out.push(Message { pid, fields });
         }
+        out
     }
 }
 

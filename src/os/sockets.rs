@@ -7,13 +7,11 @@
 //!
 //! Sockets handed to ginit itself by a service manager (systemd or podman socket activation:
 //! `LISTEN_FDS`, `LISTEN_PID` equal to ginit's pid or 1, `LISTEN_FDNAMES`) are adopted by
-//! name or index. System calls go through [`super::sys`]; the `unsafe` left here is the
-//! adoption itself (taking ownership of fd numbers) and clearing the variables from ginit's
-//! environment. It knows nothing of programs.
-#![allow(unsafe_code)]
+//! name or index. System calls, the adoption of fd numbers and clearing the variables from
+//! ginit's environment go through [`super::sys`]. It knows nothing of programs.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -104,31 +102,21 @@ pub fn inherited() -> Vec<(String, OwnedFd)> {
         .and_then(|n| n.parse::<i32>().ok())
         .unwrap_or(0);
     let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
-    // SAFETY: ginit is single-threaded while it reads its own environment at start-up.
-    unsafe {
-        std::env::remove_var("LISTEN_PID");
-        std::env::remove_var("LISTEN_FDS");
-        std::env::remove_var("LISTEN_FDNAMES");
-    }
+    // Programs must not see them (ginit reads its environment once, at start-up).
+    sys::remove_env(&["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]);
     if !pid_ok || count <= 0 {
         return Vec::new();
     }
     let names: Vec<&str> = names.split(':').collect();
-    (0..count)
-        .filter_map(|i| {
-            let fd: RawFd = 3 + i;
-            // Only an open fd is adopted; like every other fd of ginit it is close-on-exec.
-            if !sys::is_open(fd) {
-                return None;
-            }
-            let _ = sys::set_cloexec(fd);
+    sys::adopt_listen_fds(count)
+        .into_iter()
+        .map(|(fd, owned)| {
+            let i = (fd - 3) as usize;
             let name = names
-                .get(i as usize)
+                .get(i)
                 .filter(|n| !n.is_empty())
                 .map_or_else(|| i.to_string(), |n| n.to_string());
-            // SAFETY: the protocol (sd_listen_fds(3)) hands fds 3..3+N to ginit, which owns
-            // them from here on; each is checked open above and adopted once.
-            Some((name, unsafe { OwnedFd::from_raw_fd(fd) }))
+            (name, owned)
         })
         .collect()
 }

@@ -1,11 +1,12 @@
-//! Thin, safe wrappers over the libc calls the OS edge makes in more than one place: poll,
-//! fd flags, socket addresses, socket options, process signals and waits, umask, limits.
+//! The one room of the OS edge that holds `unsafe`: thin, safe wrappers over the libc calls
+//! of the edge (poll, fd flags, socket addresses and options, signals, signalfd, recvmsg
+//! with credentials, fork, waits, umask, limits, the adoption of inherited fds), and the
+//! fork/exec boundary ([`spawn`]), whose child side must make raw calls.
 //!
-//! A leaf: it imports no other ginit module and decides nothing. Each wrapper turns one
-//! system call into a `Result` (errno as [`io::Error`]) and holds the one `unsafe` block of
-//! that call, with its own `// SAFETY:` line; callers elsewhere write no `unsafe` for these.
-//! What is not repeated stays next to its one user in `os/` (the fork child's raw calls in
-//! `spawn.rs`, signalfd in `signals.rs`, recvmsg in `notify.rs`).
+//! A leaf (but for `spawn`, which reads two config constants): it imports no other ginit
+//! module and decides nothing. Each wrapper turns one system call into a `Result` (errno as
+//! [`io::Error`]) and holds the `unsafe` block of that call, with its own `// SAFETY:` line;
+//! the rest of `os/` writes no `unsafe` at all.
 //!
 //! Fds are [`RawFd`] numbers here, not `BorrowedFd` as rustix takes them. Deliberately: poll
 //! works on numbers anyway (a `pollfd` array), ginit's own stdout and stderr are numbers it
@@ -14,6 +15,8 @@
 //! write to the wrong file, never memory unsafety: every pointer passed to the kernel here
 //! points into memory this module owns or borrows for the call.
 #![allow(unsafe_code)]
+
+pub mod spawn;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -472,6 +475,144 @@ pub fn setsid() -> io::Result<()> {
 pub fn take_terminal(fd: RawFd) -> io::Result<()> {
     // SAFETY: getpgrp and tcsetpgrp have no memory effects.
     check(unsafe { libc::tcsetpgrp(fd, libc::getpgrp()) }).map(drop)
+}
+
+/// fork(2). Call only while ginit is single-threaded (it always is): the child is then a
+/// faithful copy that may go on running Rust code (`--daemon`). Returns 0 in the child.
+pub fn fork() -> io::Result<i32> {
+    // SAFETY: ginit has one thread, so no lock can be held by a thread the child lacks.
+    check(unsafe { libc::fork() })
+}
+
+/// setpgid(2): puts `pid` (0: this process) in process group `pgid` (0: its own).
+pub fn setpgid(pid: i32, pgid: i32) -> io::Result<()> {
+    // SAFETY: setpgid has no memory effects.
+    check(unsafe { libc::setpgid(pid, pgid) }).map(drop)
+}
+
+/// Adopts the fds 3..3+`count` a service manager handed to ginit (sd_listen_fds(3)), those
+/// that are open, made close-on-exec like every other fd of ginit: (number, fd). Called once,
+/// at start-up (sockets.rs), so each number is owned once.
+pub fn adopt_listen_fds(count: i32) -> Vec<(RawFd, OwnedFd)> {
+    (3..3 + count.clamp(0, 4096))
+        .filter(|&fd| is_open(fd))
+        .map(|fd| {
+            let _ = set_cloexec(fd);
+            // SAFETY: the protocol hands fds 3..3+N to ginit, which owns them from here on;
+            // each is open (checked above) and adopted once (this runs once).
+            (fd, unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .collect()
+}
+
+/// Removes variables from ginit's environment (read once at start, while single-threaded).
+pub fn remove_env(names: &[&str]) {
+    for name in names {
+        // SAFETY: ginit has one thread; nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// open("/dev/null", O_RDWR) without close-on-exec, for a standard fd (0-2) found closed: it
+/// takes the lowest free number and stays open for good, for ginit's children too.
+pub fn open_dev_null_inherited() {
+    // SAFETY: a static C string; the fd is deliberately not owned (it is 0, 1 or 2 for good).
+    unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+}
+
+// ---- signals ----
+
+/// The signal set of `signals` (numbers out of range are left out).
+pub fn sigset(signals: impl IntoIterator<Item = i32>) -> libc::sigset_t {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set; sigaddset of an invalid number only fails.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        let mut set = set.assume_init();
+        for sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Blocks `set` (`how`: SIG_BLOCK adds to the mask, SIG_SETMASK replaces it) and opens a
+/// non-blocking, close-on-exec signalfd for it.
+pub fn signalfd(how: libc::c_int, set: &libc::sigset_t) -> io::Result<OwnedFd> {
+    // SAFETY: set is a valid sigset; the old mask is not wanted.
+    check(unsafe { libc::sigprocmask(how, set, std::ptr::null_mut()) })?;
+    // SAFETY: -1 asks for a new fd; set is valid.
+    let fd = check(unsafe { libc::signalfd(-1, set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+    // SAFETY: fd was just returned by signalfd and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads every signal waiting on signalfd `fd` into `out`, in arrival order.
+pub fn read_signals(fd: RawFd, out: &mut Vec<i32>) {
+    const BATCH: usize = 16;
+    let mut buf = [std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit(); BATCH];
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: buf is BATCH siginfo records long; the kernel writes whole records.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<libc::c_void>(), BATCH * size) };
+        if n <= 0 {
+            // EAGAIN: drained. EINTR cannot happen with every signal blocked; any other
+            // error would repeat forever, so stop here rather than spin.
+            return;
+        }
+        let records = n as usize / size;
+        for info in buf.iter().take(records) {
+            // SAFETY: the kernel filled the first `records` entries.
+            out.push(unsafe { info.assume_init_ref() }.ssi_signo as i32);
+        }
+        if records < BATCH {
+            return;
+        }
+    }
+}
+
+/// One datagram from socket `fd` without waiting, into `buf`: its length and the sender's
+/// pid from SCM_CREDENTIALS (0 when none came). None when nothing waits (or on an error
+/// that would repeat).
+pub fn recv_with_pid(fd: RawFd, buf: &mut [u8]) -> Option<(usize, i32)> {
+    // Room for one SCM_CREDENTIALS control message (aligned generously).
+    let mut control = [0u64; 8];
+    loop {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is zeroed then pointed at live buffers of the given sizes.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: recvmsg writes within the buffers msghdr describes.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+        let mut pid = 0;
+        // SAFETY: walking the control messages recvmsg filled, with libc's macros.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
+                {
+                    let cred =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::ucred>());
+                    pid = cred.pid;
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        return Some((n as usize, pid));
+    }
 }
 
 // ---- identity and limits ----

@@ -11,11 +11,12 @@
 //! otherwise survive exec); it sees only fds 0, 1, 2, because every other fd ginit holds is
 //! close-on-exec (see [`mark_inherited_fds_cloexec`]).
 //!
-//! The child's system calls are raw libc calls on purpose, not the [`super::sys`] wrappers:
-//! between fork and exec nothing may allocate, and an `io::Error` or a `Result` built there
-//! would be one more thing to prove allocation-free. Everything on the parent's side goes
-//! through `sys` like the rest of the OS edge.
-#![allow(unsafe_code)]
+//! It is part of `sys`, the one room of the OS edge that holds `unsafe`: the child's system
+//! calls are raw libc calls on purpose, not the wrappers of `sys/mod.rs`, because between fork
+//! and exec nothing may allocate, and an `io::Error` or a `Result` built there would be one
+//! more thing to prove allocation-free. Everything on the parent's side goes through those
+//! wrappers like the rest of the edge. (Unlike `sys/mod.rs`, it reads two constants of the
+//! config: the socket limit and the signal count.)
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, Read};
@@ -24,7 +25,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{signals, sys};
+use super as sys;
 use crate::config::MAX_SOCKETS;
 use crate::config::signals::nsig;
 
@@ -351,15 +352,12 @@ impl SpawnPlan {
         // zeroes on every architecture; 32 bytes cover the largest layout.
         let default_action = [0u64; 4];
         let nsig = nsig();
-        let empty = signals::empty_set();
+        let empty = sys::sigset([]);
         let report = write_end.as_raw_fd();
 
-        // SAFETY: ginit is single-threaded, so the child is a faithful copy; it runs only
+        // ginit is single-threaded, so the child is a faithful copy; it runs only
         // async-signal-safe calls on data prepared above, then execs or _exits.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(self.fork_error(io::Error::last_os_error()));
-        }
+        let pid = sys::fork().map_err(|e| self.fork_error(e))?;
         if pid == 0 {
             // SAFETY: in the child; only system calls on pre-built data (see module docs).
             unsafe {
@@ -371,8 +369,7 @@ impl SpawnPlan {
         if self.new_pgroup {
             // Done on both sides of the fork so the group exists before either relies on it.
             // After the exec this fails with EACCES, which is harmless.
-            // SAFETY: no memory effects.
-            unsafe { libc::setpgid(pid, pid) };
+            let _ = sys::setpgid(pid, pid);
         }
         Ok((pid, OwnedFd::from(read_end)))
     }
@@ -570,8 +567,7 @@ pub fn ensure_stdio() {
     for fd in 0..3 {
         if !sys::is_open(fd) {
             // Not through std: its files are close-on-exec, and these must reach children.
-            // SAFETY: open returns the lowest free fd, the closed one; it stays open for good.
-            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            sys::open_dev_null_inherited();
         }
     }
 }

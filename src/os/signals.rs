@@ -18,7 +18,11 @@ use crate::config::signals::{is_untouched, nsig};
 
 /// The set ginit blocks and reads from its signalfd: every signal but the untouched ones.
 fn handled_set() -> libc::sigset_t {
-    sys::sigset((1..nsig()).filter(|&sig| !is_untouched(sig)))
+    let mut set = sys::sigset_empty();
+    for sig in (1..nsig()).filter(|&sig| !is_untouched(sig)) {
+        sys::sigset_add(&mut set, sig);
+    }
+    set
 }
 
 /// The signalfd through which ginit receives every signal it handles or forwards.
@@ -36,7 +40,10 @@ impl SignalSource {
     /// Blocks only `signals` and opens a signalfd for them: for a client that must end
     /// cleanly on Ctrl-C (or a closed pipe) rather than be killed.
     pub fn only(signals: &[i32]) -> io::Result<Self> {
-        let set = sys::sigset(signals.iter().copied());
+        let mut set = sys::sigset_empty();
+        for &sig in signals {
+            sys::sigset_add(&mut set, sig);
+        }
         Self::open(libc::SIG_BLOCK, set)
     }
 

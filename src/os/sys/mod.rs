@@ -522,18 +522,20 @@ pub fn open_dev_null_inherited() {
 
 // ---- signals ----
 
-/// The signal set of `signals` (numbers out of range are left out).
-pub fn sigset(signals: impl IntoIterator<Item = i32>) -> libc::sigset_t {
+/// An empty signal set.
+pub fn sigset_empty() -> libc::sigset_t {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the set; sigaddset of an invalid number only fails.
+    // SAFETY: sigemptyset initialises the set it is given.
     unsafe {
         libc::sigemptyset(set.as_mut_ptr());
-        let mut set = set.assume_init();
-        for sig in signals {
-            libc::sigaddset(&mut set, sig);
-        }
-        set
+        set.assume_init()
     }
+}
+
+/// Adds `sig` to `set` (a number out of range is left out).
+pub fn sigset_add(set: &mut libc::sigset_t, sig: i32) {
+    // SAFETY: set is initialised; an invalid number only makes sigaddset fail.
+    unsafe { libc::sigaddset(set, sig) };
 }
 
 /// Blocks `set` (`how`: SIG_BLOCK adds to the mask, SIG_SETMASK replaces it) and opens a

@@ -352,7 +352,7 @@ impl SpawnPlan {
         // zeroes on every architecture; 32 bytes cover the largest layout.
         let default_action = [0u64; 4];
         let nsig = nsig();
-        let empty = sys::sigset([]);
+        let empty = sys::sigset_empty();
         let report = write_end.as_raw_fd();
 
         // ginit is single-threaded, so the child is a faithful copy; it runs only

@@ -68,7 +68,7 @@ pub fn run(socket: &Path, request: &Request, json: bool) -> i32 {
 pub fn watch(socket: &Path, every: Duration) -> i32 {
     // The signals that end the watch are read from a signalfd, so the wait between two
     // tables is one poll and an interrupt ends it cleanly, with no handler.
-    let signals = match SignalSource::install() {
+    let signals = match SignalSource::only(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ginit: cannot watch for Ctrl-C: {e}");
@@ -106,8 +106,8 @@ pub fn watch(socket: &Path, every: Duration) -> i32 {
     }
 }
 
-/// Waits up to `wait` for a signal; true if one that ends a watch came (SIGINT, SIGTERM,
-/// SIGHUP, SIGQUIT). Others (SIGWINCH...) end the wait early: the table is redrawn.
+/// Waits up to `wait` for one of the signals that end a watch (the only ones `signals`
+/// blocks); true if one came.
 fn interrupted(signals: &SignalSource, wait: Duration) -> bool {
     let mut fds = [libc::pollfd {
         fd: signals.raw_fd(),
@@ -120,12 +120,7 @@ fn interrupted(signals: &SignalSource, wait: Duration) -> bool {
     }
     let mut got = Vec::new();
     signals.drain(&mut got);
-    got.iter().any(|&s| {
-        matches!(
-            s,
-            libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
-        )
-    })
+    !got.is_empty()
 }
 
 /// `ginit events` and `ginit logs`: the answer line (its error, or its notes, on stderr), then

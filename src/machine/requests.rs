@@ -71,7 +71,7 @@ impl Machine {
 
     /// Carries out one control request; some are answered later (see the module header).
     pub(super) fn on_request(&mut self, conn: ConnId, request: Request, now: Instant) {
-        debug!("control request: {request:?}");
+        debug!("control request: {}", request.to_line().trim_end());
         let response = match request {
             Request::Status {} => return self.ask_status(conn),
             Request::Ready {} => self.readiness(),

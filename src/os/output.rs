@@ -108,6 +108,32 @@ struct Pipe {
     ready: Option<(String, InstanceRef)>,
 }
 
+impl Pipe {
+    /// A pipe of `spec`'s output with nothing read yet, kept in no ring and watched for no
+    /// readiness line.
+    fn new(
+        reader: OwnedFd,
+        spec: &ProgramSpec,
+        instance: u32,
+        label: String,
+        stream: Stream,
+        dest: Dest,
+    ) -> Pipe {
+        Pipe {
+            reader: File::from(reader),
+            program: spec.name.clone(),
+            instance,
+            label,
+            stream,
+            dest,
+            partial: Vec::new(),
+            hup: false,
+            ring: usize::MAX,
+            ready: None,
+        }
+    }
+}
+
 /// ginit's stdout or stderr as a destination.
 struct Sink {
     name: &'static str,
@@ -230,23 +256,17 @@ impl Outputs {
         let ring = self.rings.ring_for(&spec.name, spec.instances > 1, |r| {
             pipes.iter().any(|p| p.ring == r)
         });
-        self.pipes.push(Pipe {
-            reader: File::from(reader),
-            program: spec.name.clone(),
-            instance,
-            label: spec.label(instance),
-            stream,
-            dest,
-            partial: Vec::new(),
-            hup: false,
-            ring,
-            ready,
-        });
+        let mut pipe = Pipe::new(reader, spec, instance, spec.label(instance), stream, dest);
+        pipe.ring = ring;
+        pipe.ready = ready;
+        self.pipes.push(pipe);
     }
 
-    /// Starts copying from `reader`, the read end of `stream` of a hook of `spec`: always
-    /// prefixed, with `label` (`NAME:hook`), whatever the program's own output is.
-    pub fn attach_hook(
+    /// Starts copying from `reader`, the read end of `stream` of a command run beside an
+    /// instance of `spec` (a hook, a stop command): always prefixed, with `label`
+    /// (`NAME:hook`, `NAME:stop`), whatever the program's own output is, and kept in no ring
+    /// (`ginit logs` shows the program's own lines).
+    pub fn attach_aside(
         &mut self,
         reader: OwnedFd,
         spec: &ProgramSpec,
@@ -254,19 +274,9 @@ impl Outputs {
         stream: Stream,
     ) {
         self.sinks[stream.index()].prepare();
-        self.pipes.push(Pipe {
-            reader: File::from(reader),
-            program: spec.name.clone(),
-            instance: 0,
-            label: label.to_string(),
-            stream,
-            dest: Dest::Prefix,
-            partial: Vec::new(),
-            hup: false,
-            // No ring: `ginit logs` shows the program's own lines.
-            ring: usize::MAX,
-            ready: None,
-        });
+        let label = label.to_string();
+        self.pipes
+            .push(Pipe::new(reader, spec, 0, label, stream, Dest::Prefix));
     }
 
     /// Appends what to poll: ginit's stdout and stderr (POLLOUT while bytes wait), then each

@@ -73,12 +73,14 @@ impl Starter {
     /// The environment instance `index` of `spec` starts with: ginit's, the user's HOME,
     /// USER and LOGNAME, each `env_file` read now (so a Secret or ConfigMap changed in place
     /// reaches the next start), `env` with its `${NAME}`s replaced from what comes before,
-    /// then what ginit sets itself. An error (a file missing or malformed, a variable not
-    /// set) fails this start, and says why.
+    /// then what ginit sets itself; for the instance's own process (`runtime`), the Go
+    /// runtime's share of the machine too (its checks and hooks need no cgroup read). An
+    /// error (a file missing or malformed, a variable not set) fails this start, and says why.
     pub fn environment(
         &self,
         spec: &ProgramSpec,
         index: u32,
+        runtime: bool,
     ) -> Result<Vec<(OsString, OsString)>, String> {
         let mut env: Vec<(OsString, OsString)> =
             Vec::with_capacity(self.base_env.len() + spec.env.len() + 5);
@@ -113,12 +115,17 @@ impl Starter {
             set(k, value.into(), &mut env);
         }
         // The Go runtime's share of the machine, unless the environment says it already.
-        let quota = if spec.cpu_max.is_none() && spec.runtime_env {
+        let quota = if runtime && spec.cpu_max.is_none() && spec.runtime_env {
             proc::cpu_quota()
         } else {
             None
         };
-        for (k, v, _) in spec.runtime_env(quota) {
+        let sizing = if runtime {
+            spec.runtime_env(quota)
+        } else {
+            Vec::new()
+        };
+        for (k, v, _) in sizing {
             if !env.iter().any(|(name, _)| name == k) {
                 env.push((k.into(), v.into()));
             }
@@ -155,7 +162,7 @@ impl Starter {
         http: bool,
         text: &str,
     ) -> Result<Target, String> {
-        let env = self.environment(spec, index)?;
+        let env = self.environment(spec, index, false)?;
         let text = vars::expand(text, |name| lookup(&env, name))?;
         if http {
             return match config::parse_http_url(&text)? {
@@ -194,8 +201,9 @@ impl Starter {
         index: u32,
         argv: &[String],
         vars: &[(&str, String)],
+        runtime: bool,
     ) -> Result<spawn::SpawnPlan, String> {
-        let mut env = self.environment(spec, index)?;
+        let mut env = self.environment(spec, index, runtime)?;
         for (k, v) in vars {
             env.retain(|(name, _)| name != k);
             env.push((k.into(), v.into()));
@@ -227,7 +235,7 @@ impl Starter {
         index: u32,
         argv: &[String],
     ) -> Result<i32, String> {
-        let mut plan = self.beside(spec, index, argv, &[])?;
+        let mut plan = self.beside(spec, index, argv, &[], false)?;
         plan.stdout = Some(open_null()?);
         plan.stderr = Some(open_null()?);
         // Not waiting for the exec: a check that cannot run exits 126/127, a failed check.
@@ -242,7 +250,7 @@ impl Starter {
     /// and output; returns its pid.
     pub fn spawn(&mut self, spec: &ProgramSpec, instance: &InstanceRef) -> Result<i32, String> {
         let index = instance.index;
-        let mut plan = self.beside(spec, index, &spec.command, &[])?;
+        let mut plan = self.beside(spec, index, &spec.command, &[], true)?;
         plan.foreground = self.terminal && spec.name == "main";
         plan.rlimits = spec
             .limits
@@ -356,7 +364,7 @@ impl Starter {
         vars: &[(&str, String)],
         label: String,
     ) -> Result<i32, String> {
-        let mut plan = self.beside(spec, index, argv, vars)?;
+        let mut plan = self.beside(spec, index, argv, vars, false)?;
         let pipe = || Outputs::pipe().map_err(|e| format!("cannot create a pipe: {e}"));
         let (out, err) = (pipe()?, pipe()?);
         plan.stdout = Some(out.1);
@@ -365,9 +373,9 @@ impl Starter {
         plan.stdout = None;
         plan.stderr = None;
         self.outputs
-            .attach_hook(out.0, spec, &label, Stream::Stdout);
+            .attach_aside(out.0, spec, &label, Stream::Stdout);
         self.outputs
-            .attach_hook(err.0, spec, &label, Stream::Stderr);
+            .attach_aside(err.0, spec, &label, Stream::Stderr);
         // Its exec failure is logged with the reason; it then exits 127, a failed hook.
         self.reports.push(ExecReport {
             fd: report.into(),

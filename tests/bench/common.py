@@ -26,6 +26,56 @@ def wait_for(pred, timeout, what, step=0.005):
         time.sleep(step)
 
 
+def cpu_ns(pid):
+    """Time on CPU in nanoseconds (/proc/PID/schedstat: finer than the stat ticks)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def switches(pid):
+    """Context switches of pid so far: each return from poll(2) of an idle ginit is one."""
+    text = read(f"/proc/{pid}/status") or ""
+    return sum(int(line.split()[1]) for line in text.splitlines()
+               if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
+
+
+def pct(values, q):
+    """The q-quantile of values (nearest rank)."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def free_port():
+    """A loopback port free a moment ago."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port, timeout=10):
+    """One GET /metrics on a new loopback connection, read until ginit closes it."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        got = []
+        while b := s.recv(65536):
+            got.append(b)
+    return b"".join(got)
+
+
+def print_table(rows, results, json_path=None):
+    """Prints `| measurement | figure | target |` for each (name, key, target, format) whose
+    key was measured, and writes results as JSON to json_path if given."""
+    print("\n| measurement | figure | target |\n|---|---:|---|")
+    for name, key, target, fmt in rows:
+        if key in results:
+            print(f"| {name} | {fmt(results[key])} | {target} |")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=1)
+
+
 def read(path):
     """The text of path, or None if it cannot be read."""
     try:

@@ -28,7 +28,7 @@ import argparse, contextlib, json, os, signal, socket, statistics, subprocess, s
 import tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, wait_for  # noqa: E402
+from common import cpu_ns, log, pct, print_table, wait_for  # noqa: E402
 from pid1 import ns_init, status  # noqa: E402
 
 
@@ -42,15 +42,8 @@ def config(helper, sock, monitored):
     return "\n".join(lines) + "\n"
 
 
-def cpu_ns(pid):
-    """Time on CPU in nanoseconds (/proc/PID/schedstat: finer than the stat ticks)."""
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0])
 
 
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def running(ginit, sock):
@@ -166,14 +159,7 @@ def main():
         ("`pm2 jlist` wall time, median / p90 (ms)", "pm2_jlist_ms", "",
          lambda v: f"{v[0]:.0f} / {v[1]:.0f}"),
     ]
-    print("\n| measurement | figure | target |\n|---|---:|---|")
-    for name, key, target, fmt in rows:
-        if key in results:
-            print(f"| {name} | {fmt(results[key])} | {target} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-
+    print_table(rows, results, args.json)
 
 if __name__ == "__main__":
     main()

@@ -22,41 +22,18 @@ Prints a table with the targets beside the figures.
 import argparse, json, os, socket, statistics, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, wait_for  # noqa: E402
+from common import cpu_ns, free_port, log, pct, print_table, scrape, switches, wait_for  # noqa: E402
 from pid1 import ns_init, status  # noqa: E402
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def scrape(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        got = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got.append(b)
-    return b"".join(got)
 
 
-def cpu_ns(pid):
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0])
 
 
-def switches(pid):
-    st = status(pid)
-    return st["voluntary_ctxt_switches"] + st["nonvoluntary_ctxt_switches"]
 
 
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main():
@@ -119,14 +96,7 @@ def main():
         (f"idle wake-ups over {span} s, metrics configured", "idle_wakeups", "0", lambda v: f"{v}"),
         ("idle ginit CPU %", "idle_cpu_pct", "0", lambda v: f"{v:.4f}"),
     ]
-    print("\n| measurement | figure | target |\n|---|---:|---|")
-    for name, key, target, fmt in rows:
-        if key in results:
-            print(f"| {name} | {fmt(results[key])} | {target} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-
+    print_table(rows, results, args.json)
 
 if __name__ == "__main__":
     main()

@@ -21,14 +21,10 @@ Every process started here is killed by pid at the end (unshare runs with --kill
 import argparse, contextlib, os, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, wait_for  # noqa: E402
+from common import free_port, log, scrape, switches, wait_for  # noqa: E402
 from pid1 import ns_init, status  # noqa: E402
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(helper, sock, port):
@@ -41,18 +37,8 @@ def config(helper, sock, port):
     return "\n".join(lines) + "\n"
 
 
-def switches(pid):
-    st = status(pid)
-    return st["voluntary_ctxt_switches"] + st["nonvoluntary_ctxt_switches"]
 
 
-def scrape(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
 
 
 def session(ginit, helper, observed, idle):

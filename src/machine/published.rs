@@ -107,12 +107,11 @@ fn stopping_an_instance_that_waits_to_restart_publishes_stopped() {
     assert_eq!(seen(&e).last().map(String::as_str), Some("w.0 stopped"));
 }
 
-#[test]
-fn a_replace_reload_publishes_begun_ready_and_done_with_its_duration() {
+/// One ready `web` with a `replace` reload, asked for at `t`.
+fn replacing(t: Instant) -> Edge {
     let mut e = edge(
         "programs:\n  web:\n    command: x\n    reload: {strategy: replace}\n    ready: {notify: true, timeout: 5s}\n",
     );
-    let t = Instant::now();
     e.feed(Input::Begin, t);
     e.notify(e.pid("web"), "READY=1", t);
     e.ask(
@@ -121,6 +120,13 @@ fn a_replace_reload_publishes_begun_ready_and_done_with_its_duration() {
         },
         t,
     );
+    e
+}
+
+#[test]
+fn a_replace_reload_publishes_begun_ready_and_done_with_its_duration() {
+    let t = Instant::now();
+    let mut e = replacing(t);
     let old = e.spawned[0].2;
     e.notify(e.pid("web"), "READY=1", t + Duration::from_secs(1));
     // Done once the old instance is down.
@@ -148,18 +154,8 @@ fn a_replace_reload_publishes_begun_ready_and_done_with_its_duration() {
 
 #[test]
 fn a_replace_whose_new_instance_dies_is_rolled_back() {
-    let mut e = edge(
-        "programs:\n  web:\n    command: x\n    reload: {strategy: replace}\n    ready: {notify: true, timeout: 5s}\n",
-    );
     let t = Instant::now();
-    e.feed(Input::Begin, t);
-    e.notify(e.pid("web"), "READY=1", t);
-    e.ask(
-        Request::Reload {
-            programs: vec!["web".into()],
-        },
-        t,
-    );
+    let mut e = replacing(t);
     e.reap(&[exit(e.pid("web"), 2)], true, t);
     let last = e.events.last().map(|ev| &ev.what);
     assert!(

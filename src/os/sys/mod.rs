@@ -656,10 +656,114 @@ pub fn clock_ticks() -> u64 {
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
 }
 
+// ---- the C library's own assertion failures ----
+
+/// glibc's handler for a failed `assert` inside the C library itself, replaced.
+///
+/// Why: glibc's own `__assert_fail` formats its message with `asprintf` and wide-character
+/// stdio, and in a static link that one object drags in the whole printf family (narrow and
+/// wide) with it: 31 KB of ginit's 1.5 MiB budget for a path that never runs unless glibc
+/// has found its own state broken. A static link takes the first definition of a symbol, so
+/// this one is used and glibc's `assert.o` is never pulled from `libc.a` (were anything else
+/// to need it, the link would fail with a duplicate symbol, not silently misbehave). This
+/// handler is also the better one for PID 1 in that state: it writes the message with plain
+/// write(2) calls, allocates nothing, and aborts.
+#[unsafe(no_mangle)]
+extern "C" fn __assert_fail(
+    assertion: *const libc::c_char,
+    file: *const libc::c_char,
+    line: libc::c_uint,
+    function: *const libc::c_char,
+) -> ! {
+    // SAFETY: glibc passes NUL-terminated strings (or null, which `c_text` maps to "?").
+    let (assertion, file, function) =
+        unsafe { (c_text(assertion), c_text(file), c_text(function)) };
+    assert_message(assertion, file, line, function, &mut |piece| {
+        // Best effort: there is nothing to do about a failed write on the way to abort.
+        let _ = write(libc::STDERR_FILENO, piece);
+    });
+    std::process::abort()
+}
+
+/// The bytes of a C string, or `?` for a null pointer.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that outlives the result.
+unsafe fn c_text<'a>(p: *const libc::c_char) -> &'a [u8] {
+    if p.is_null() {
+        b"?"
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes()
+    }
+}
+
+/// The message of a failed C library assertion, handed to `out` piece by piece (no
+/// allocation: the heap may be what is broken).
+fn assert_message(
+    assertion: &[u8],
+    file: &[u8],
+    line: u32,
+    function: &[u8],
+    out: &mut dyn FnMut(&[u8]),
+) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = line;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let pieces: [&[u8]; 9] = [
+        b"ginit: the C library failed its own check `",
+        assertion,
+        b"` in ",
+        function,
+        b" (",
+        file,
+        b":",
+        &digits[at..],
+        b"); aborting\n",
+    ];
+    for piece in pieces {
+        out(piece);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_c_library_assertion_is_one_plain_line() {
+        let mut text = Vec::new();
+        assert_message(
+            b"p != NULL",
+            b"malloc.c",
+            4302,
+            b"_int_free",
+            &mut |piece| text.extend_from_slice(piece),
+        );
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "ginit: the C library failed its own check `p != NULL` in _int_free (malloc.c:4302); aborting\n"
+        );
+        let mut text = Vec::new();
+        assert_message(b"?", b"?", 0, b"?", &mut |piece| {
+            text.extend_from_slice(piece)
+        });
+        assert!(String::from_utf8(text).unwrap().contains("(?:0)"));
+        let mut text = Vec::new();
+        assert_message(b"x", b"f", u32::MAX, b"g", &mut |piece| {
+            text.extend_from_slice(piece)
+        });
+        assert!(String::from_utf8(text).unwrap().contains("f:4294967295)"));
+    }
 
     #[test]
     fn inet_addresses_round_trip_with_their_sizes() {

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::users::{self, Credentials};
-use crate::config::{self, Resolver, glob, signals, units, vars, words};
+use crate::config::{self, Resolver, glob, schedule, signals, units, vars, words};
 use crate::control::metrics::{self, Asked};
 use crate::control::protocol::{Request, Response};
 use crate::os::{notify, probes, proc};
@@ -325,6 +325,42 @@ pub fn units(data: &[u8]) {
         let name = signals::name(sig);
         assert_eq!(signals::parse(&name), Some(sig), "{name}");
     }
+}
+
+/// `schedule:` cron times: the input is the field's text, then (after a NUL) a time in
+/// seconds. Parsing never panics; a schedule it accepts always has a next run after any time
+/// of this millennium, on a whole minute, strictly later, and in the nine-year horizon; and
+/// the next run after "one second before that run" is that run again (no time is skipped).
+pub fn schedule(data: &[u8]) {
+    let (text, time) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (
+            data.get(..at).unwrap_or_default(),
+            data.get(at + 1..).unwrap_or_default(),
+        ),
+        None => (data, &b""[..]),
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    let Ok(cron) = schedule::Cron::parse(text) else {
+        return;
+    };
+    // From 2000-01-01 on, by the bytes given (at most about 3,000 years ahead).
+    let mut t: i64 = 946_684_800;
+    for &b in time.iter().take(5) {
+        t = t
+            .wrapping_mul(251)
+            .wrapping_add(i64::from(b))
+            .rem_euclid(1 << 36)
+            + 946_684_800;
+    }
+    let next = cron
+        .next_after(t)
+        .unwrap_or_else(|| panic!("{text:?} accepted but never comes after {t}"));
+    assert!(next > t && next % 60 == 0, "{text:?}: {t} -> {next}");
+    assert!(next - t <= 9 * 366 * 86_400, "{text:?}: {t} -> {next}");
+    assert_eq!(cron.next_after(next - 1), Some(next), "{text:?}");
+    assert_eq!(schedule::utc(next).len(), 20);
 }
 
 /// The shell-like splitter behind `command: "..."`.

@@ -734,3 +734,85 @@ programs:
         "the stop command was left running"
     );
 }
+
+#[test]
+fn scheduled_runs_never_overlap_skips_are_said_and_start_runs_one_now() {
+    let dir = TempDir::new("ctl-schedule");
+    let cfg = config(
+        &dir,
+        r#"
+programs:
+  job:
+    command: [/bin/sh, -c, 'echo start >> DIR/runs; sleep 2.5; echo end >> DIR/runs']
+    every: 1s
+  yearly:
+    command: [/bin/sh, -c, 'echo ran >> DIR/yearly']
+    schedule: "0 0 1 1 *"
+"#,
+    );
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    let runs = || std::fs::read_to_string(dir.path("runs")).unwrap_or_default();
+    // Two whole runs of 2.5 s each, due every second: the runs in between are skipped.
+    let ended = wait_until(PATIENCE, || runs().matches("end").count() >= 2);
+    assert!(ended, "{}\n{}", runs(), run.stderr());
+    let seen = runs();
+    let lines: Vec<&str> = seen.lines().collect();
+    for pair in lines.windows(2) {
+        assert_ne!(pair[0], pair[1], "runs overlapped: {lines:?}");
+    }
+    assert_eq!(lines.first(), Some(&"start"), "{lines:?}");
+    run.stderr_has("is still going (2 skipped so far)");
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("job: the run due at ")
+            && stderr.contains(" is skipped: the previous run (pid "),
+        "{stderr}"
+    );
+    // `status`: the next run in UTC, and the skips, in text and JSON.
+    let instances = status_instances(&run);
+    let job = instances.iter().find(|i| i["program"] == "job").unwrap();
+    assert_eq!(job["schedule"], "every 1s");
+    assert!(job["skipped_runs"].as_u64().unwrap() >= 2, "{job}");
+    let next = job["next_run"].as_str().unwrap().to_string();
+    assert!(next.len() == 20 && next.ends_with('Z'), "{next}");
+    let yearly = instances.iter().find(|i| i["program"] == "yearly").unwrap();
+    let year: i64 = next[..4].parse().unwrap();
+    let want = [
+        format!("{year}-01-01T00:00:00Z"),
+        format!("{}-01-01T00:00:00Z", year + 1),
+    ];
+    assert!(
+        want.contains(&yearly["next_run"].as_str().unwrap().to_string()),
+        "{yearly}"
+    );
+    assert_eq!(
+        yearly["ready"], true,
+        "a scheduled program never holds readiness back"
+    );
+    let out = client(&run, &["status"]);
+    let table = text(&out);
+    assert!(
+        table.contains("yearly: 0 0 1 1 * (UTC), next run "),
+        "{table}"
+    );
+    assert!(table.contains("job: every 1s, next run 20"), "{table}");
+    // `ginit start` runs one now; the yearly timetable goes on.
+    let out = client(&run, &["start", "yearly"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ran = wait_until(PATIENCE, || dir.path("yearly").exists());
+    assert!(ran, "{}", run.stderr());
+    // `ginit stop` ends the run and pauses the timetable until the next start.
+    let out = client(&run, &["stop", "job"]);
+    assert!(out.status.success(), "{}", text(&out));
+    run.stderr_has("job: no more scheduled runs until `ginit start job`");
+    let instances = status_instances(&run);
+    let job = instances.iter().find(|i| i["program"] == "job").unwrap();
+    assert_eq!(job["next_run"], serde_json::Value::Null, "{job}");
+    let out = client(&run, &["status"]);
+    assert!(
+        text(&out).contains("job: every 1s, next run none"),
+        "{}",
+        text(&out)
+    );
+}

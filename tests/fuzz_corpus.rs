@@ -112,6 +112,11 @@ fn glob() {
 }
 
 #[test]
+fn schedule() {
+    replay("schedule", ginit::fuzzing::schedule);
+}
+
+#[test]
 fn units() {
     replay("units", ginit::fuzzing::units);
 }

@@ -8,6 +8,7 @@
 
 pub mod diff;
 pub mod glob;
+pub mod schedule;
 mod schema;
 pub mod signals;
 pub mod units;
@@ -355,6 +356,8 @@ pub struct ProgramSpec {
     pub runtime_env: bool,
     /// `on_exit`, `on_failed`, `hook_timeout`.
     pub hooks: Hooks,
+    /// `schedule` or `every`: run as a oneshot at these times (`oneshot` is set too).
+    pub schedule: Option<schedule::Schedule>,
 }
 
 /// Commands run when an instance exits (`on_exit`) or the program fails (`on_failed`), each
@@ -413,6 +416,7 @@ impl ProgramSpec {
             user: None,
             instances: 1,
             oneshot: false,
+            schedule: None,
             depends_on: Vec::new(),
             restart: Restart::Always,
             backoff: schema::default_backoff(),
@@ -921,8 +925,17 @@ impl Config {
             if p.instances != 1 {
                 let _ = writeln!(out, "  instances: {}", p.instances);
             }
-            if p.oneshot {
-                let _ = writeln!(out, "  oneshot: true");
+            match &p.schedule {
+                Some(schedule::Schedule::Cron(text, _)) => {
+                    let _ = writeln!(out, "  schedule: {text} (UTC)");
+                }
+                Some(schedule::Schedule::Every(d)) => {
+                    let _ = writeln!(out, "  every: {}", units::format_duration(*d));
+                }
+                None if p.oneshot => {
+                    let _ = writeln!(out, "  oneshot: true");
+                }
+                None => {}
             }
             if !p.depends_on.is_empty() {
                 let _ = writeln!(out, "  depends_on: {}", p.depends_on.join(", "));

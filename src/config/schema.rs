@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::schedule::{Cron, Schedule};
 use super::yaml::{self, Node, Value};
 use super::{
     Backoff, Config, ConfigError, CpuAction, Limits, Listen, LogFormat, Output, ProgramSpec,
@@ -90,6 +91,8 @@ const PROGRAM_KEYS: &[&str] = &[
     "on_exit",
     "on_failed",
     "hook_timeout",
+    "schedule",
+    "every",
 ];
 const PROGRAM_LATER: &[&str] = &[];
 const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
@@ -124,6 +127,8 @@ pub const MIN_MONITOR_WINDOW: (Duration, &str) = (Duration::from_secs(1), "1s");
 pub const MIN_MEMORY_MAX: (u64, &str) = (1 << 20, "1MiB");
 /// `cpu_max`, in percent of one core.
 pub const CPU_MAX_RANGE: (f64, f64) = (1.0, 100_000.0);
+/// `every`: a shorter interval is a busy loop, not a schedule.
+pub const MIN_EVERY: (Duration, &str) = (Duration::from_secs(1), "1s");
 /// Longest `ready: {log: TEXT}` (each line of a starting program is searched for it).
 pub const MAX_READY_LOG: usize = 256;
 /// Most files `include` may add (each at most MAX_CONFIG_BYTES).
@@ -1124,6 +1129,19 @@ impl Validator<'_> {
                     spec.instances = self.number(value, &at, 1, MAX_INSTANCES).unwrap_or(1)
                 }
                 "oneshot" => spec.oneshot = self.boolean(value, &at).unwrap_or(false),
+                "schedule" => {
+                    if let Some(text) = self.string(value, &at) {
+                        match Cron::parse(&text) {
+                            Ok(cron) => spec.schedule = Some(Schedule::Cron(text, cron)),
+                            Err(e) => self.error(value, &at, e),
+                        }
+                    }
+                }
+                "every" => {
+                    spec.schedule = self
+                        .duration_at_least(value, &at, MIN_EVERY)
+                        .map(Schedule::Every)
+                }
                 "depends_on" => {
                     spec.depends_on = self
                         .string_list(value, &at)
@@ -1258,6 +1276,7 @@ impl Validator<'_> {
         if !spec.sockets.is_empty() && !fields.iter().any(|(k, _)| *k == "reload") {
             spec.reload = ReloadStrategy::Replace;
         }
+        self.scheduled(&mut spec, &fields, path);
         spec.restart = restart.unwrap_or(if spec.oneshot {
             Restart::OnFailure
         } else {
@@ -1337,6 +1356,27 @@ impl Validator<'_> {
         if let Err(e) = self.resolver.executable(&exe, path_var.as_deref()) {
             self.error(node, path, e);
         }
+    }
+
+    /// `schedule` / `every`: one of the two, and the program is a oneshot (`oneshot: false`
+    /// beside them is a contradiction, said as such) with one instance.
+    fn scheduled(&mut self, spec: &mut ProgramSpec, fields: &[(&str, &Node)], path: &str) {
+        let has = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, n)| *n);
+        let (schedule, every) = (has("schedule"), has("every"));
+        if schedule.is_none() && every.is_none() {
+            return;
+        }
+        if let (Some(_), Some(every)) = (schedule, every) {
+            let msg = "give `schedule` (cron times) or `every` (an interval), not both";
+            self.error(every, &join(path, "every"), msg);
+        }
+        if let Some(oneshot) = has("oneshot")
+            && !spec.oneshot
+        {
+            let msg = "a scheduled program runs as a oneshot at each time: drop `oneshot: false`";
+            self.error(oneshot, &join(path, "oneshot"), msg);
+        }
+        spec.oneshot = true;
     }
 
     /// `on_exit`, `on_failed` (commands like `command`, run as the program runs) and
@@ -1752,6 +1792,13 @@ pub fn validate_file(
         let path = format!("programs.{program}.depends_on");
         if dep == *program {
             v.error(node, &path, format!("`{program}` cannot depend on itself"));
+        } else if let Some(i) = parsed.get(dep)
+            && config.programs.get(i).is_some_and(|p| p.schedule.is_some())
+        {
+            let msg = format!(
+                "`{dep}` is scheduled: it runs at its times, not once, so nothing can wait for it"
+            );
+            v.error(node, &path, msg);
         } else if !parsed.contains(dep) {
             // Only built when a hint is wanted, and only once.
             if name_refs.is_empty() {
@@ -2010,6 +2057,7 @@ fn owned_addresses(v: &mut Validator, config: &Config, checks: &[(usize, AddrChe
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::config::schedule::Schedule;
 
     /// A machine where /bin/* and /app/* exist, users `root` and `app`.
     pub struct Fake;
@@ -2398,6 +2446,38 @@ log: {level: debug, format: json}
             errs[0].contains("programs.a.ready.tcp: `${PORT` has no closing"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn schedules_are_oneshots_of_one_instance_that_nothing_waits_for() {
+        let c = ok(
+            "programs:\n  backup: {command: x, schedule: \"30 2 * * *\", on_failed: y}\n  sweep: {command: x, every: 10m, restart: never}\n",
+        );
+        let backup = c.program("backup").unwrap();
+        assert!(backup.oneshot);
+        assert_eq!(backup.restart, Restart::OnFailure, "a oneshot's default");
+        assert!(matches!(&backup.schedule, Some(Schedule::Cron(t, _)) if t == "30 2 * * *"));
+        let sweep = c.program("sweep").unwrap();
+        assert_eq!(
+            sweep.schedule,
+            Some(Schedule::Every(Duration::from_secs(600)))
+        );
+        let errs = errors(
+            "programs:\n  a: {command: x, schedule: \"* * *\"}\n  b: {command: x, schedule: \"@daily\", every: 1h}\n  c: {command: x, every: 1h, oneshot: false}\n  d: {command: x, every: 500ms}\n  e: {command: x, depends_on: [b]}\n  f: {command: x, every: 1m, instances: 2}\n  g: {command: x, schedule: \"0 0 31 2 *\"}\n",
+        );
+        let want = [
+            "2:29: programs.a.schedule: a schedule has five fields",
+            "3:46: programs.b.every: give `schedule` (cron times) or `every` (an interval), not both",
+            "4:39: programs.c.oneshot: a scheduled program runs as a oneshot at each time",
+            "5:26: programs.d.every: must be from 1s to 365d",
+            "6:32: programs.e.depends_on: `b` is scheduled",
+            "7:3: programs.f.instances: a oneshot program runs once",
+            "8:29: programs.g.schedule: `0 0 31 2 *` never comes",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e}\nwanted: {w}");
+        }
     }
 
     #[test]

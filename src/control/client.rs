@@ -287,6 +287,20 @@ pub fn table(status: &Status) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    for i in &status.instances {
+        let Some(schedule) = &i.schedule else {
+            continue;
+        };
+        let next = i
+            .next_run
+            .as_deref()
+            .unwrap_or("none (stopped: `ginit start` resumes)");
+        out.push_str(&format!("{}: {schedule}, next run {next}", i.program));
+        if let Some(n) = i.skipped_runs.filter(|&n| n > 0) {
+            out.push_str(&format!(", {n} skipped"));
+        }
+        out.push('\n');
+    }
     if status.shutting_down {
         out.push_str("ginit is shutting down\n");
     }
@@ -354,11 +368,27 @@ mod tests {
                     cpu_percent: Some(2.25),
                     rss_bytes: Some(15 << 20),
                     last_exit: Some(1),
+                    ..InstanceStatus::default()
                 },
                 InstanceStatus {
                     program: "migrate".into(),
                     state: "done".into(),
                     last_exit: Some(0),
+                    ..InstanceStatus::default()
+                },
+                InstanceStatus {
+                    program: "backup".into(),
+                    state: "done".into(),
+                    schedule: Some("0 3 * * * (UTC)".into()),
+                    next_run: Some("2026-12-02T03:00:00Z".into()),
+                    skipped_runs: Some(2),
+                    ..InstanceStatus::default()
+                },
+                InstanceStatus {
+                    program: "sweep".into(),
+                    state: "stopped".into(),
+                    schedule: Some("every 10m".into()),
+                    skipped_runs: Some(0),
                     ..InstanceStatus::default()
                 },
             ],
@@ -377,6 +407,14 @@ mod tests {
             lines[2],
             "migrate  0         -    done     no     -       0         -     -        0"
         );
-        assert_eq!(lines[3], "last config reload failed:");
+        assert_eq!(
+            lines[5],
+            "backup: 0 3 * * * (UTC), next run 2026-12-02T03:00:00Z, 2 skipped"
+        );
+        assert_eq!(
+            lines[6],
+            "sweep: every 10m, next run none (stopped: `ginit start` resumes)"
+        );
+        assert_eq!(lines[7], "last config reload failed:");
     }
 }

@@ -75,6 +75,9 @@ pub enum What {
     ConfigRejected { errors: String },
     /// ginit began shutting down (`why`: the signal or request).
     ShutdownBegun { why: String },
+    /// A scheduled program's run due at `due` (UTC) was not started: the previous run was
+    /// still going.
+    RunSkipped { due: String },
 }
 
 impl What {
@@ -98,6 +101,7 @@ impl What {
             What::ConfigReloaded { .. } => "config_reloaded",
             What::ConfigRejected { .. } => "config_rejected",
             What::ShutdownBegun { .. } => "shutdown_begun",
+            What::RunSkipped { .. } => "run_skipped",
         }
     }
 }
@@ -217,6 +221,7 @@ impl What {
             | What::ShutdownBegun { why } => [("why", Text(why)), none, none, none],
             What::ConfigReloaded { summary } => [("summary", Text(summary)), none, none, none],
             What::ConfigRejected { errors } => [("errors", Text(errors)), none, none, none],
+            What::RunSkipped { due } => [("due", Text(due)), none, none, none],
             What::Ready | What::Stopped | What::Done | What::ReloadBegun => [none; 4],
         }
     }

@@ -96,6 +96,8 @@ struct ProgramCounters {
     reloads: [u64; 2],
     /// Seconds the last `replace` reload that was done took.
     reload_seconds: Option<f64>,
+    /// Scheduled runs skipped because the previous run was still going.
+    runs_skipped: u64,
     /// By instance index.
     instances: Vec<InstanceCounters>,
 }
@@ -151,6 +153,11 @@ impl Counters {
                     p.reloads[1] += 1;
                 }
             }
+            What::RunSkipped { .. } => {
+                if let Some(p) = self.program_mut(&event.program) {
+                    p.runs_skipped += 1;
+                }
+            }
             What::ConfigReloaded { .. } => self.config_reloads[0] += 1,
             What::ConfigRejected { .. } => self.config_reloads[1] += 1,
             _ => {}
@@ -175,6 +182,7 @@ impl Counters {
             name: name.to_string(),
             reloads: [0; 2],
             reload_seconds: None,
+            runs_skipped: 0,
             instances: Vec::new(),
         });
         Some(self.programs.len() - 1)
@@ -281,10 +289,11 @@ impl Counters {
                             sample(&mut out, name, program, None, None, v);
                         }
                     }
-                    _ => {
+                    11 => {
                         let n = dropped.iter().find(|d| d.0 == program).map_or(0, |d| d.1);
                         sample(&mut out, name, program, None, None, n as f64);
                     }
+                    _ => sample(&mut out, name, program, None, None, p.runs_skipped as f64),
                 }
             }
         }
@@ -308,7 +317,8 @@ program_exits_total counter Exits of the instance's process, by outcome: success
 reloads_total counter Replace reloads of the program, by result: done or rolled_back.\n\
 reload_duration_seconds gauge How long the program's last replace reload that was done took, in seconds.\n\
 config_reloads_total counter Config reloads, by result: success (applied) or failure (rejected).\n\
-log_lines_dropped_total counter Lines of program output dropped because ginit's stdout or stderr was not read.";
+log_lines_dropped_total counter Lines of program output dropped because ginit's stdout or stderr was not read.\n\
+program_runs_skipped_total counter Runs of a scheduled program not started because its previous run was still going.";
 const FROM_ROWS: usize = 6;
 const CONFIG_RELOADS: usize = 10;
 
@@ -411,6 +421,7 @@ mod tests {
             cpu_percent: None,
             rss_bytes: None,
             last_exit: None,
+            ..InstanceStatus::default()
         }
     }
 

@@ -215,6 +215,16 @@ pub struct InstanceStatus {
     pub rss_bytes: Option<u64>,
     /// Exit status of the previous run (128+N for signal N).
     pub last_exit: Option<i32>,
+    /// A scheduled program's times: the cron fields as written (UTC), or `every 10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// A scheduled program's next run (RFC 3339, UTC); none while a stop request pauses its
+    /// timetable, or before its dependencies let it start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// Runs of a scheduled program not started because the previous run was still going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_runs: Option<u64>,
 }
 
 #[cfg(test)]
@@ -321,6 +331,9 @@ mod tests {
                     cpu_percent: Some(12.5),
                     rss_bytes: Some(1 << 20),
                     last_exit: None,
+                    schedule: Some("@daily (UTC)".into()),
+                    next_run: Some("2026-12-02T00:00:00Z".into()),
+                    skipped_runs: Some(1),
                 }],
             }),
             ..Response::default()

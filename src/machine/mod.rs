@@ -35,6 +35,7 @@
 //! - `single.rs`: single-program mode (`ginit -- PROGRAM`).
 //! - `hooks.rs`: `on_exit` / `on_failed`: which hook runs, when, with which variables, and
 //!   one at a time per program.
+//! - `schedule.rs`: scheduled programs (`schedule`, `every`): when runs start, skips.
 //!
 //! [`Machine`] is one struct; each file above adds the `impl Machine` block of its concern, so
 //! the decisions stay in one state with no borrowing across objects, yet each reads alone.
@@ -73,6 +74,7 @@ mod programs;
 mod published;
 mod reload;
 mod requests;
+mod schedule;
 mod shutdown;
 pub mod single;
 #[cfg(test)]
@@ -355,6 +357,9 @@ pub struct Machine {
     out: Vec<Effect>,
     /// Hooks running, waiting or skipped, per program (`hooks.rs`).
     hooks: hooks::Hooks,
+    /// The wall clock (milliseconds since 1970, UTC) at an instant, as the edge last read it
+    /// ([`Machine::set_clock`]); cron schedules are wall-clock times.
+    wall: Option<(Instant, i64)>,
 }
 
 /// A request answered once the programs it names have settled.
@@ -419,6 +424,7 @@ impl Machine {
             serial,
             out: Vec::new(),
             hooks: hooks::Hooks::default(),
+            wall: None,
         };
         m.reindex();
         m
@@ -484,7 +490,7 @@ impl Machine {
             first = earliest(first, Some(g.kill_at));
         }
         first = earliest(first, self.hooks.deadline());
-        first
+        earliest(first, self.schedule_deadline())
     }
 
     /// Time passed: checks first (their verdicts may stop instances), then the lifecycle and
@@ -492,6 +498,7 @@ impl Machine {
     fn on_time(&mut self, now: Instant) {
         self.check_time(now);
         self.kill_hooks(false, now);
+        self.schedule_time(now);
         self.lifecycle_time(now);
         if self.next_sample.is_some_and(|t| now >= t) {
             self.sample();

@@ -60,7 +60,7 @@ impl Machine {
                 let what = What::State {
                     state: i.word(&p.spec),
                     pid: i.pid(),
-                    ready: counts_ready(p.launched, p.spec.oneshot, i),
+                    ready: counts_ready(p.launched, &p.spec, i),
                     restarts: i.restarts,
                 };
                 snapshot.push(Event::of(&p.spec.name, i.index, what));

@@ -28,6 +28,7 @@ use crate::config::{ProgramSpec, Restart};
 
 use super::What;
 use super::instance::{Instance, Role, State, Step};
+use super::schedule::Timetable;
 use super::shutdown::Phase;
 use super::{CheckRef, Effect, Exited, GroupAsk, InstanceRef, Machine};
 
@@ -53,6 +54,8 @@ pub(super) struct Program {
     pub delayed: Vec<(Instant, u32)>,
     /// Its health checks are paused (see `checks.rs`).
     pub health_paused: bool,
+    /// A scheduled program's next run and skips (see `schedule.rs`).
+    pub timetable: Timetable,
 }
 
 impl Program {
@@ -75,6 +78,7 @@ impl Program {
             replace_began: None,
             delayed: Vec::new(),
             health_paused: false,
+            timetable: Timetable::default(),
         }
     }
 
@@ -133,8 +137,13 @@ impl Program {
 }
 
 /// Whether an instance counts as ready: it runs and its readiness check passed, a oneshot is
-/// done, or it was stopped on purpose (or ended without failing) once started at all.
-pub(super) fn counts_ready(launched: bool, oneshot: bool, i: &Instance) -> bool {
+/// done, or it was stopped on purpose (or ended without failing) once started at all. A
+/// scheduled program's always does: its runs are not what serves.
+pub(super) fn counts_ready(launched: bool, spec: &ProgramSpec, i: &Instance) -> bool {
+    let oneshot = spec.oneshot;
+    if spec.schedule.is_some() {
+        return true;
+    }
     match i.state {
         State::Running { .. } | State::Done => true,
         State::Stopped => launched && !oneshot,
@@ -734,6 +743,10 @@ impl Machine {
             return;
         }
         program.launched = true;
+        if program.spec.schedule.is_some() {
+            // It waits for its first time instead of starting now.
+            return self.arm(p, None, now);
+        }
         // A start may satisfy others at once (programs without readiness checks are ready as
         // soon as their spawn is answered): its dependents go on the list then.
         self.each_instance(p, now, |inst, spec| inst.start(spec));
@@ -809,7 +822,7 @@ impl Machine {
 
     /// Whether instance `i` of `p` counts as ready (see [`Machine::ready`]).
     pub(super) fn instance_ready(p: &Program, i: &Instance) -> bool {
-        counts_ready(p.launched, p.spec.oneshot, i)
+        counts_ready(p.launched, &p.spec, i)
     }
 
     /// `ginit ready`: every instance ready and no shutdown under way (the shutdown delay

@@ -152,6 +152,17 @@ impl Machine {
                 Control::Stop => inst.stop(spec, now),
                 Control::Restart | Control::Replace => inst.restart(spec, now),
             });
+            // A scheduled program: a stop pauses its timetable, anything else resumes it.
+            if let Some(program) = self.programs.get_mut(p)
+                && program.spec.schedule.is_some()
+            {
+                if what == Control::Stop {
+                    info!("{name}: no more scheduled runs until `ginit start {name}`");
+                    program.timetable.next = None;
+                } else if program.timetable.next.is_none() {
+                    self.arm(p, None, now);
+                }
+            }
         }
         self.progress(now);
     }

@@ -298,7 +298,7 @@ impl Machine {
                     instance: i.index,
                     pid,
                     state: i.word(&program.spec).to_string(),
-                    ready: counts_ready(program.launched, program.spec.oneshot, i),
+                    ready: counts_ready(program.launched, &program.spec, i),
                     uptime_secs: pid
                         .and(i.started)
                         .map(|t| now.saturating_duration_since(t).as_secs_f64()),
@@ -306,6 +306,7 @@ impl Machine {
                     cpu_percent: None,
                     rss_bytes: None,
                     last_exit: i.last_exit,
+                    ..program.timetable_status()
                 });
             }
         }

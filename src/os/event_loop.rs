@@ -413,6 +413,11 @@ impl Daemon {
     /// is fed back at once and its own effects go first (a stack, not a queue), so the
     /// machine sees what it would have seen had it made the call itself.
     fn feed(&mut self, event: Input, now: Instant) {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.machine
+            .set_clock(now, i64::try_from(unix.as_millis()).unwrap_or(i64::MAX));
         let mut stack = self.machine.handle(event, now);
         stack.reverse();
         while let Some(effect) = stack.pop() {

@@ -15,6 +15,7 @@ pub const USAGE: &str = "\
 usage: ginit [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM under ginit as init
        ginit [OPTIONS] -c CONFIG [-- PROGRAM...]  supervise the programs of CONFIG
        ginit check [-c CONFIG]                    validate a config, print the plan
+       ginit schema                               print the config's JSON Schema
        ginit COMMAND [--socket PATH]              talk to a running ginit:
          status [--json]                status of every program instance
          status --watch [INTERVAL]      redraw it every INTERVAL (default 2s) until Ctrl-C
@@ -65,6 +66,8 @@ pub enum Command {
     Check {
         config: Option<PathBuf>,
     },
+    /// `ginit schema`: print the JSON Schema of the config file.
+    Schema,
     Version,
     Help,
 }
@@ -152,6 +155,12 @@ where
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('h') | Long("help") => return Ok(Command::Help),
             Value(first) if first == "check" => return parse_check(parser),
+            Value(first) if first == "schema" => {
+                return match parser.next().map_err(err)? {
+                    None => Ok(Command::Schema),
+                    Some(other) => Err(format!("schema: {}", other.unexpected())),
+                };
+            }
             Value(first) => {
                 if let Some(name) = first.to_str().filter(|n| CONTROL_COMMANDS.contains(n)) {
                     return parse_control(name, parser, opts.socket);
@@ -508,6 +517,9 @@ mod tests {
             })
         );
         assert!(parse(["check", "extra"]).unwrap_err().starts_with("check:"));
+        assert_eq!(parse(["schema"]), Ok(Command::Schema));
+        assert!(parse(["schema", "x"]).unwrap_err().starts_with("schema:"));
+        assert_eq!(prog(&run(&["--", "schema"])), ["schema"]);
     }
 
     #[test]

@@ -49,6 +49,10 @@ fn entry() -> i32 {
         }
         Ok(Command::Run(opts)) => run(opts),
         Ok(Command::Check { config }) => check(config),
+        Ok(Command::Schema) => {
+            print!("{}", config::keys::json_schema());
+            0
+        }
         Ok(Command::Control {
             request,
             socket,

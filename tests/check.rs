@@ -128,3 +128,88 @@ fn include_merges_drop_in_files_and_a_duplicate_names_both_files() {
     assert_eq!(code, 2);
     assert!(err.contains("include[0]: cannot list"), "{err}");
 }
+
+/// check-jsonschema (PyPI; `tests/deps.sh` installs it): a real validator of JSON Schema
+/// draft 2020-12 that reads YAML as YAML 1.2, as editors do. Exit status and output.
+fn json_schema_check(schema: &std::path::Path, files: &[std::path::PathBuf]) -> (bool, String) {
+    let out = Command::new("python3")
+        .args(["-m", "check_jsonschema", "--schemafile"])
+        .arg(schema)
+        .args(files)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(
+        !said.contains("No module named check_jsonschema"),
+        "check-jsonschema is not installed: run tests/deps.sh"
+    );
+    (out.status.success(), said)
+}
+
+/// The README's YAML blocks that are ginit configs (not Prometheus' or Kubernetes' files).
+fn readme_configs(dir: &TempDir) -> Vec<std::path::PathBuf> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut files = Vec::new();
+    for (i, block) in readme.split("```yaml\n").skip(1).enumerate() {
+        let block = block.split("```").next().unwrap();
+        let ginit = block.lines().any(|l| {
+            ["programs:", "sockets:", "metrics:", "include:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        });
+        if ginit {
+            let path = dir.path(&format!("readme-{i}.yaml"));
+            std::fs::write(&path, block).unwrap();
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn the_schema_accepts_every_example_and_refuses_what_ginit_refuses() {
+    let dir = TempDir::new("check-schema");
+    let out = Command::new(GINIT).arg("schema").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let schema_file = dir.path("ginit.schema.json");
+    std::fs::write(&schema_file, &out.stdout).unwrap();
+    // Every config in the repository, and every config of the README.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut examples: Vec<_> = ["demo/gin.yaml", "demo/pid1.yaml", "docker/ginit.yaml"]
+        .iter()
+        .map(|f| root.join(f))
+        .collect();
+    let readme = readme_configs(&dir);
+    assert!(readme.len() >= 4, "the README's configs: {readme:?}");
+    examples.extend(readme);
+    let (ok, said) = json_schema_check(&schema_file, &examples);
+    assert!(ok, "{said}");
+    // Mistakes ginit refuses, each refused by the schema too.
+    let bad = [
+        "programs:\n  web:\n    comand: /bin/true\n",
+        "programs:\n  web:\n    command: /bin/true\n    instances: many\n",
+        "programs:\n  web:\n    command: /bin/true\n    instances: 0\n",
+        "programs:\n  web:\n    command: /bin/true\n    restart: sometimes\n",
+        "programs:\n  web:\n    command: /bin/true\n    stdout: {file: /tmp/x.log, rotate: {keep: 0}}\n",
+        "programs:\n  web:\n    command: /bin/true\n    ready: {timeout: soon}\n",
+        "programs:\n  web:\n    command: /bin/true\n    limits: {nice: 40}\n",
+        "programs:\n  web:\n    command: /bin/true\n    oneshot: \"yes\"\n",
+        "programs:\n  web:\n    command: []\n",
+        "programs:\n  web: {command: /bin/true}\nloglevel: debug\n",
+        "programs:\n  web: {command: /bin/true}\nlog: {format: xml}\n",
+    ];
+    for (i, yaml) in bad.iter().enumerate() {
+        let (code, _, err) = check(&dir, yaml);
+        assert_eq!(code, 2, "ginit accepted {yaml:?}: {err}");
+        let file = dir.path(&format!("bad-{i}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        let (ok, said) = json_schema_check(&schema_file, &[file]);
+        assert!(!ok, "the schema accepted {yaml:?}: {said}");
+    }
+}

@@ -4,7 +4,9 @@
 # Gin and go-systemd packages for the zero-downtime tests (docker/app), and a Docker engine
 # (docker.io) for the container tests, which start their own private dockerd, with a static
 # busybox they put in an image as the shell of `docker run -it IMAGE -- sh`, and Prometheus
-# (prometheus, with promtool) that scrapes ginit's /metrics in tests/metrics.rs.
+# (prometheus, with promtool) that scrapes ginit's /metrics in tests/metrics.rs; and from
+# PyPI check-jsonschema, a real JSON Schema validator that tests/check.rs runs on the example
+# configs against `ginit schema`.
 # `tests/deps.sh demo`: only what `make demo` needs (the Gin example, hey for load, curl).
 set -eu
 need=""
@@ -14,6 +16,10 @@ if [ "${1:-}" = demo ]; then
     pkgs=$demo
 else
     pkgs="$demo dash binutils docker.io busybox-static prometheus"
+fi
+if [ "${1:-}" != demo ] && ! python3 -c 'import check_jsonschema' 2>/dev/null; then
+    echo "tests/deps.sh: installing check-jsonschema from PyPI"
+    python3 -m pip install -q --disable-pip-version-check check-jsonschema
 fi
 for pkg in $pkgs; do
     have "$pkg" || need="$need $pkg"

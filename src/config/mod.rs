@@ -8,6 +8,7 @@
 
 pub mod diff;
 pub mod glob;
+pub mod keys;
 pub mod schedule;
 mod schema;
 pub mod signals;

@@ -54,48 +54,7 @@ pub trait Resolver {
     }
 }
 
-const TOP_KEYS: &[&str] = &[
-    "programs", "shutdown", "log", "control", "sockets", "include", "metrics",
-];
-const TOP_LATER: &[&str] = &[];
-const PROGRAM_KEYS: &[&str] = &[
-    "command",
-    "env",
-    "cwd",
-    "user",
-    "group",
-    "instances",
-    "oneshot",
-    "depends_on",
-    "restart",
-    "backoff",
-    "max_restarts",
-    "restart_window",
-    "critical",
-    "stop",
-    "stdout",
-    "stderr",
-    "reload",
-    "sockets",
-    "ready",
-    "health",
-    "watchdog",
-    "limits",
-    "memory_max",
-    "cpu_max",
-    "monitor_window",
-    "cpu_action",
-    "success_exit_codes",
-    "env_file",
-    "runtime_env",
-    "on_exit",
-    "on_failed",
-    "hook_timeout",
-    "schedule",
-    "every",
-];
-const PROGRAM_LATER: &[&str] = &[];
-const LIMIT_EXTRA: &[&str] = &["nice", "oom_score_adj"];
+use super::keys::{self, Key};
 
 // Bounds. Every number a file can write is bounded here, so no file makes ginit allocate,
 // fork or loop without end, and no setting can start a program that cannot run or make a
@@ -302,7 +261,7 @@ impl Validator<'_> {
         &mut self,
         node: &'n Node,
         path: &str,
-        known: &[&str],
+        known: &[Key],
         later: &[&str],
     ) -> Entries<'n> {
         let Value::Map(pairs) = &node.value else {
@@ -325,7 +284,7 @@ impl Validator<'_> {
             let at = join(path, name);
             if seen.insert(name, out.len()).is_some() {
                 self.error(key, &at, "this key is given twice");
-            } else if known.contains(&name) {
+            } else if known.iter().any(|k| k.0 == name) {
                 out.push((name, value));
             } else if later.contains(&name) {
                 self.error(
@@ -336,7 +295,7 @@ impl Validator<'_> {
                     ),
                 );
             } else {
-                let mut all: Vec<&str> = known.to_vec();
+                let mut all = keys::names(known);
                 all.extend_from_slice(later);
                 let hint = self.hint(name, &all);
                 self.error(key, &at, format!("unknown key `{name}`{hint}"));
@@ -398,12 +357,7 @@ impl Validator<'_> {
 
     /// One entry of `sockets:`: `{listen: ADDR, backlog, mode, owner}` or `{inherit: NAME}`.
     fn socket(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<SocketSpec> {
-        let fields = self.mapping(
-            node,
-            path,
-            &["listen", "backlog", "mode", "owner", "inherit"],
-            &[],
-        );
+        let fields = self.mapping(node, path, keys::SOCKET, &[]);
         let mut listen = None;
         let mut backlog = 1024;
         let (mut mode, mut owner) = (None, None);
@@ -478,7 +432,7 @@ impl Validator<'_> {
     /// `inherit`: the endpoint is ginit's own, never handed to a program).
     fn metrics(&mut self, node: &Node) -> Option<Listen> {
         let mut listen = None;
-        let fields = self.mapping(node, "metrics", &["listen"], &[]);
+        let fields = self.mapping(node, "metrics", keys::METRICS, &[]);
         if fields.is_empty() {
             self.error(node, "metrics", "`metrics` needs `listen: ADDRESS`");
         }
@@ -496,8 +450,7 @@ impl Validator<'_> {
 
     /// `ready: {notify: true | tcp: ADDR | http: URL | exec: CMD | delay: D, timeout: D}`.
     fn ready(&mut self, node: &Node, path: &str) -> Option<ReadySpec> {
-        let keys = ["notify", "tcp", "http", "exec", "delay", "log", "timeout"];
-        let fields = self.mapping(node, path, &keys, &[]);
+        let fields = self.mapping(node, path, keys::READY, &[]);
         let mut timeout = Duration::from_secs(60);
         let check = self.check(node, path, &fields, true);
         for (k, n) in &fields {
@@ -513,8 +466,7 @@ impl Validator<'_> {
 
     /// `health: {tcp: ADDR | http: URL | exec: CMD, interval, timeout, failures}`.
     fn health(&mut self, node: &Node, path: &str) -> Option<HealthSpec> {
-        let keys = ["tcp", "http", "exec", "interval", "timeout", "failures"];
-        let fields = self.mapping(node, path, &keys, &[]);
+        let fields = self.mapping(node, path, keys::HEALTH, &[]);
         let check = self.check(node, path, &fields, false)?;
         let mut h = HealthSpec {
             check,
@@ -657,7 +609,7 @@ impl Validator<'_> {
     fn reload(&mut self, node: &Node, path: &str) -> ReloadStrategy {
         let mut strategy = "restart";
         let mut signal = None;
-        for (k, v) in self.mapping(node, path, &["strategy", "signal"], &[]) {
+        for (k, v) in self.mapping(node, path, keys::RELOAD, &[]) {
             let p = join(path, k);
             if k == "signal" {
                 signal = self.signal(v, &p);
@@ -680,13 +632,8 @@ impl Validator<'_> {
     /// limit above ginit's own hard limit that ginit cannot raise is an error here rather
     /// than a program that fails to start.
     fn limits(&mut self, node: &Node, path: &str) -> Limits {
-        let keys: Vec<&str> = Rlimit::ALL
-            .iter()
-            .map(|r| r.key())
-            .chain(LIMIT_EXTRA.iter().copied())
-            .collect();
         let mut limits = Limits::default();
-        for (k, v) in self.mapping(node, path, &keys, &[]) {
+        for (k, v) in self.mapping(node, path, keys::LIMITS, &[]) {
             let p = join(path, k);
             match k {
                 "nice" => limits.nice = self.integer(v, &p, -20, 19),
@@ -806,7 +753,7 @@ impl Validator<'_> {
 
     /// `log.buffer: {lines: N, bytes: SIZE}`, each bounded; 0 turns the ring off.
     fn log_buffer(&mut self, node: &Node, path: &str, buffer: &mut super::LogBuffer) {
-        for (k, n) in self.mapping(node, path, &["lines", "bytes"], &[]) {
+        for (k, n) in self.mapping(node, path, keys::BUFFER, &[]) {
             let p = join(path, k);
             if k == "lines" {
                 if let Some(lines) = self.number(n, &p, 0, MAX_BUFFER_LINES) {
@@ -978,7 +925,7 @@ impl Validator<'_> {
     fn file_output(&mut self, node: &Node, path: &str) -> Output {
         let mut file = None;
         let mut rotate = None;
-        for (key, value) in self.mapping(node, path, &["file", "rotate"], &[]) {
+        for (key, value) in self.mapping(node, path, keys::FILE_OUTPUT, &[]) {
             let at = join(path, key);
             if key == "file" {
                 file = self.string(value, &at).map(PathBuf::from);
@@ -988,7 +935,7 @@ impl Validator<'_> {
                 size: 10 << 20,
                 keep: 5,
             };
-            for (k, v) in self.mapping(value, &at, &["size", "keep"], &[]) {
+            for (k, v) in self.mapping(value, &at, keys::ROTATE, &[]) {
                 let p = join(&at, k);
                 if k == "size" {
                     r.size = self.size_at_least(v, &p, MIN_ROTATE_SIZE).unwrap_or(r.size);
@@ -1088,7 +1035,7 @@ impl Validator<'_> {
 
     /// `key` is the program's name in the file: errors about the program as a whole point there.
     fn program(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<ProgramSpec> {
-        let fields = self.mapping(node, path, PROGRAM_KEYS, PROGRAM_LATER);
+        let fields = self.mapping(node, path, keys::PROGRAM, &[]);
         if !matches!(node.value, Value::Map(_)) {
             if node.is_null() {
                 self.error(key, path, "a program needs at least `command`");
@@ -1159,12 +1106,7 @@ impl Validator<'_> {
                         })
                 }
                 "backoff" => {
-                    let f = self.mapping(
-                        value,
-                        &at,
-                        &["initial", "max", "factor", "reset_after"],
-                        &[],
-                    );
+                    let f = self.mapping(value, &at, keys::BACKOFF, &[]);
                     for (k, v) in f {
                         let p = join(&at, k);
                         let b = &mut spec.backoff;
@@ -1203,7 +1145,7 @@ impl Validator<'_> {
                 }
                 "critical" => spec.critical = self.boolean(value, &at).unwrap_or(false),
                 "stop" => {
-                    let f = self.mapping(value, &at, &["signal", "timeout", "command"], &[]);
+                    let f = self.mapping(value, &at, keys::STOP, &[]);
                     for (k, v) in f {
                         let p = join(&at, k);
                         if k == "signal" {
@@ -1620,7 +1562,7 @@ pub fn validate_file(
     if let Some(file) = file {
         merge_includes(&mut v, &mut root, file, included);
     }
-    let top = v.mapping(&root, "", TOP_KEYS, TOP_LATER);
+    let top = v.mapping(&root, "", keys::TOP, &[]);
     let mut config = Config::default();
     let mut socket_refs: Vec<(&str, &Node)> = Vec::new();
     // Every socket name written, valid or not: references are checked against these.
@@ -1688,7 +1630,7 @@ pub fn validate_file(
                 }
             }
             "shutdown" => {
-                for (k, n) in v.mapping(value, "shutdown", &["delay", "timeout"], &[]) {
+                for (k, n) in v.mapping(value, "shutdown", keys::SHUTDOWN, &[]) {
                     let p = join("shutdown", k);
                     let d = v.duration(n, &p);
                     match (k, d) {
@@ -1738,15 +1680,14 @@ pub fn validate_file(
             "include" => {}
             "metrics" => config.metrics = v.metrics(value),
             "control" => {
-                for (k, n) in v.mapping(value, "control", &["socket"], &[]) {
+                for (k, n) in v.mapping(value, "control", keys::CONTROL, &[]) {
                     if let Some(path) = v.string(n, &join("control", k)) {
                         config.control_socket = PathBuf::from(path);
                     }
                 }
             }
             _ => {
-                let keys = ["level", "format", "file", "buffer", "timestamps"];
-                for (k, n) in v.mapping(value, "log", &keys, &[]) {
+                for (k, n) in v.mapping(value, "log", keys::LOG, &[]) {
                     let p = join("log", k);
                     if k == "buffer" {
                         v.log_buffer(n, &p, &mut config.log.buffer);
@@ -2667,9 +2608,15 @@ log: {level: debug, format: json}
 
     #[test]
     fn suggestions() {
-        assert_eq!(nearest("restat", PROGRAM_KEYS), Some("restart"));
-        assert_eq!(nearest("depend_on", PROGRAM_KEYS), Some("depends_on"));
-        assert_eq!(nearest("zzzzzz", PROGRAM_KEYS), None);
+        assert_eq!(
+            nearest("restat", &keys::names(keys::PROGRAM)),
+            Some("restart")
+        );
+        assert_eq!(
+            nearest("depend_on", &keys::names(keys::PROGRAM)),
+            Some("depends_on")
+        );
+        assert_eq!(nearest("zzzzzz", &keys::names(keys::PROGRAM)), None);
     }
 
     /// Each error of `text` must contain the matching `want`, in order, and no more errors.

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod events;
+pub mod json;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

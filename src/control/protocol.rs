@@ -6,7 +6,9 @@
 //! documents the format for other tools. This module is types and (de)serialisation only; it
 //! imports no other ginit module.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use super::json::{self, Fields, Json};
 
 /// A connection to the control socket, as the server numbers them (the machine answers on it).
 pub type ConnId = u64;
@@ -15,8 +17,7 @@ pub type ConnId = u64;
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// A request. Written by serde's derive (tagged by `command`); read by [`Request::parse`]
-/// through `Wire`, not serde's internally tagged enum, whose buffering of every value
-/// cost ~10 KB of binary.
+/// with `control::json` (serde_json's deserializer cost ~50 KB of binary).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Request {
@@ -62,8 +63,6 @@ pub enum Request {
 pub const DEFAULT_LOG_LINES: u32 = 100;
 
 /// Every field a request line may have; which ones a command takes is checked after.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Wire {
     command: String,
     programs: Option<Vec<String>>,
@@ -73,11 +72,27 @@ struct Wire {
     json: Option<bool>,
 }
 
+impl Wire {
+    fn read(line: &[u8]) -> Result<Wire, String> {
+        let mut f = Fields::of(json::parse(line)?, "the request")?;
+        let w = Wire {
+            command: f.string("command")?.ok_or("missing field `command`")?,
+            programs: f.strings("programs")?,
+            signal: f.string("signal")?,
+            lines: f.number("lines")?,
+            follow: f.boolean("follow")?,
+            json: f.boolean("json")?,
+        };
+        f.done()?;
+        Ok(w)
+    }
+}
+
 impl Request {
     /// Parses one request line; the error is a sentence for the client.
     pub fn parse(line: &[u8]) -> Result<Request, String> {
         let bad = |e: String| format!("malformed request: {e}");
-        let w: Wire = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+        let w = Wire::read(line).map_err(bad)?;
         let given = [
             ("programs", w.programs.is_some()),
             ("signal", w.signal.is_some()),
@@ -145,7 +160,7 @@ impl Request {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Response {
     pub ok: bool,
     /// Why the request failed (with `ok: false`).
@@ -182,12 +197,69 @@ impl Response {
         line
     }
 
+    /// Reads a response line (members it does not know are ignored: a newer ginit may add
+    /// some).
     pub fn parse(line: &[u8]) -> Result<Response, String> {
-        serde_json::from_slice(line).map_err(|e| format!("malformed response from ginit: {e}"))
+        Response::read(line).map_err(|e| format!("malformed response from ginit: {e}"))
+    }
+
+    fn read(line: &[u8]) -> Result<Response, String> {
+        let mut f = Fields::of(json::parse(line)?, "the response")?;
+        Ok(Response {
+            ok: f.boolean("ok")?.ok_or("missing field `ok`")?,
+            error: f.string("error")?,
+            message: f.string("message")?,
+            status: match f.take("status") {
+                None => None,
+                Some(s) => Some(Status::read(s)?),
+            },
+        })
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+impl Status {
+    fn read(value: Json) -> Result<Status, String> {
+        let mut f = Fields::of(value, "`status`")?;
+        let mut instances = Vec::new();
+        if let Some(list) = f.take("instances") {
+            let Json::Arr(items) = list else {
+                return Err(format!("`instances` is {}, not a list", list.kind()));
+            };
+            for item in items {
+                instances.push(InstanceStatus::read(item)?);
+            }
+        }
+        Ok(Status {
+            ready: f.boolean("ready")?.unwrap_or(false),
+            shutting_down: f.boolean("shutting_down")?.unwrap_or(false),
+            config_error: f.string("config_error")?,
+            instances,
+        })
+    }
+}
+
+impl InstanceStatus {
+    fn read(value: Json) -> Result<InstanceStatus, String> {
+        let mut f = Fields::of(value, "an instance")?;
+        Ok(InstanceStatus {
+            program: f.string("program")?.unwrap_or_default(),
+            instance: f.number("instance")?.unwrap_or(0),
+            pid: f.number("pid")?,
+            state: f.string("state")?.unwrap_or_default(),
+            ready: f.boolean("ready")?.unwrap_or(false),
+            uptime_secs: f.float("uptime_secs")?,
+            restarts: f.number("restarts")?.unwrap_or(0),
+            cpu_percent: f.float("cpu_percent")?,
+            rss_bytes: f.number("rss_bytes")?,
+            last_exit: f.number("last_exit")?,
+            schedule: f.string("schedule")?,
+            next_run: f.string("next_run")?,
+            skipped_runs: f.number("skipped_runs")?,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Status {
     /// Every program's readiness holds and ginit is not shutting down.
     pub ready: bool,
@@ -198,7 +270,7 @@ pub struct Status {
     pub instances: Vec<InstanceStatus>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct InstanceStatus {
     pub program: String,
     pub instance: u32,

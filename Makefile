@@ -67,7 +67,7 @@ soak: release
 # both directories on stable (tests/fuzz_corpus.rs). NAME:MAX_LEN, each as large as the
 # input ginit accepts from that source.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config:65536 control_request:65536 notify:4096 units:256 schedule:256 glob:1024 env_file:65536 words:4096 \
+FUZZ_TARGETS := config:65536 control_request:65536 notify:4096 units:256 schedule:256 inotify:8192 glob:1024 env_file:65536 words:4096 \
 	http_response:4096 passwd:16384 proc_stat:1024 http_request:4097
 fuzz:
 	cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz

@@ -18,7 +18,7 @@ use crate::config::users::{self, Credentials};
 use crate::config::{self, Resolver, glob, schedule, signals, units, vars, words};
 use crate::control::metrics::{self, Asked};
 use crate::control::protocol::{Request, Response};
-use crate::os::{notify, probes, proc};
+use crate::os::{notify, probes, proc, watch};
 
 /// The users of [`Sandbox`]: what a typical image's /etc/passwd and /etc/group hold.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -361,6 +361,30 @@ pub fn schedule(data: &[u8]) {
     assert!(next - t <= 9 * 366 * 86_400, "{text:?}: {t} -> {next}");
     assert_eq!(cron.next_after(next - 1), Some(next), "{text:?}");
     assert_eq!(schedule::utc(next).len(), 20);
+}
+
+/// What inotify reports (whose names any user who can write in a watched directory
+/// chooses), as `os::watch::events` reads it. Beyond not crashing: no name holds a NUL, every
+/// record takes at least its 16-byte head, and records are read in order (the first starts
+/// at the start of the buffer).
+pub fn inotify(data: &[u8]) {
+    let events = watch::events(data);
+    assert!(
+        events.len() <= data.len() / 16,
+        "{} from {}",
+        events.len(),
+        data.len()
+    );
+    for (_, _, name) in &events {
+        assert!(!name.contains(&0), "{name:?}");
+    }
+    if let Some((wd, _, _)) = events.first() {
+        assert_eq!(
+            data.get(..4)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+            Some(*wd)
+        );
+    }
 }
 
 /// The shell-like splitter behind `command: "..."`.

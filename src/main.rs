@@ -169,8 +169,9 @@ fn run(opts: RunOptions) -> i32 {
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     if opts.daemon {
         socket = std::path::absolute(&socket).unwrap_or(socket);
-        // The daemon works from `/`: the config must still be found for reloads.
-        path = match std::fs::canonicalize(&path) {
+        // The daemon works from `/`: the config must still be found for reloads (by the
+        // same links, which a reload follows anew).
+        path = match std::path::absolute(&path) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("ginit: {}: {e}", path.display());

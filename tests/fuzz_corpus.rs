@@ -112,6 +112,11 @@ fn glob() {
 }
 
 #[test]
+fn inotify() {
+    replay("inotify", ginit::fuzzing::inotify);
+}
+
+#[test]
 fn schedule() {
     replay("schedule", ginit::fuzzing::schedule);
 }

@@ -169,6 +169,11 @@ fn collect(handles: Vec<std::thread::JoinHandle<Tally>>) -> Tally {
 }
 
 fn start(dir: &TempDir, port: u16, instances: u32, command: &str) -> Run {
+    start_with(dir, port, instances, command, "")
+}
+
+/// [`start`], with `extra` lines added to the program (indented by four spaces).
+fn start_with(dir: &TempDir, port: u16, instances: u32, command: &str, extra: &str) -> Run {
     let cfg = config(
         dir,
         &format!(
@@ -183,7 +188,7 @@ programs:
     ready: {{notify: true, timeout: 5s}}
     stop: {{timeout: 20s}}
     backoff: {{initial: 300ms}}
-"#
+{extra}"#
         ),
     );
     let run = Run::start(Mode::Pid1, &["-c", &cfg]);
@@ -359,6 +364,54 @@ fn a_rolling_reload_keeps_three_instances_ready() {
     assert!(
         after.iter().all(|p| !before.contains(p)),
         "{before:?} -> {after:?}"
+    );
+}
+
+#[test]
+fn a_new_binary_dropped_in_place_is_a_zero_downtime_replace() {
+    let app = gin_app();
+    let dir = TempDir::new("gin-watch");
+    std::fs::create_dir(dir.path("bin")).unwrap();
+    let server = dir.path("bin/server");
+    std::fs::copy(&app, &server).unwrap();
+    let port = free_port();
+    let watch = "    watch: {paths: [DIR/bin/server], debounce: 300ms}\n";
+    let run = start_with(&dir, port, 1, "[DIR/bin/server]", watch);
+    let old = pids(&run);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = load(port, "/", 6, stop.clone());
+    // A build tool's install: the new binary written beside, then renamed over the old one
+    // (a copy over a running binary is refused with ETXTBSY).
+    let staged = dir.path("bin/.server.new");
+    std::fs::copy(&app, &staged).unwrap();
+    std::fs::rename(&staged, &server).unwrap();
+    let replaced = wait_until(PATIENCE, || {
+        let now = pids(&run);
+        now.len() == 1 && now != old && client(&run, &["ready"]).status.success()
+    });
+    assert!(replaced, "{}", run.stderr());
+    run.stderr_has(&format!("web: {} changed: reloading it", server.display()));
+    std::thread::sleep(Duration::from_millis(200)); // let the new instance serve a little
+    stop.store(true, Ordering::SeqCst);
+    let tally = collect(handles);
+    assert!(
+        tally.failures.is_empty(),
+        "{} ok, failures {:?}",
+        tally.ok,
+        tally.failures
+    );
+    assert_eq!(
+        tally.pids.len(),
+        2,
+        "the old pid, then the new: {:?}",
+        tally.pids
+    );
+    // One reload for one install: the staged name is no change to `bin/server`.
+    assert_eq!(
+        run.stderr().matches("changed: reloading it").count(),
+        1,
+        "{}",
+        run.stderr()
     );
 }
 

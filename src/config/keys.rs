@@ -26,6 +26,7 @@ pub const TOP: &[Key] = &[
     ("sockets", "map:socket"),
     ("include", "texts"),
     ("metrics", "obj:metrics"),
+    ("config", "obj:config"),
 ];
 
 pub const PROGRAM: &[Key] = &[
@@ -63,8 +64,11 @@ pub const PROGRAM: &[Key] = &[
     ("hook_timeout", "dur"),
     ("schedule", "text"),
     ("every", "dur"),
+    ("watch", "obj:watch"),
 ];
 
+pub const CONFIG: &[Key] = &[("watch", "bool"), ("debounce", "dur")];
+pub const WATCH: &[Key] = &[("paths", "texts"), ("ignore", "texts"), ("debounce", "dur")];
 pub const SHUTDOWN: &[Key] = &[("delay", "dur"), ("timeout", "dur")];
 pub const LOG: &[Key] = &[
     ("level", "text"),
@@ -144,6 +148,8 @@ const TABLES: &[(&str, &[Key])] = &[
     ("ready", READY),
     ("health", HEALTH),
     ("limits", LIMITS),
+    ("config", CONFIG),
+    ("watch", WATCH),
 ];
 
 /// The names of a table's keys (for "did you mean" hints).

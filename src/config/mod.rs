@@ -40,6 +40,11 @@ pub struct Config {
     /// `metrics.listen`: where ginit serves `GET /metrics` (None: no endpoint). Bound once,
     /// when ginit starts, like `sockets`.
     pub metrics: Option<Listen>,
+    /// `config: {watch: true, debounce}`: the config reloads itself once its files change
+    /// and then stay quiet for this long (`None`: not watched).
+    pub watch: Option<Duration>,
+    /// The `include` patterns as absolute paths (what a watch of the config looks at too).
+    pub includes: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -62,6 +67,8 @@ impl Default for Config {
             control_socket: PathBuf::from(DEFAULT_SOCKET),
             sockets: Vec::new(),
             metrics: None,
+            watch: None,
+            includes: Vec::new(),
         }
     }
 }
@@ -359,6 +366,21 @@ pub struct ProgramSpec {
     pub hooks: Hooks,
     /// `schedule` or `every`: run as a oneshot at these times (`oneshot` is set too).
     pub schedule: Option<schedule::Schedule>,
+    /// `watch`: the program is reloaded by its strategy when files under these paths change.
+    pub watch: Option<FileWatch>,
+}
+
+/// A program's `watch: {paths, ignore, debounce}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileWatch {
+    /// Absolute paths: a directory is watched with everything under it, a file (which may
+    /// not exist yet) by its name in its directory.
+    pub paths: Vec<PathBuf>,
+    /// Names (globs, see `glob.rs`) whose changes do not count: a file's or a directory's on
+    /// the way to it.
+    pub ignore: Vec<String>,
+    /// One reload once changes have stopped for this long.
+    pub debounce: Duration,
 }
 
 /// Commands run when an instance exits (`on_exit`) or the program fails (`on_failed`), each
@@ -418,6 +440,7 @@ impl ProgramSpec {
             instances: 1,
             oneshot: false,
             schedule: None,
+            watch: None,
             depends_on: Vec::new(),
             restart: Restart::Always,
             backoff: schema::default_backoff(),
@@ -919,6 +942,13 @@ impl Config {
         if let Some(listen) = &self.metrics {
             let _ = writeln!(out, "metrics: GET /metrics on {listen}");
         }
+        if let Some(d) = self.watch {
+            let d = units::format_duration(d);
+            let _ = writeln!(
+                out,
+                "config: reloaded when its files change (quiet for {d})"
+            );
+        }
         let _ = writeln!(out, "start order: {}", names.join(", "));
         for p in order.iter().filter_map(|i| self.programs.get(*i)) {
             let _ = writeln!(out, "\n{}:", p.name);
@@ -940,6 +970,15 @@ impl Config {
             }
             if !p.depends_on.is_empty() {
                 let _ = writeln!(out, "  depends_on: {}", p.depends_on.join(", "));
+            }
+            if let Some(w) = &p.watch {
+                let paths: Vec<String> = w.paths.iter().map(|p| p.display().to_string()).collect();
+                let d = units::format_duration(w.debounce);
+                let _ = write!(out, "  watch: {} (quiet for {d})", paths.join(", "));
+                if !w.ignore.is_empty() {
+                    let _ = write!(out, ", ignoring {}", w.ignore.join(", "));
+                }
+                out.push('\n');
             }
             if !p.sockets.is_empty() {
                 let _ = writeln!(out, "  sockets: {} (fds 3..)", p.sockets.join(", "));

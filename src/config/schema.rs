@@ -22,8 +22,8 @@ use std::time::Duration;
 use super::schedule::{Cron, Schedule};
 use super::yaml::{self, Node, Value};
 use super::{
-    Backoff, Config, ConfigError, CpuAction, Limits, Listen, LogFormat, Output, ProgramSpec,
-    ReloadStrategy, Restart, Rlimit, Rotate, SocketSpec, units,
+    Backoff, Config, ConfigError, CpuAction, FileWatch, Limits, Listen, LogFormat, Output,
+    ProgramSpec, ReloadStrategy, Restart, Rlimit, Rotate, SocketSpec, units,
 };
 use super::{HealthSpec, ReadyCheck, ReadySpec};
 use super::{signals, users::Credentials, vars};
@@ -86,6 +86,12 @@ pub const MIN_MONITOR_WINDOW: (Duration, &str) = (Duration::from_secs(1), "1s");
 pub const MIN_MEMORY_MAX: (u64, &str) = (1 << 20, "1MiB");
 /// `cpu_max`, in percent of one core.
 pub const CPU_MAX_RANGE: (f64, f64) = (1.0, 100_000.0);
+/// `config.debounce`: how long the config's files must be quiet before a watch reloads it.
+pub const DEFAULT_CONFIG_DEBOUNCE: Duration = Duration::from_millis(500);
+/// A program's `watch.debounce`.
+pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_secs(1);
+/// `watch.paths` of one program.
+pub const MAX_WATCH_PATHS: usize = 64;
 /// `every`: a shorter interval is a busy loop, not a schedule.
 pub const MIN_EVERY: (Duration, &str) = (Duration::from_secs(1), "1s");
 /// Longest `ready: {log: TEXT}` (each line of a starting program is searched for it).
@@ -1076,6 +1082,7 @@ impl Validator<'_> {
                     spec.instances = self.number(value, &at, 1, MAX_INSTANCES).unwrap_or(1)
                 }
                 "oneshot" => spec.oneshot = self.boolean(value, &at).unwrap_or(false),
+                "watch" => spec.watch = self.file_watch(value, &at),
                 "schedule" => {
                     if let Some(text) = self.string(value, &at) {
                         match Cron::parse(&text) {
@@ -1298,6 +1305,56 @@ impl Validator<'_> {
         if let Err(e) = self.resolver.executable(&exe, path_var.as_deref()) {
             self.error(node, path, e);
         }
+    }
+
+    /// `watch: {paths, ignore, debounce}`: absolute paths (at least one), globs to ignore.
+    fn file_watch(&mut self, node: &Node, path: &str) -> Option<FileWatch> {
+        let mut w = FileWatch {
+            paths: Vec::new(),
+            ignore: Vec::new(),
+            debounce: DEFAULT_WATCH_DEBOUNCE,
+        };
+        for (k, n) in self.mapping(node, path, keys::WATCH, &[]) {
+            let p = join(path, k);
+            let list = match &n.value {
+                Value::Seq(_) => self.string_list(n, &p),
+                _ if k == "debounce" => Vec::new(),
+                _ => self
+                    .string(n, &p)
+                    .map(|s| vec![(s, n.clone())])
+                    .unwrap_or_default(),
+            };
+            match k {
+                "paths" => {
+                    for (text, item) in list {
+                        let file = PathBuf::from(&text);
+                        if !file.is_absolute() {
+                            self.error(&item, &p, format!("`{text}` must be an absolute path"));
+                        }
+                        w.paths.push(file);
+                    }
+                    if w.paths.len() > MAX_WATCH_PATHS {
+                        let msg = format!("at most {MAX_WATCH_PATHS} paths");
+                        self.error(n, &p, msg);
+                    }
+                }
+                "ignore" => w.ignore = list.into_iter().map(|(s, _)| s).collect(),
+                _ => {
+                    if let Some(d) = self.duration_at_least(n, &p, MIN_CHECK_INTERVAL) {
+                        w.debounce = d;
+                    }
+                }
+            }
+        }
+        if w.paths.is_empty() {
+            self.error(
+                node,
+                &join(path, "paths"),
+                "name at least one path to watch",
+            );
+            return None;
+        }
+        Some(w)
     }
 
     /// `schedule` / `every`: one of the two, and the program is a oneshot (`oneshot: false`
@@ -1559,11 +1616,15 @@ pub fn validate_file(
         files: Vec::new(),
         addr_checks: Vec::new(),
     };
-    if let Some(file) = file {
-        merge_includes(&mut v, &mut root, file, included);
-    }
+    let includes = match file {
+        Some(file) => merge_includes(&mut v, &mut root, file, included),
+        None => Vec::new(),
+    };
     let top = v.mapping(&root, "", keys::TOP, &[]);
-    let mut config = Config::default();
+    let mut config = Config {
+        includes,
+        ..Config::default()
+    };
     let mut socket_refs: Vec<(&str, &Node)> = Vec::new();
     // Every socket name written, valid or not: references are checked against these.
     let mut declared_sockets = super::Names::new(0);
@@ -1679,6 +1740,18 @@ pub fn validate_file(
             // Read already (merge_includes).
             "include" => {}
             "metrics" => config.metrics = v.metrics(value),
+            "config" => {
+                let (mut on, mut debounce) = (false, DEFAULT_CONFIG_DEBOUNCE);
+                for (k, n) in v.mapping(value, "config", keys::CONFIG, &[]) {
+                    let p = join("config", k);
+                    if k == "watch" {
+                        on = v.boolean(n, &p).unwrap_or(false);
+                    } else if let Some(d) = v.duration_at_least(n, &p, MIN_CHECK_INTERVAL) {
+                        debounce = d;
+                    }
+                }
+                config.watch = on.then_some(debounce);
+            }
             "control" => {
                 for (k, n) in v.mapping(value, "control", keys::CONTROL, &[]) {
                     if let Some(path) = v.string(n, &join("control", k)) {
@@ -1794,12 +1867,17 @@ pub fn validate_file(
 /// files in name order) is read, and its `programs` and `sockets` are added to the main
 /// file's, their nodes marked with the file's number so errors point into it. An included
 /// file may define nothing else, and includes nothing itself.
-fn merge_includes(v: &mut Validator, root: &mut Node, main: &Path, included: &mut Vec<PathBuf>) {
+fn merge_includes(
+    v: &mut Validator,
+    root: &mut Node,
+    main: &Path,
+    included: &mut Vec<PathBuf>,
+) -> Vec<PathBuf> {
     let Value::Map(pairs) = &root.value else {
-        return;
+        return Vec::new();
     };
     let Some((key, node)) = pairs.iter().find(|(k, _)| k.scalar() == Some("include")) else {
-        return;
+        return Vec::new();
     };
     let (key_mark, node) = (key.mark, node.clone());
     let patterns = match &node.value {
@@ -1812,8 +1890,10 @@ fn merge_includes(v: &mut Validator, root: &mut Node, main: &Path, included: &mu
     v.sources.truncate(1);
     let base = main.parent().unwrap_or(Path::new("/"));
     let mut extra: [Vec<(Node, Node)>; 2] = [Vec::new(), Vec::new()];
+    let mut absolute = Vec::new();
     for (i, (pattern, at)) in patterns.iter().enumerate() {
         let path = format!("include[{i}]");
+        absolute.push(base.join(pattern));
         let files = match v.resolver.include(&base.join(pattern)) {
             Ok(files) => files,
             Err(e) => {
@@ -1871,7 +1951,7 @@ fn merge_includes(v: &mut Validator, root: &mut Node, main: &Path, included: &mu
         }
     }
     let Value::Map(pairs) = &mut root.value else {
-        return;
+        return absolute;
     };
     for (slot, entries) in extra.into_iter().enumerate() {
         if entries.is_empty() {
@@ -1905,6 +1985,7 @@ fn merge_includes(v: &mut Validator, root: &mut Node, main: &Path, included: &mu
             }
         }
     }
+    absolute
 }
 
 /// Outputs may share a file (stdout and stderr together, say), but one file has one
@@ -2387,6 +2468,38 @@ log: {level: debug, format: json}
             errs[0].contains("programs.a.ready.tcp: `${PORT` has no closing"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn watches_of_the_config_and_of_programs() {
+        let c = ok(
+            "config: {watch: true}\ninclude: []\nprograms:\n  web:\n    command: x\n    watch: {paths: [/app, /etc/app.conf], ignore: \"*.log\", debounce: 250ms}\n",
+        );
+        assert_eq!(c.watch, Some(DEFAULT_CONFIG_DEBOUNCE));
+        let w = c.program("web").unwrap().watch.clone().unwrap();
+        assert_eq!(
+            w.paths,
+            [PathBuf::from("/app"), PathBuf::from("/etc/app.conf")]
+        );
+        assert_eq!(w.ignore, ["*.log"]);
+        assert_eq!(w.debounce, Duration::from_millis(250));
+        assert_eq!(ok("programs:\n  a: {command: x}\n").watch, None);
+        let c = ok("config: {watch: false, debounce: 2s}\nprograms:\n  a: {command: x}\n");
+        assert_eq!(c.watch, None);
+        let errs = errors(
+            "config: {watch: yes, debounce: 10ms}\nprograms:\n  a: {command: x, watch: {paths: [app]}}\n  b: {command: x, watch: {ignore: [x]}}\n  c: {command: x, watch: {paths: /x, depth: 2}}\n",
+        );
+        let want = [
+            "1:17: config.watch: expected true or false",
+            "1:32: config.debounce: must be from 100ms",
+            "3:35: programs.a.watch.paths: `app` must be an absolute path",
+            "4:26: programs.b.watch.paths: name at least one path to watch",
+            "5:38: programs.c.watch.depth: unknown key `depth`",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e}\nwanted: {w}");
+        }
     }
 
     #[test]

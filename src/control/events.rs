@@ -78,6 +78,8 @@ pub enum What {
     /// A scheduled program's run due at `due` (UTC) was not started: the previous run was
     /// still going.
     RunSkipped { due: String },
+    /// A file under a program's `watch.paths` changed (`path`): it is reloaded.
+    FilesChanged { path: String },
 }
 
 impl What {
@@ -102,6 +104,7 @@ impl What {
             What::ConfigRejected { .. } => "config_rejected",
             What::ShutdownBegun { .. } => "shutdown_begun",
             What::RunSkipped { .. } => "run_skipped",
+            What::FilesChanged { .. } => "files_changed",
         }
     }
 }
@@ -222,6 +225,7 @@ impl What {
             What::ConfigReloaded { summary } => [("summary", Text(summary)), none, none, none],
             What::ConfigRejected { errors } => [("errors", Text(errors)), none, none, none],
             What::RunSkipped { due } => [("due", Text(due)), none, none, none],
+            What::FilesChanged { path } => [("path", Text(path)), none, none, none],
             What::Ready | What::Stopped | What::Done | What::ReloadBegun => [none; 4],
         }
     }

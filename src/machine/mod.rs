@@ -36,6 +36,7 @@
 //! - `hooks.rs`: `on_exit` / `on_failed`: which hook runs, when, with which variables, and
 //!   one at a time per program.
 //! - `schedule.rs`: scheduled programs (`schedule`, `every`): when runs start, skips.
+//! - `watch.rs`: file watches: the config reloading itself, programs reloaded on change.
 //!
 //! [`Machine`] is one struct; each file above adds the `impl Machine` block of its concern, so
 //! the decisions stay in one state with no borrowing across objects, yet each reads alone.
@@ -79,6 +80,7 @@ mod shutdown;
 pub mod single;
 #[cfg(test)]
 mod testing;
+mod watch;
 
 pub use hooks::HookVars;
 pub use monitor::Sample;
@@ -212,6 +214,12 @@ pub enum Input {
     LogReady { instance: InstanceRef },
     /// Time passed (any wake-up): deadlines that are due are acted on.
     Time,
+    /// Files changed where the edge watches for `program` (`None`: the config's files);
+    /// `path` is one that changed.
+    FilesChanged {
+        program: Option<String>,
+        path: String,
+    },
     /// Hook `hook` ([`Effect::RunHook`]) ended: how its process exited once reaped, or
     /// status 127 at once when it could not start (the edge logs why).
     HookEnded { hook: u64, exit: Exited },
@@ -297,6 +305,13 @@ pub enum Effect {
     },
     /// Answer `ginit logs` from the log rings (and with `follow`, keep sending new lines).
     ServeLogs(LogsAnswer),
+    /// Watch these files (instead of any watched before): the config's (the main file and
+    /// these `include` patterns) when `config` is given, and each program's `watch`. Answered
+    /// by [`Input::FilesChanged`] whenever one changes.
+    WatchFiles {
+        config: Option<Vec<std::path::PathBuf>>,
+        programs: Vec<(String, crate::config::FileWatch)>,
+    },
     /// The running config's log settings: each program's ring size, timestamps on `prefix`
     /// lines and ginit's own; the rings of programs not in `programs` can go.
     LogSettings {
@@ -360,6 +375,8 @@ pub struct Machine {
     /// The wall clock (milliseconds since 1970, UTC) at an instant, as the edge last read it
     /// ([`Machine::set_clock`]); cron schedules are wall-clock times.
     wall: Option<(Instant, i64)>,
+    /// `config.watch`: when to reload the config, and a path whose change asked for it.
+    config_due: Option<(Instant, String)>,
 }
 
 /// A request answered once the programs it names have settled.
@@ -425,6 +442,7 @@ impl Machine {
             out: Vec::new(),
             hooks: hooks::Hooks::default(),
             wall: None,
+            config_due: None,
         };
         m.reindex();
         m
@@ -436,6 +454,7 @@ impl Machine {
         match input {
             Input::Begin => {
                 self.log_settings();
+                self.watch_files();
                 self.progress(now)
             }
             Input::Signal(sig) => self.on_signal(sig, now),
@@ -468,6 +487,9 @@ impl Machine {
             Input::ConfigLoaded { conn, config } => self.on_config_loaded(conn, *config, now),
             Input::Time => self.on_time(now),
             Input::HookEnded { hook, exit } => self.on_hook_ended(hook, exit, now),
+            Input::FilesChanged { program, path } => {
+                self.on_files_changed(program.as_deref(), &path, now)
+            }
         }
         self.sync_health(now);
         self.answer_settled();
@@ -490,6 +512,7 @@ impl Machine {
             first = earliest(first, Some(g.kill_at));
         }
         first = earliest(first, self.hooks.deadline());
+        first = earliest(first, self.watch_deadline());
         earliest(first, self.schedule_deadline())
     }
 
@@ -499,6 +522,7 @@ impl Machine {
         self.check_time(now);
         self.kill_hooks(false, now);
         self.schedule_time(now);
+        self.watch_time(now);
         self.lifecycle_time(now);
         if self.next_sample.is_some_and(|t| now >= t) {
             self.sample();

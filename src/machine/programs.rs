@@ -30,6 +30,7 @@ use super::What;
 use super::instance::{Instance, Role, State, Step};
 use super::schedule::Timetable;
 use super::shutdown::Phase;
+use super::watch::WatchState;
 use super::{CheckRef, Effect, Exited, GroupAsk, InstanceRef, Machine};
 
 /// A program of the running config and its instances.
@@ -56,6 +57,8 @@ pub(super) struct Program {
     pub health_paused: bool,
     /// A scheduled program's next run and skips (see `schedule.rs`).
     pub timetable: Timetable,
+    /// Its `watch`: the reload it waits to make (see `watch.rs`).
+    pub watch: WatchState,
 }
 
 impl Program {
@@ -79,6 +82,7 @@ impl Program {
             delayed: Vec::new(),
             health_paused: false,
             timetable: Timetable::default(),
+            watch: WatchState::default(),
         }
     }
 

@@ -134,6 +134,12 @@ impl Machine {
             };
             // Start order no longer applies to a program someone handles by hand.
             program.launched = true;
+            if what != Control::Stop {
+                self.resume_watch(p);
+            }
+            let Some(program) = self.programs.get_mut(p) else {
+                continue;
+            };
             if what != Control::Start {
                 // A request supersedes the reloads verdicts scheduled.
                 program.delayed.clear();

@@ -380,11 +380,15 @@ impl Machine {
                 };
                 self.publish_program("", what);
                 self.log_settings();
+                for p in 0..self.programs.len() {
+                    self.resume_watch(p);
+                }
                 // Sampling starts over with the new set of monitored programs.
                 self.next_sample = None;
                 Response::ok(summary)
             }
         };
+        self.watch_files();
         if let Some(conn) = conn {
             self.respond(conn, response);
         }

@@ -97,6 +97,9 @@ pub struct Record {
     pub subscribed: Vec<(ConnId, bool, Vec<Event>)>,
     /// `ginit logs` answers served from the rings.
     pub served: Vec<LogsAnswer>,
+    /// What the edge was told to watch: (the config's include patterns when it is watched,
+    /// the programs with a `watch`).
+    pub watching: Vec<(Option<Vec<std::path::PathBuf>>, Vec<String>)>,
     /// Log settings handed over: (ring size, timestamps, programs).
     pub log_settings: Vec<(LogBuffer, bool, Vec<String>)>,
     next_pid: i32,
@@ -376,6 +379,11 @@ impl Record {
                 programs,
             } => {
                 self.log_settings.push((buffer, timestamps, programs));
+                None
+            }
+            Effect::WatchFiles { config, programs } => {
+                let names = programs.into_iter().map(|(name, _)| name).collect();
+                self.watching.push((config, names));
                 None
             }
         }

@@ -33,6 +33,7 @@ use crate::os::probes::{Probes, Purpose, Target};
 use crate::os::reaper;
 use crate::os::signals::SignalSource;
 use crate::os::start::Starter;
+use crate::os::watch::Watcher;
 use crate::os::{proc, spawn, stdio, sys};
 
 /// Milliseconds from `now` to `deadline` for poll, rounded up so a deadline is never polled
@@ -199,6 +200,7 @@ struct Slots {
     reports: Slot,
     outputs: Slot,
     metrics: Slot,
+    watch: Slot,
 }
 
 /// A tcp or http check attempt under way, as `probes` knows it (by `key`).
@@ -235,6 +237,8 @@ struct Daemon {
     stoppers: Vec<(i32, i32)>,
     /// `GET /metrics`, and the counters of the published events.
     metrics: Option<Endpoint>,
+    /// The inotify fd of `config.watch` and programs' `watch`.
+    watcher: Watcher,
 }
 
 /// Runs the supervisor until the run is over and returns ginit's exit status.
@@ -282,6 +286,7 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         hooks: Vec::new(),
         stoppers: Vec::new(),
         metrics: run.metrics.take(),
+        watcher: Watcher::default(),
     };
     d.feed(Input::Begin, Instant::now());
     d.run()
@@ -313,6 +318,7 @@ impl Daemon {
                 metrics: Slot::fill(&mut fds, |f| {
                     self.metrics.iter().for_each(|m| m.poll_fds(f))
                 }),
+                watch: Slot::fill(&mut fds, |f| f.push(pollin(self.watcher.raw_fd()))),
             };
             let deadline = [
                 self.machine.deadline(),
@@ -373,6 +379,10 @@ impl Daemon {
             }
             if notified {
                 self.on_notify(now);
+            }
+            let watched = slots.watch.of(&fds).iter().any(|p| p.revents != 0);
+            for (program, path) in self.watcher.handle(watched) {
+                self.feed(Input::FilesChanged { program, path }, now);
             }
             let done = self.probes.on_time(now);
             results.extend(self.probes_done(done, now));
@@ -500,6 +510,11 @@ impl Daemon {
                     conn,
                     config: Box::new(config),
                 })
+            }
+            Effect::WatchFiles { config, programs } => {
+                self.watcher
+                    .set(&self.config_path, config.as_deref(), &programs);
+                None
             }
             Effect::ReopenLogs => {
                 let n = self.starter.outputs.reopen();

@@ -23,6 +23,8 @@
 //!   and stderr, shared by `output` and the logger; `ring`: each program's last lines of
 //!   output in memory, for `ginit logs`.
 //! - `resolver`: the real `config::Resolver`.
+//! - `watch`: the inotify fd: where watched files changed (what a change means is the
+//!   machine's).
 //! - `metrics`: the `/metrics` endpoint's listener and HTTP connections, and the /proc figures
 //!   read at scrape time; what a request asks and the exposition's text are
 //!   `control::metrics`'.
@@ -46,6 +48,7 @@ pub mod sockets;
 pub mod start;
 pub mod stdio;
 pub mod sys;
+pub mod watch;
 /// The fork/exec boundary (in `sys`, with the rest of the edge's `unsafe`).
 pub use sys::spawn;
 

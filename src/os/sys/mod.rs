@@ -477,11 +477,23 @@ pub fn take_terminal(fd: RawFd) -> io::Result<()> {
     check(unsafe { libc::tcsetpgrp(fd, libc::getpgrp()) }).map(drop)
 }
 
-/// fork(2). Call only while ginit is single-threaded (it always is): the child is then a
-/// faithful copy that may go on running Rust code (`--daemon`). Returns 0 in the child.
+unsafe extern "C" {
+    /// glibc's (2.34+) fork without `pthread_atfork` handlers and without the locks of stdio
+    /// and malloc that `fork` takes for multithreaded callers. POSIX 2024 names it too.
+    fn _Fork() -> libc::pid_t;
+}
+
+/// fork(2), as `_Fork`. Call only while ginit is single-threaded (it always is): the child is
+/// then a faithful copy that may go on running Rust code (`--daemon`). Returns 0 in the child.
+///
+/// Why not `fork`: with one thread there is no lock another thread could hold, so what
+/// `fork` adds is of no use here, and in a static link it costs: it takes stdio's list lock,
+/// which pulls in all of glibc's stdio, wide-character conversion and `dlopen` (with them,
+/// about 100 KB of ginit's 1.5 MiB budget).
 pub fn fork() -> io::Result<i32> {
-    // SAFETY: ginit has one thread, so no lock can be held by a thread the child lacks.
-    check(unsafe { libc::fork() })
+    // SAFETY: ginit has one thread, so no lock can be held by a thread the child lacks; no
+    // atfork handler is registered (ginit registers none, and Rust's std none).
+    check(unsafe { _Fork() })
 }
 
 /// setpgid(2): puts `pid` (0: this process) in process group `pgid` (0: its own).
@@ -642,18 +654,54 @@ pub fn hard_limit(resource: i32) -> io::Result<Option<u64>> {
     Ok((lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max))
 }
 
-/// The size of a memory page in bytes (4096 when sysconf cannot say).
+/// The size of a memory page in bytes (4096 when the kernel did not say).
+///
+/// From the auxiliary vector the kernel gives every process, as `sysconf` reads it too:
+/// `sysconf` itself, in a static link, brings glibc's locale and character-set conversion
+/// with it (through `strtol`), tens of kilobytes for two numbers.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory effects.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+    // SAFETY: getauxval has no memory effects.
+    let n = unsafe { libc::getauxval(libc::AT_PAGESZ) };
+    if n > 0 { n } else { 4096 }
 }
 
-/// Clock ticks per second, the unit of CPU times in /proc (100 when sysconf cannot say).
+/// Clock ticks per second, the unit of CPU times in /proc (100 when the kernel did not say),
+/// from the auxiliary vector as [`page_size`].
 pub fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no memory effects.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
+    // SAFETY: getauxval has no memory effects.
+    let n = unsafe { libc::getauxval(libc::AT_CLKTCK) };
+    if n > 0 { n } else { 100 }
+}
+
+// ---- inotify ----
+
+/// A non-blocking, close-on-exec inotify instance.
+pub fn inotify() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; the flags are valid.
+    let fd = check(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) })?;
+    // SAFETY: fd was just returned by inotify_init1 and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Watches `path` for the events in `mask` on inotify instance `fd`: the watch descriptor.
+pub fn inotify_add(fd: RawFd, path: &std::path::Path, mask: u32) -> io::Result<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: c is a NUL-terminated path that outlives the call.
+    check(unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) })
+}
+
+/// Drops watch `wd` of inotify instance `fd` (one already gone is EINVAL, ignored).
+pub fn inotify_rm(fd: RawFd, wd: i32) {
+    // SAFETY: no pointers.
+    unsafe { libc::inotify_rm_watch(fd, wd) };
+}
+
+/// One read(2) from `fd` into `buf`: how many bytes (0 at the end, an error such as EAGAIN).
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into the slice.
+    check_len(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 // ---- the C library's own assertion failures ----

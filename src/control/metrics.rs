@@ -98,6 +98,8 @@ struct ProgramCounters {
     reload_seconds: Option<f64>,
     /// Scheduled runs skipped because the previous run was still going.
     runs_skipped: u64,
+    /// Reloads its `watch` made.
+    watch_reloads: u64,
     /// By instance index.
     instances: Vec<InstanceCounters>,
 }
@@ -158,6 +160,11 @@ impl Counters {
                     p.runs_skipped += 1;
                 }
             }
+            What::FilesChanged { .. } => {
+                if let Some(p) = self.program_mut(&event.program) {
+                    p.watch_reloads += 1;
+                }
+            }
             What::ConfigReloaded { .. } => self.config_reloads[0] += 1,
             What::ConfigRejected { .. } => self.config_reloads[1] += 1,
             _ => {}
@@ -183,6 +190,7 @@ impl Counters {
             reloads: [0; 2],
             reload_seconds: None,
             runs_skipped: 0,
+            watch_reloads: 0,
             instances: Vec::new(),
         });
         Some(self.programs.len() - 1)
@@ -293,7 +301,8 @@ impl Counters {
                         let n = dropped.iter().find(|d| d.0 == program).map_or(0, |d| d.1);
                         sample(&mut out, name, program, None, None, n as f64);
                     }
-                    _ => sample(&mut out, name, program, None, None, p.runs_skipped as f64),
+                    12 => sample(&mut out, name, program, None, None, p.runs_skipped as f64),
+                    _ => sample(&mut out, name, program, None, None, p.watch_reloads as f64),
                 }
             }
         }
@@ -318,7 +327,8 @@ reloads_total counter Replace reloads of the program, by result: done or rolled_
 reload_duration_seconds gauge How long the program's last replace reload that was done took, in seconds.\n\
 config_reloads_total counter Config reloads, by result: success (applied) or failure (rejected).\n\
 log_lines_dropped_total counter Lines of program output dropped because ginit's stdout or stderr was not read.\n\
-program_runs_skipped_total counter Runs of a scheduled program not started because its previous run was still going.";
+program_runs_skipped_total counter Runs of a scheduled program not started because its previous run was still going.\n\
+program_watch_reloads_total counter Reloads of the program because files under its watch paths changed.";
 const FROM_ROWS: usize = 6;
 const CONFIG_RELOADS: usize = 10;
 
@@ -471,6 +481,12 @@ mod tests {
             None,
             What::ConfigRejected { errors: "x".into() },
         ));
+        let path = "/app/server".to_string();
+        c.count(&event("web", None, What::FilesChanged { path }));
+        for _ in 0..2 {
+            let due = String::new();
+            c.count(&event("web", None, What::RunSkipped { due }));
+        }
         let mut up = row("web", 0, Some(40));
         up.last_exit = Some(3);
         let rows = [up, row("web", 1, None), row("q\"\\\n", 0, Some(41))];
@@ -490,6 +506,8 @@ mod tests {
             ("reload_duration_seconds", "gauge"),
             ("config_reloads_total", "counter"),
             ("log_lines_dropped_total", "counter"),
+            ("program_runs_skipped_total", "counter"),
+            ("program_watch_reloads_total", "counter"),
         ] {
             assert_eq!(
                 lines(&text, &format!("# HELP ginit_{name} ")).len(),
@@ -499,6 +517,14 @@ mod tests {
             let ty = format!("# TYPE ginit_{name} {kind}");
             assert_eq!(lines(&text, &ty), [ty.as_str()]);
         }
+        assert_eq!(
+            lines(&text, "ginit_program_runs_skipped_total{program=\"web\""),
+            ["ginit_program_runs_skipped_total{program=\"web\"} 2"]
+        );
+        assert_eq!(
+            lines(&text, "ginit_program_watch_reloads_total{program=\"web\""),
+            ["ginit_program_watch_reloads_total{program=\"web\"} 1"]
+        );
         assert_eq!(
             lines(&text, "ginit_program_up{"),
             [

@@ -116,12 +116,23 @@ impl Program {
 impl Machine {
     /// Starts, stops, restarts or replaces programs on request (names already resolved).
     pub(super) fn control_programs(&mut self, names: &[String], what: Control, now: Instant) {
+        self.control_programs_for(names, what, "on request", now);
+    }
+
+    /// As [`Machine::control_programs`], for the reason `why` (logged).
+    pub(super) fn control_programs_for(
+        &mut self,
+        names: &[String],
+        what: Control,
+        why: &str,
+        now: Instant,
+    ) {
         for name in names {
             let Some(p) = self.program_index(name) else {
                 continue;
             };
             info!(
-                "{} {name} on request",
+                "{} {name} {why}",
                 match what {
                     Control::Start => "starting",
                     Control::Stop => "stopping",

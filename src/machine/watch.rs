@@ -140,6 +140,7 @@ impl Machine {
             recent.push(now);
             let how = strategy(&program.spec, Cause::Request);
             info!("{name}: {path} changed: reloading it");
+            let why = "as its files changed";
             let what = What::FilesChanged { path };
             self.publish_program(&name, what);
             let names = [name.clone()];
@@ -147,8 +148,12 @@ impl Machine {
                 ReloadStrategy::Signal(sig) => {
                     self.signal_program(&name, sig);
                 }
-                ReloadStrategy::Replace => self.control_programs(&names, Control::Replace, now),
-                ReloadStrategy::Restart => self.control_programs(&names, Control::Restart, now),
+                ReloadStrategy::Replace => {
+                    self.control_programs_for(&names, Control::Replace, why, now)
+                }
+                ReloadStrategy::Restart => {
+                    self.control_programs_for(&names, Control::Restart, why, now)
+                }
             }
         }
     }

@@ -50,6 +50,9 @@
 //!   (`asking`), so every decision is made on the same facts as when the edge was called;
 //! - programs and effects share each program's spec through an `Rc`, so an effect that needs
 //!   it (a spawn, an exec check) costs no copy;
+//! - the wall clock, which cron schedules are written in, is handed over by the edge with
+//!   [`Machine::set_clock`] before each input rather than carried by every [`Input`]: only
+//!   `schedule.rs` reads it, and the tests set it once;
 //! - the types both sides speak are defined on this side (the edge may import the machine,
 //!   never the reverse): [`Exited`] is what the reaper returns, [`Sample`] what the /proc
 //!   reader measures; a connection's id is the control protocol's `ConnId`.

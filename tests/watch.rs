@@ -92,6 +92,16 @@ fn an_edited_config_is_applied_once_and_a_broken_edit_changes_nothing() {
         "{}",
         text(&out)
     );
+    // A file deleted and made again (as some deploy tools do) is followed.
+    std::fs::remove_file(path).unwrap();
+    let with_c = format!("{head}{}{}", program("a"), program("c"));
+    write(path, &with_c.replace("HELPER", HELPER));
+    assert!(
+        wait_until(PATIENCE, || pid(&run, "c").is_some()),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(pid(&run, "a"), Some(a));
 }
 
 #[test]

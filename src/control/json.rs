@@ -348,17 +348,18 @@ impl Fields {
         Ok(Some(out))
     }
 
-    /// Fails on any member not taken: an unknown name, or one given twice.
-    pub fn done(self) -> Result<(), String> {
+    /// Fails on any member not taken: a name not in `known`, or one given twice.
+    pub fn done(self, known: &[&str]) -> Result<(), String> {
         match self.0.first() {
             None => Ok(()),
-            Some((name, _)) => Err(format!("unknown or repeated field `{name}`")),
+            Some((name, _)) if known.contains(&name.as_str()) => {
+                Err(format!("field `{name}` is given twice"))
+            }
+            Some((name, _)) => Err(format!(
+                "unknown field `{name}` (known: {})",
+                known.join(", ")
+            )),
         }
-    }
-
-    /// The members left (for readers that ignore what they do not know).
-    pub fn rest(self) -> Vec<(String, Json)> {
-        self.0
     }
 }
 
@@ -452,11 +453,16 @@ mod tests {
         assert_eq!(f.string("z"), Ok(None), "null is absent");
         assert_eq!(f.string("missing"), Ok(None));
         assert!(f.string("s2").unwrap_err().contains("not a string"));
-        assert_eq!(f.done(), Ok(()));
+        assert_eq!(f.done(&[]), Ok(()));
         let mut f = Fields::of(ok(r#"{"n":-1,"m":1,"m":2}"#), "it").unwrap();
         assert!(f.number::<u32>("n").unwrap_err().contains("out of range"));
         assert_eq!(f.number::<u32>("m"), Ok(Some(1)));
-        assert!(f.done().unwrap_err().contains("`m`"));
+        assert_eq!(f.done(&["n", "m"]).unwrap_err(), "field `m` is given twice");
+        let f = Fields::of(ok(r#"{"x":1}"#), "it").unwrap();
+        assert_eq!(
+            f.done(&["n", "m"]).unwrap_err(),
+            "unknown field `x` (known: n, m)"
+        );
         assert!(
             Fields::of(ok("[]"), "the line")
                 .unwrap_err()

@@ -83,7 +83,7 @@ impl Wire {
             follow: f.boolean("follow")?,
             json: f.boolean("json")?,
         };
-        f.done()?;
+        f.done(&["command", "programs", "signal", "lines", "follow", "json"])?;
         Ok(w)
     }
 }

@@ -2,7 +2,7 @@
 //! itself when edited (once per burst, a broken edit changing nothing), follows a Kubernetes
 //! ConfigMap's `..data` swap, programs are reloaded when their files change (ignored names
 //! and all), a program that writes into its own watched directory does not loop, and an idle
-//! ginit with watches never wakes up. (The Gin app replaced under load by a new binary is in
+//! ginit with watches and a schedule never wakes up (a run an hour away is one deadline). (The Gin app replaced under load by a new binary is in
 //! tests/gin.rs.)
 
 mod common;
@@ -201,7 +201,7 @@ programs:
 }
 
 #[test]
-fn an_idle_ginit_with_watches_never_wakes_up() {
+fn an_idle_ginit_with_watches_and_a_schedule_never_wakes_up() {
     let dir = TempDir::new("watch-idle");
     std::fs::create_dir(dir.path("app")).unwrap();
     let cfg = config(
@@ -212,6 +212,9 @@ programs:
   web:
     command: [HELPER, sleep]
     watch: {paths: [DIR/app]}
+  hourly:
+    command: [HELPER, exit, "0"]
+    every: 1h
 "#,
     );
     let run = Run::start(Mode::Pid1, &["-c", &cfg]);

@@ -2,8 +2,8 @@
 //! itself when edited (once per burst, a broken edit changing nothing), follows a Kubernetes
 //! ConfigMap's `..data` swap, programs are reloaded when their files change (ignored names
 //! and all), a program that writes into its own watched directory does not loop, and an idle
-//! ginit with watches and a schedule never wakes up (a run an hour away is one deadline). (The Gin app replaced under load by a new binary is in
-//! tests/gin.rs.)
+//! ginit with watches and a schedule never wakes up (a run an hour away is one deadline).
+//! (The Gin app replaced under load by a new binary is in tests/gin.rs.)
 
 mod common;
 

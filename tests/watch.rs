@@ -107,18 +107,26 @@ fn an_edited_config_is_applied_once_and_a_broken_edit_changes_nothing() {
 #[test]
 fn a_kubernetes_configmap_swap_is_followed() {
     let dir = TempDir::new("watch-k8s");
-    // A ConfigMap volume: ginit.yaml -> ..data/ginit.yaml, ..data -> ..<timestamp>.
+    // A ConfigMap volume: ginit.yaml -> ..data/ginit.yaml, ..data -> ..<timestamp>; and
+    // app.conf beside it, which program `app` watches.
+    let conf = dir.path("app.conf");
     let version = |n: u32, programs: &[&str]| {
         let d = dir.path(&format!("..2026_12_01_{n}"));
         std::fs::create_dir(&d).unwrap();
-        let body: String = programs.iter().map(|p| program(p)).collect();
+        let mut body: String = programs.iter().map(|p| program(p)).collect();
+        body.push_str(&format!(
+            "  app: {{command: [HELPER, sleep], watch: {{paths: [{}], debounce: 200ms}}}}\n",
+            conf.display()
+        ));
         let text = format!("config: {{watch: true, debounce: 200ms}}\nprograms:\n{body}");
         write(&d.join("ginit.yaml"), &text.replace("HELPER", HELPER));
+        write(&d.join("app.conf"), &format!("version {n}\n"));
         d
     };
     let first = version(1, &["a"]);
     std::os::unix::fs::symlink(first.file_name().unwrap(), dir.path("..data")).unwrap();
     std::os::unix::fs::symlink("..data/ginit.yaml", dir.path("ginit.yaml")).unwrap();
+    std::os::unix::fs::symlink("..data/app.conf", &conf).unwrap();
     let cfg = dir.path("ginit.yaml");
     let run = Run::start(Mode::Pid1, &["-c", cfg.to_str().unwrap()]);
     wait_socket(&run);
@@ -126,6 +134,7 @@ fn a_kubernetes_configmap_swap_is_followed() {
     // removed. Twice, so the watch is seen to hold after the first swap.
     let mut old = first;
     for (n, programs, gone, came) in [(2, ["a", "b"], "", "b"), (3, ["b", "c"], "a", "c")] {
+        let app = pid(&run, "app").unwrap();
         let new = version(n, &programs);
         let tmp = dir.path("..data_tmp");
         std::os::unix::fs::symlink(new.file_name().unwrap(), &tmp).unwrap();
@@ -135,6 +144,9 @@ fn a_kubernetes_configmap_swap_is_followed() {
         let ok = wait_until(PATIENCE, || {
             pid(&run, came).is_some() && (gone.is_empty() || pid(&run, gone).is_none())
         });
+        assert!(ok, "swap {n}: {}", run.stderr());
+        // Its file changed by the same swap: `app` is reloaded (its spec is not).
+        let ok = wait_until(PATIENCE, || pid(&run, "app").is_some_and(|p| p != app));
         assert!(ok, "swap {n}: {}", run.stderr());
     }
 }

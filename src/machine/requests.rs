@@ -315,7 +315,7 @@ impl Machine {
 
     /// SIGHUP or `reload-config`: the edge is asked for the file, unless ginit is shutting
     /// down.
-    fn reload_config(&mut self, conn: Option<ConnId>) {
+    pub(super) fn reload_config(&mut self, conn: Option<ConnId>) {
         if self.is_shutting_down() {
             warn!("not reloading the config: shutting down");
             if let Some(conn) = conn {

@@ -105,7 +105,7 @@ impl Machine {
                 self.config_due = Some((at, path));
             } else {
                 info!("{path} changed: reloading the config");
-                self.out.push(Effect::LoadConfig { conn: None });
+                self.reload_config(None);
             }
         }
         for p in 0..self.programs.len() {

@@ -7,7 +7,8 @@
 //! `..data` symlink renamed over to a new directory) all show as events in the directory,
 //! while a watch on the file itself would follow the old inode and go quiet. So each path is
 //! watched as its directory with the names that matter there: the config file's name,
-//! `..data`, an `include` pattern's file-name glob, a program path's own name; a program path
+//! `..data`, an `include` pattern's file-name glob, a program path's own name (and `..data`,
+//! for a file of a ConfigMap or Secret volume); a program path
 //! that is a directory is watched with everything under it (each subdirectory its own watch,
 //! new ones added as they appear, names matching `ignore` left out). A config file that is a
 //! symlink is watched where it points too. The set is made again after every config reload,
@@ -109,8 +110,10 @@ impl Watcher {
                 if path.is_dir() {
                     self.add_tree(path.clone(), owner, &w.ignore);
                 } else {
+                    // `..data` too: a file of a Kubernetes volume changes by that link.
                     let (dir, name) = split(path);
-                    self.add(dir, owner, vec![name], w.ignore.clone());
+                    let names = vec![name, "..data".to_string()];
+                    self.add(dir, owner, names, w.ignore.clone());
                 }
             }
         }

@@ -244,3 +244,40 @@ programs:
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(switches(ginit), before, "ginit woke up while idle");
 }
+
+#[test]
+fn past_the_watch_limit_ginit_says_so_once_and_sighup_still_works() {
+    let dir = TempDir::new("watch-limit");
+    // More directories than ginit watches (4096): the rest are left unwatched.
+    for i in 0..4100 {
+        std::fs::create_dir_all(dir.path(&format!("tree/{}/{i}", i % 64))).unwrap();
+    }
+    let head = "programs:\n  big: {command: [HELPER, sleep], watch: {paths: [DIR/tree]}}\n";
+    let cfg = config(&dir, head);
+    let run = Run::start(Mode::Pid1, &["-c", &cfg]);
+    wait_socket(&run);
+    run.stderr_has("cannot watch files (more than 4096 directories)");
+    run.stderr_has("SIGHUP and `ginit reload-config` still reload the config");
+    // SIGHUP reloads (the watch set is made again, and the limit is not said again).
+    let text = format!("{head}{}", program("more")).replace("DIR", dir.0.to_str().unwrap());
+    write(std::path::Path::new(&cfg), &text.replace("HELPER", HELPER));
+    run.signal(libc::SIGHUP);
+    assert!(
+        wait_until(PATIENCE, || pid(&run, "more").is_some()),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        run.stderr().matches("cannot watch files").count(),
+        1,
+        "{}",
+        run.stderr()
+    );
+    // And no polling took the place of the watch: idle means asleep.
+    run.wait_idle();
+    let switches = || status_field(run.pid, "voluntary_ctxt_switches").unwrap();
+    let before = switches();
+    // A window to observe, not a wait for a condition: nothing may happen in it.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(switches(), before, "ginit woke up while idle");
+}

@@ -142,6 +142,9 @@ impl Machine {
             };
             match strategy(&program.spec, Cause::Request) {
                 ReloadStrategy::Signal(sig) => {
+                    if let Some(p) = self.program_index(&name) {
+                        self.resume_watch(p);
+                    }
                     self.signal_program(&name, sig);
                     signalled.push(format!("sent {} to {name}", signals::name(sig)));
                 }

@@ -957,11 +957,8 @@ impl Config {
                 let _ = writeln!(out, "  instances: {}", p.instances);
             }
             match &p.schedule {
-                Some(schedule::Schedule::Cron(text, _)) => {
-                    let _ = writeln!(out, "  schedule: {text} (UTC)");
-                }
-                Some(schedule::Schedule::Every(d)) => {
-                    let _ = writeln!(out, "  every: {}", units::format_duration(*d));
+                Some(s) => {
+                    let _ = writeln!(out, "  schedule: {} (a oneshot at each)", s.describe());
                 }
                 None if p.oneshot => {
                     let _ = writeln!(out, "  oneshot: true");

@@ -262,6 +262,14 @@ impl Cron {
 }
 
 impl Schedule {
+    /// How `status` and `check` show it: `*/5 * * * * (UTC)`, `every 10m`.
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::Cron(text, _) => format!("{text} (UTC)"),
+            Schedule::Every(d) => format!("every {}", super::units::format_duration(*d)),
+        }
+    }
+
     /// The next run after `unix` seconds (UTC) for a cron schedule; for `every`, `unix` plus
     /// the interval.
     pub fn next_after(&self, unix: i64) -> Option<i64> {

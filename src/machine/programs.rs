@@ -144,13 +144,12 @@ impl Program {
 /// done, or it was stopped on purpose (or ended without failing) once started at all. A
 /// scheduled program's always does: its runs are not what serves.
 pub(super) fn counts_ready(launched: bool, spec: &ProgramSpec, i: &Instance) -> bool {
-    let oneshot = spec.oneshot;
     if spec.schedule.is_some() {
         return true;
     }
     match i.state {
         State::Running { .. } | State::Done => true,
-        State::Stopped => launched && !oneshot,
+        State::Stopped => launched && !spec.oneshot,
         State::Spawning
         | State::Starting { .. }
         | State::Stopping { .. }

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use crate::config::schedule::{Schedule, utc};
-use crate::config::units::format_duration;
 use crate::control::protocol::InstanceStatus;
 
 use super::instance::Instance;
@@ -121,7 +120,7 @@ impl Machine {
             let Some(due) = program.timetable.next.filter(|d| now >= d.0) else {
                 continue;
             };
-            let early_ms = due.1.saturating_mul(1000) - unix_ms;
+            let early_ms = due.1.saturating_mul(1000).saturating_sub(unix_ms);
             if matches!(program.spec.schedule, Some(Schedule::Cron(..)))
                 && early_ms > EARLY.as_millis() as i64
             {
@@ -131,6 +130,7 @@ impl Machine {
                 continue;
             }
             let name = program.spec.name.clone();
+            let when = utc(due.1);
             let going = program.instances.iter().find(|i| busy(i));
             if let Some(inst) = going {
                 program.timetable.skipped += 1;
@@ -140,14 +140,12 @@ impl Machine {
                     .map(|p| format!(" (pid {p})"))
                     .unwrap_or_default();
                 warn!(
-                    "{name}: the run due at {} is skipped: the previous run{pid} is still going \
-                     ({skipped} skipped so far)",
-                    utc(due.1)
+                    "{name}: the run due at {when} is skipped: the previous run{pid} is still \
+                     going ({skipped} skipped so far)"
                 );
-                let what = What::RunSkipped { due: utc(due.1) };
-                self.publish_program(&name, what);
+                self.publish_program(&name, What::RunSkipped { due: when });
             } else {
-                info!("{name}: starting the run due at {}", utc(due.1));
+                info!("{name}: starting the run due at {when}");
                 self.each_instance(p, now, |inst, spec| inst.start(spec));
             }
             self.arm(p, Some(due), now);
@@ -159,13 +157,11 @@ impl Program {
     /// A scheduled program's timetable as `status` shows it (on its instance's row); the
     /// rest of the row is left at its defaults.
     pub(super) fn timetable_status(&self) -> InstanceStatus {
-        let schedule = match &self.spec.schedule {
-            None => return InstanceStatus::default(),
-            Some(Schedule::Cron(text, _)) => format!("{text} (UTC)"),
-            Some(Schedule::Every(d)) => format!("every {}", format_duration(*d)),
+        let Some(schedule) = &self.spec.schedule else {
+            return InstanceStatus::default();
         };
         InstanceStatus {
-            schedule: Some(schedule),
+            schedule: Some(schedule.describe()),
             next_run: self.timetable.next.map(|n| utc(n.1)),
             skipped_runs: Some(self.timetable.skipped),
             ..InstanceStatus::default()
@@ -216,12 +212,7 @@ mod tests {
         );
         e.feed(Input::Time, t + secs(4.0));
         assert_eq!(e.names(), ["web", "job", "job"]);
-        let skipped: Vec<String> = e
-            .events
-            .iter()
-            .filter(|ev| ev.what.name() == "run_skipped")
-            .map(|ev| format!("{} {:?}", ev.program, ev.what))
-            .collect();
+        let skipped = e.published("run_skipped");
         assert_eq!(
             skipped,
             [

@@ -238,6 +238,15 @@ impl Edge {
         self.m.programs[p].instances[i].pid().expect("its process")
     }
 
+    /// The events named `name` published so far, as `PROGRAM What` (the fields in Debug form).
+    pub fn published(&self, name: &str) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|ev| ev.what.name() == name)
+            .map(|ev| format!("{} {:?}", ev.program, ev.what))
+            .collect()
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.r.spawned.iter().map(|(n, _, _)| n.as_str()).collect()
     }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
+use crate::config::units::format_duration;
 use crate::config::{FileWatch, ReloadStrategy};
 
 use super::reload::{Cause, Control, strategy};
@@ -88,11 +89,7 @@ impl Machine {
             return None;
         }
         let programs = self.programs.iter().filter_map(|p| p.watch.due.as_ref());
-        let mut first = self.config_due.as_ref().map(|d| d.0);
-        for (at, _) in programs {
-            first = Some(first.map_or(*at, |f| f.min(*at)));
-        }
-        first
+        self.config_due.iter().chain(programs).map(|d| d.0).min()
     }
 
     /// Reloads what has been quiet long enough.
@@ -100,21 +97,22 @@ impl Machine {
         if self.phase != Phase::Running {
             return;
         }
-        if let Some((at, path)) = self.config_due.take() {
-            if now < at {
-                self.config_due = Some((at, path));
-            } else {
-                info!("{path} changed: reloading the config");
-                self.reload_config(None);
-            }
+        if let Some((_, path)) = self.config_due.take_if(|d| now >= d.0) {
+            info!("{path} changed: reloading the config");
+            self.reload_config(None);
         }
         for p in 0..self.programs.len() {
             let Some(program) = self.programs.get_mut(p) else {
                 break;
             };
-            let Some((at, path)) = program.watch.due.take_if(|d| now >= d.0) else {
+            let Some((_, path)) = program.watch.due.take_if(|d| now >= d.0) else {
                 continue;
             };
+            let debounce = program
+                .spec
+                .watch
+                .as_ref()
+                .map_or(Duration::ZERO, |w| w.debounce);
             let name = program.spec.name.clone();
             if !program.instances.iter().any(|i| i.is_up()) {
                 info!("{name}: {path} changed; not reloading it, as it does not run");
@@ -122,7 +120,6 @@ impl Machine {
             }
             if program.replacing.is_some() {
                 // A replace under way: once it is done, the change is looked at again.
-                let debounce = program.spec.watch.as_ref().map_or(at - now, |w| w.debounce);
                 program.watch.due = Some((now + debounce, path));
                 continue;
             }
@@ -131,9 +128,10 @@ impl Machine {
             if recent.len() >= LOOP_RELOADS {
                 program.watch.paused = true;
                 warn!(
-                    "{name}: its watched files changed again ({path}) after each of its last \
-                     {LOOP_RELOADS} reloads: it may write into its own watched paths. Reloads \
-                     on change are paused until `ginit reload {name}` or a config reload"
+                    "{name}: its watched files changed again ({path}) after {LOOP_RELOADS} \
+                     reloads by its watch within {}: it may write into its own watched paths. \
+                     Reloads on change are paused until `ginit reload {name}` or a config reload",
+                    format_duration(LOOP_WINDOW)
                 );
                 continue;
             }
@@ -236,12 +234,7 @@ mod tests {
             assert_ne!(e.pid("web"), pid, "restarted");
             at += ms(2000);
         }
-        let published: Vec<String> = e
-            .events
-            .iter()
-            .filter(|ev| ev.what.name() == "files_changed")
-            .map(|ev| format!("{} {:?}", ev.program, ev.what))
-            .collect();
+        let published = e.published("files_changed");
         assert_eq!(published.len(), LOOP_RELOADS);
         assert_eq!(published[0], "web FilesChanged { path: \"/app/server\" }");
         // The sixth change within a minute: paused, no reload.

@@ -288,7 +288,8 @@ pub fn run_supervisor(mut run: SupervisorRun) -> i32 {
         metrics: run.metrics.take(),
         watcher: Watcher::default(),
     };
-    d.feed(Input::Begin, Instant::now());
+    let now = d.tick();
+    d.feed(Input::Begin, now);
     d.run()
 }
 
@@ -330,7 +331,7 @@ impl Daemon {
             .flatten()
             .min();
             poll(&mut fds, poll_timeout(deadline, Instant::now()));
-            let now = Instant::now();
+            let now = self.tick();
             let requests = self.server.handle(slots.control.of(&fds), now);
             let notified = slots.notify.of(&fds).iter().any(|p| p.revents != 0);
             let done = self.probes.handle(slots.probes.of(&fds), now);
@@ -410,6 +411,18 @@ impl Daemon {
         }
     }
 
+    /// The time, once per turn of the loop: the monotonic clock, and the wall clock handed
+    /// to the machine with it (cron schedules are in wall-clock time).
+    fn tick(&mut self) -> Instant {
+        let now = Instant::now();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ms = i64::try_from(unix.as_millis()).unwrap_or(i64::MAX);
+        self.machine.set_clock(now, ms);
+        now
+    }
+
     /// An event the machine published: counted for the metrics, and stamped with the time
     /// and sent to the subscribers of `ginit events`.
     fn publish(&mut self, event: Event, now: Instant) {
@@ -423,11 +436,6 @@ impl Daemon {
     /// is fed back at once and its own effects go first (a stack, not a queue), so the
     /// machine sees what it would have seen had it made the call itself.
     fn feed(&mut self, event: Input, now: Instant) {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.machine
-            .set_clock(now, i64::try_from(unix.as_millis()).unwrap_or(i64::MAX));
         let mut stack = self.machine.handle(event, now);
         stack.reverse();
         while let Some(effect) = stack.pop() {

@@ -32,6 +32,10 @@ use super::sys;
 /// Watches at most this many directories in all (each costs the kernel about 1 KiB).
 pub const MAX_WATCHES: usize = 4096;
 
+/// Reads of the inotify fd per turn of the poll loop: a directory changing without pause
+/// cannot hold the loop (the fd stays readable, and the rest is read next turn).
+const READS_PER_TURN: usize = 8;
+
 /// The events that say a directory's entries changed.
 const MASK: u32 = libc::IN_CLOSE_WRITE
     | libc::IN_MOVED_TO
@@ -200,12 +204,18 @@ impl Watcher {
         };
         let mut buf = [0u8; 8192];
         let mut new_dirs = Vec::new();
-        while let Ok(n) = sys::read(fd, &mut buf) {
-            if n == 0 {
-                break;
-            }
+        for _ in 0..READS_PER_TURN {
+            let n = match sys::read(fd, &mut buf) {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
             for (wd, mask, name) in events(buf.get(..n).unwrap_or_default()) {
                 let name = String::from_utf8_lossy(name);
+                if mask & libc::IN_IGNORED != 0 {
+                    // The watch is gone (its directory was deleted, or `set` removed it).
+                    self.watched.retain(|w| w.wd != wd);
+                    continue;
+                }
                 if mask & libc::IN_Q_OVERFLOW != 0 {
                     // Events were lost: every owner may have changed.
                     for w in &self.watched {

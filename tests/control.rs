@@ -33,12 +33,6 @@ fn pids(run: &Run, program: &str) -> Vec<i64> {
         .collect()
 }
 
-/// Waits until the control socket answers.
-fn wait_socket(run: &Run) {
-    let ok = wait_until(PATIENCE, || client(run, &["status"]).status.success());
-    assert!(ok, "the control socket never answered: {}", run.stderr());
-}
-
 #[test]
 fn every_command_does_what_it_says() {
     let dir = TempDir::new("ctl-all");

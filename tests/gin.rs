@@ -428,11 +428,7 @@ fn reload_in_background(run: &Run) -> std::thread::JoinHandle<std::process::Outp
 }
 
 fn pids(run: &Run) -> Vec<i64> {
-    let out = client(run, &["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["instances"]
-        .as_array()
-        .unwrap()
+    status_instances(run)
         .iter()
         .filter_map(|i| i["pid"].as_i64())
         .collect()

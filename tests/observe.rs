@@ -13,12 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-/// Waits until the control socket answers.
-fn wait_socket(run: &Run) {
-    let ok = wait_until(PATIENCE, || client(run, &["status"]).status.success());
-    assert!(ok, "the control socket never answered: {}", run.stderr());
-}
-
 /// A long-running client (`logs -f`, `events`): its stdout lines arrive on a channel.
 struct Follower {
     child: Child,

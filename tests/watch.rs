@@ -18,11 +18,6 @@ fn pid(run: &Run, program: &str) -> Option<i64> {
         .and_then(|i| i["pid"].as_i64())
 }
 
-fn wait_socket(run: &Run) {
-    let ok = wait_until(PATIENCE, || client(run, &["status"]).status.success());
-    assert!(ok, "the control socket never answered: {}", run.stderr());
-}
-
 /// Writes `text` to `path` as an editor that saves in place would.
 fn write(path: &std::path::Path, text: &str) {
     std::fs::write(path, text).unwrap();

@@ -498,6 +498,12 @@ pub fn client(run: &Run, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Waits until `run`'s control socket answers.
+pub fn wait_socket(run: &Run) {
+    let ok = wait_until(PATIENCE, || client(run, &["status"]).status.success());
+    assert!(ok, "the control socket never answered: {}", run.stderr());
+}
+
 /// `ginit status --json` of `run`'s ginit: its instances, as JSON values.
 pub fn status_instances(run: &Run) -> Vec<serde_json::Value> {
     let out = client(run, &["status", "--json"]);

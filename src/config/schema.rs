@@ -2195,6 +2195,14 @@ pub(super) mod tests {
         validate(text, &Fake).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
+    /// `errs` are as many as `want`, each containing its wanted text, in order.
+    fn expect_errors(errs: &[String], want: &[&str]) {
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e}\nwanted: {w}");
+        }
+    }
+
     fn errors(text: &str) -> Vec<String> {
         validate(text, &Fake)
             .expect_err("should be invalid")
@@ -2496,10 +2504,7 @@ log: {level: debug, format: json}
             "4:26: programs.b.watch.paths: name at least one path to watch",
             "5:38: programs.c.watch.depth: unknown key `depth`",
         ];
-        assert_eq!(errs.len(), want.len(), "{errs:#?}");
-        for (e, w) in errs.iter().zip(want) {
-            assert!(e.contains(w), "{e}\nwanted: {w}");
-        }
+        expect_errors(&errs, &want);
     }
 
     #[test]
@@ -2528,10 +2533,7 @@ log: {level: debug, format: json}
             "7:3: programs.f.instances: a oneshot program runs once",
             "8:29: programs.g.schedule: `0 0 31 2 *` never comes",
         ];
-        assert_eq!(errs.len(), want.len(), "{errs:#?}");
-        for (e, w) in errs.iter().zip(want) {
-            assert!(e.contains(w), "{e}\nwanted: {w}");
-        }
+        expect_errors(&errs, &want);
     }
 
     #[test]
@@ -2596,10 +2598,7 @@ log: {level: debug, format: json}
             "4:73: programs.a.limits.open_file: unknown key `open_file` (did you mean `open_files`?)",
             "6:14: programs.a.cpu_max: `fast` is not a CPU share",
         ];
-        assert_eq!(errs.len(), want.len(), "{errs:?}");
-        for (e, w) in errs.iter().zip(want) {
-            assert!(e.contains(w), "{e} should contain {w}");
-        }
+        expect_errors(&errs, &want);
     }
 
     #[test]
@@ -2660,10 +2659,7 @@ log: {level: debug, format: json}
             "9:15: programs.b.watchdog: must be from 100ms to 365d, found `0s`",
             "10:44: programs.b.health.interval: must be from 100ms to 365d, found `0s`",
         ];
-        assert_eq!(errs.len(), want.len(), "{errs:?}");
-        for (e, w) in errs.iter().zip(want) {
-            assert!(e.contains(w), "{e} should contain {w}");
-        }
+        expect_errors(&errs, &want);
     }
 
     #[test]
@@ -2735,10 +2731,7 @@ log: {level: debug, format: json}
     /// Each error of `text` must contain the matching `want`, in order, and no more errors.
     fn refused(text: &str, want: &[&str]) {
         let errs = errors(text);
-        assert_eq!(errs.len(), want.len(), "{errs:#?}");
-        for (e, w) in errs.iter().zip(want) {
-            assert!(e.contains(w), "{e} should contain {w}");
-        }
+        expect_errors(&errs, want);
     }
 
     #[test]
